@@ -1,0 +1,22 @@
+"""genrekit: tell which genre a piece of music belongs to, honestly measured.
+
+Heavy modules (torch, sklearn) are imported lazily so that `import genrekit` and the CLI start fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+GENRES: tuple[str, ...] = (
+    "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
+)
+
+__all__ = ["GENRES", "GenreClassifier", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "GenreClassifier":
+        from genrekit.predict import GenreClassifier
+
+        return GenreClassifier
+    raise AttributeError(f"module 'genrekit' has no attribute {name!r}")

@@ -1,0 +1,533 @@
+"""Decode any audio file to a mono float32 waveform at a requested rate.
+
+soundfile (libsndfile) handles wav/flac/ogg/au/aiff/mp3 and seeks cheaply; PyAV (bundled FFmpeg) handles
+m4a/aac/opus/webm and other containers. Resampling is soxr's high-quality mode, the same resampler
+librosa uses by default, so features match librosa-computed tables.
+
+Long files: :func:`stream` and :func:`iter_windows` read block by block, so a 2-hour file never needs
+2 hours of samples in memory when only windows are wanted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genrekit.errors import (
+    AudioError,
+    AudioFileNotFoundError,
+    DecodeError,
+    EmptyAudioError,
+    NonFiniteAudioError,
+    UnsupportedFormatError,
+)
+
+SR = 22050
+N_FFT = 2048
+
+SOUNDFILE_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".au", ".snd", ".aif", ".aiff", ".aifc", ".mp3", ".caf", ".w64", ".rf64"}
+)
+AV_EXTENSIONS = frozenset(
+    {".m4a", ".aac", ".mp4", ".m4b", ".opus", ".webm", ".mka", ".mkv", ".wma", ".3gp", ".amr", ".ac3", ".mp2", ".alac"}
+)
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | AV_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its header (no full decode)."""
+
+    path: str
+    format: str
+    sr: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sr if self.sr else 0.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """A fixed-length slice of a track; keeps where it came from so splits can group by track."""
+
+    track_id: str | None
+    index: int
+    start: float  # seconds
+    end: float  # seconds
+    samples: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise AudioFileNotFoundError(f"{p}: no such file")
+    if not p.is_file():
+        raise AudioFileNotFoundError(f"{p}: not a regular file")
+    if not os.access(p, os.R_OK):
+        raise DecodeError(f"{p}: permission denied (file is not readable)")
+    if p.stat().st_size == 0:
+        raise EmptyAudioError(f"{p}: empty file (0 bytes)")
+    ext = p.suffix.lower()
+    if ext not in AUDIO_EXTENSIONS:
+        raise UnsupportedFormatError(
+            f"{p}: unsupported container {ext or '(no extension)'!r}; "
+            f"supported: {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))}"
+        )
+    return p
+
+
+def validate(y: np.ndarray, *, name: str = "audio", min_samples: int = N_FFT) -> np.ndarray:
+    """Reject what no feature can be computed from: no samples, too few, NaN or inf."""
+    if y.size == 0:
+        raise EmptyAudioError(f"{name}: no audio samples")
+    if y.shape[-1] < min_samples:
+        raise EmptyAudioError(
+            f"{name}: {y.shape[-1]} samples is shorter than one analysis frame ({min_samples} samples)"
+        )
+    if not np.isfinite(y).all():
+        raise NonFiniteAudioError(f"{name}: audio contains NaN or infinite samples")
+    return y
+
+
+# ---------------------------------------------------------------------------------------------- resampling
+
+
+def resample(y: np.ndarray, *, orig_sr: int, target_sr: int) -> np.ndarray:
+    """High-quality resampling (soxr HQ, librosa's default); a no-op when the rates match."""
+    if orig_sr == target_sr:
+        return np.ascontiguousarray(y, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(y, dtype=np.float32), orig_sr, target_sr, quality="HQ").astype(
+        np.float32, copy=False
+    )
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) -> (frames,), averaging channels as librosa.to_mono does."""
+    if block.ndim == 1:
+        return block
+    if block.shape[1] == 1:
+        return block[:, 0]
+    return block.mean(axis=1, dtype=np.float32)
+
+
+class _StreamResampler:
+    """Resample consecutive blocks without seams (soxr streaming), or pass them through."""
+
+    def __init__(self, orig_sr: int, target_sr: int):
+        self.active = orig_sr != target_sr
+        if self.active:
+            import soxr
+
+            self._rs = soxr.ResampleStream(orig_sr, target_sr, 1, dtype="float32", quality="HQ")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if not self.active:
+            return block
+        return self._rs.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
+
+
+# ---------------------------------------------------------------------------------------------- info
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Header facts (rate, channels, frames) without decoding the samples."""
+    p = _check_path(path)
+    if p.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        import soundfile as sf
+
+        try:
+            i = sf.info(str(p))
+            return AudioInfo(str(p), i.format, int(i.samplerate), int(i.channels), int(i.frames))
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            if p.suffix.lower() != ".mp3":  # some mp3s (ID3 variants) only FFmpeg reads
+                raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+    return _av_info(p)
+
+
+def _av_info(p: Path) -> AudioInfo:
+    import av
+
+    try:
+        with av.open(str(p)) as c:
+            if not c.streams.audio:
+                raise DecodeError(f"{p}: container holds no audio stream")
+            s = c.streams.audio[0]
+            sr = int(s.rate or s.codec_context.sample_rate or 0)
+            ch = int(s.codec_context.channels or 0) if hasattr(s.codec_context, "channels") else 0
+            if not ch and s.layout is not None:
+                ch = len(s.layout.channels)
+            if s.duration is not None and s.time_base is not None:
+                seconds = float(s.duration * s.time_base)
+            elif c.duration is not None:
+                seconds = c.duration / 1_000_000
+            else:
+                seconds = 0.0
+            return AudioInfo(str(p), c.format.name, sr, ch, int(round(seconds * sr)))
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    """The useful last line of a decoder's message (FFmpeg's without its errno and path)."""
+    if getattr(exc, "strerror", None):
+        return str(exc.strerror)
+    msg = str(exc).strip().splitlines()
+    return msg[-1] if msg else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+
+def _sf_blocks(p: Path, *, offset: float, duration: float | None, block_frames: int) -> tuple[int, Iterator[np.ndarray]]:
+    """Native-rate mono blocks from soundfile; checks that the file delivers what its header declares."""
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(str(p))
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+    sr = int(f.samplerate)
+    start = int(round(offset * sr))
+    declared = int(f.frames)
+    stop = declared if duration is None else min(declared, start + int(round(duration * sr)))
+
+    def gen() -> Iterator[np.ndarray]:
+        with f:
+            try:
+                if start:
+                    if start >= declared:
+                        return
+                    f.seek(start)
+                pos = start
+                while pos < stop:
+                    n = min(block_frames, stop - pos)
+                    block = f.read(n, dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        break
+                    pos += block.shape[0]
+                    yield _to_mono(block)
+            except (RuntimeError, sf.LibsndfileError) as exc:
+                raise DecodeError(f"{p}: decoding failed after {pos / sr:.2f} s ({_short(exc)})") from None
+            if pos < stop and duration is None:
+                raise DecodeError(
+                    f"{p}: truncated: header declares {declared} frames but only {pos} could be decoded"
+                )
+
+    return sr, gen()
+
+
+def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: int) -> tuple[int, Iterator[np.ndarray]]:
+    """Native-rate mono blocks from PyAV/FFmpeg for containers libsndfile cannot read."""
+    import av
+
+    try:
+        container = av.open(str(p))
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+    if not container.streams.audio:
+        container.close()
+        raise DecodeError(f"{p}: container holds no audio stream")
+    stream = container.streams.audio[0]
+    sr = int(stream.rate or stream.codec_context.sample_rate)
+    skip = int(round(offset * sr))
+    remaining = None if duration is None else int(round(duration * sr))
+
+    def gen() -> Iterator[np.ndarray]:
+        nonlocal skip, remaining
+        pending: list[np.ndarray] = []
+        held = 0
+        got_any = False
+        try:
+            with container:
+                for frame in container.decode(stream):
+                    a = frame.to_ndarray()
+                    # planar (channels, n) or packed (1, n*channels)
+                    a = a.astype(np.float32, copy=False)
+                    if frame.format.is_planar:
+                        mono = a.mean(axis=0) if a.shape[0] > 1 else a[0]
+                    else:
+                        mono = a.reshape(-1, len(frame.layout.channels)).mean(axis=1)
+                    mono = _int_to_float(mono, frame.format.name)
+                    got_any = True
+                    if skip:
+                        cut = min(skip, mono.shape[0])
+                        mono, skip = mono[cut:], skip - cut
+                    if remaining is not None:
+                        mono = mono[:remaining]
+                        remaining -= mono.shape[0]
+                    if mono.size:
+                        pending.append(mono)
+                        held += mono.shape[0]
+                    if held >= block_frames:
+                        yield np.concatenate(pending)
+                        pending, held = [], 0
+                    if remaining is not None and remaining <= 0:
+                        break
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+        if not got_any:
+            raise DecodeError(f"{p}: no decodable audio frames")
+        if pending:
+            yield np.concatenate(pending)
+
+    return sr, gen()
+
+
+_INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0, "s32p": 2147483648.0, "u8": 128.0, "u8p": 128.0}
+
+
+def _int_to_float(a: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt in _INT_SCALE:
+        if fmt.startswith("u8"):
+            a -= 128.0
+        return a / _INT_SCALE[fmt]
+    return a.astype(np.float32, copy=False)
+
+
+def _native_blocks(p: Path, *, offset: float, duration: float | None, block_frames: int):
+    if p.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        try:
+            sr, it = _sf_blocks(p, offset=offset, duration=duration, block_frames=block_frames)
+            return sr, it
+        except DecodeError:
+            if p.suffix.lower() not in {".mp3", ".ogg", ".oga"}:
+                raise
+            # unusual mp3/ogg variants: let FFmpeg try before giving up
+    return _av_blocks(p, offset=offset, duration=duration, block_frames=block_frames)
+
+
+def stream(
+    path: str | os.PathLike,
+    *,
+    sr: int = SR,
+    offset: float = 0.0,
+    duration: float | None = None,
+    block_seconds: float = 30.0,
+) -> Iterator[np.ndarray]:
+    """Yield consecutive mono float32 blocks (about ``block_seconds`` each) at ``sr``.
+
+    Memory stays bounded by the block size whatever the file's length. Non-finite samples raise.
+    """
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise ValueError("offset must be >= 0 and duration > 0")
+    p = _check_path(path)
+    native_sr, blocks = _native_blocks(p, offset=offset, duration=duration, block_frames=65536)
+    rs = _StreamResampler(native_sr, sr)
+    target = max(1, int(block_seconds * sr))
+    pending: list[np.ndarray] = []
+    held = 0
+    total = 0
+    for native in blocks:
+        if not np.isfinite(native).all():
+            raise NonFiniteAudioError(f"{p}: audio contains NaN or infinite samples")
+        out = rs(native)
+        if out.size:
+            pending.append(out)
+            held += out.size
+        while held >= target:
+            joined = np.concatenate(pending)
+            yield joined[:target]
+            total += target
+            rest = joined[target:]
+            pending, held = ([rest] if rest.size else []), rest.size
+    tail = rs(np.zeros(0, np.float32), last=True)
+    if tail.size:
+        pending.append(tail)
+    if pending:
+        joined = np.concatenate(pending)
+        total += joined.size
+        if joined.size:
+            yield joined
+    if total == 0:
+        raise EmptyAudioError(f"{p}: no audio samples" + (f" after offset {offset} s" if offset else ""))
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    sr: int = SR,
+    offset: float = 0.0,
+    duration: float | None = None,
+    min_samples: int = N_FFT,
+) -> np.ndarray:
+    """Decode ``path`` to mono float32 at ``sr`` (default 22050, GTZAN's rate).
+
+    Raises a specific :class:`AudioError` subclass: missing file, unsupported container, undecodable
+    or truncated data, empty or shorter than ``min_samples`` (one analysis frame), non-finite samples.
+    """
+    p = _check_path(path)
+    if offset < 0 or (duration is not None and duration <= 0):
+        raise ValueError("offset must be >= 0 and duration > 0")
+    native_sr, blocks = _native_blocks(p, offset=offset, duration=duration, block_frames=1 << 22)
+    parts = list(blocks)
+    y = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if not np.isfinite(y).all():
+        raise NonFiniteAudioError(f"{p}: audio contains NaN or infinite samples")
+    y = resample(y, orig_sr=native_sr, target_sr=sr)
+    return validate(y, name=str(p), min_samples=min_samples)
+
+
+def load_bytes(data: bytes, *, filename: str = "upload.wav", sr: int = SR, min_samples: int = N_FFT) -> np.ndarray:
+    """Decode audio held in memory (e.g. an upload) without writing it to disk."""
+    import io
+
+    import soundfile as sf
+
+    if not data:
+        raise EmptyAudioError(f"{filename}: empty file (0 bytes)")
+    ext = Path(filename).suffix.lower()
+    try:
+        y, native = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        y = _to_mono(y)
+    except (RuntimeError, sf.LibsndfileError):
+        import av
+
+        try:
+            with av.open(io.BytesIO(data)) as c:
+                if not c.streams.audio:
+                    raise DecodeError(f"{filename}: holds no audio stream") from None
+                s = c.streams.audio[0]
+                native = int(s.rate or s.codec_context.sample_rate)
+                res = av.AudioResampler(format="flt", layout="mono", rate=native)
+                chunks = []
+                for frame in c.decode(s):
+                    for f in res.resample(frame):
+                        chunks.append(f.to_ndarray().reshape(-1))
+                y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        except av.error.FFmpegError as exc:
+            kind = "unsupported or corrupt" if ext not in AUDIO_EXTENSIONS else "not audio or corrupt"
+            raise DecodeError(f"{filename}: {kind} ({_short(exc)})") from None
+    if not np.isfinite(y).all():
+        raise NonFiniteAudioError(f"{filename}: audio contains NaN or infinite samples")
+    y = resample(y, orig_sr=int(native), target_sr=sr)
+    return validate(y, name=filename, min_samples=min_samples)
+
+
+# ---------------------------------------------------------------------------------------------- windows
+
+
+def windows(
+    y: np.ndarray,
+    *,
+    sr: int = SR,
+    seconds: float = 3.0,
+    overlap: float = 0.0,
+    track_id: str | None = None,
+    pad: bool = False,
+    start_offset: float = 0.0,
+    start_index: int = 0,
+) -> list[Window]:
+    """Cut ``y`` into fixed windows of ``seconds`` with fractional ``overlap`` (0 <= overlap < 1).
+
+    Incomplete tail windows are dropped, except that with ``pad=True`` a clip shorter than one window
+    becomes one zero-padded window (so a short clip can still be classified).
+    """
+    if seconds <= 0:
+        raise ValueError("window seconds must be > 0")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError("overlap must be in [0, 1)")
+    size = int(round(seconds * sr))
+    hop = max(1, int(round(size * (1.0 - overlap))))
+    out: list[Window] = []
+    n = y.shape[-1]
+    if n < size:
+        if pad and n > 0:
+            buf = np.zeros(size, dtype=np.float32)
+            buf[:n] = y
+            out.append(Window(track_id, start_index, start_offset, start_offset + n / sr, buf))
+        return out
+    for i, s in enumerate(range(0, n - size + 1, hop)):
+        out.append(
+            Window(track_id, start_index + i, start_offset + s / sr, start_offset + (s + size) / sr, y[s : s + size])
+        )
+    return out
+
+
+def iter_windows(
+    path: str | os.PathLike,
+    *,
+    sr: int = SR,
+    seconds: float = 3.0,
+    overlap: float = 0.0,
+    track_id: str | None = None,
+    pad: bool = True,
+    block_seconds: float = 60.0,
+) -> Iterator[Window]:
+    """Windows of a file of any length, decoded block by block (bounded memory)."""
+    size = int(round(seconds * sr))
+    hop = max(1, int(round(size * (1.0 - overlap))))
+    buf = np.zeros(0, np.float32)
+    consumed = 0  # samples dropped from the front of buf so far
+    index = 0
+    total = 0
+    for block in stream(path, sr=sr, block_seconds=max(block_seconds, seconds * 2)):
+        total += block.size
+        buf = np.concatenate([buf, block])
+        while buf.size >= size:
+            yield Window(track_id, index, consumed / sr, (consumed + size) / sr, buf[:size].copy())
+            index += 1
+            buf = buf[hop:]
+            consumed += hop
+    if index == 0:
+        if total < N_FFT:
+            raise EmptyAudioError(f"{path}: {total} samples is shorter than one analysis frame ({N_FFT} samples)")
+        if pad:
+            w = np.zeros(size, np.float32)
+            w[: buf.size] = buf
+            yield Window(track_id, 0, 0.0, buf.size / sr, w)
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def iter_audio_files(paths: Iterable[str | os.PathLike], *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> Iterator[Path]:
+    """Files under ``paths`` (recursively, sorted) with an audio extension.
+
+    Paths given explicitly are always yielded (a bad one then gets its specific error downstream).
+    Hidden files (``.DS_Store``, AppleDouble ``._x.mp3``) are skipped; symlinked folders are not
+    followed, so a symlink loop cannot hang the walk. A missing path raises AudioFileNotFoundError.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if name.startswith("."):
+                        continue
+                    f = Path(root) / name
+                    if f.suffix.lower() in extensions:
+                        yield f
+        elif p.exists() or p.is_symlink():
+            yield p
+        else:
+            raise AudioFileNotFoundError(f"{p}: no such file or folder")
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "AudioError",
+    "AudioInfo",
+    "Window",
+    "info",
+    "iter_audio_files",
+    "iter_windows",
+    "load",
+    "load_bytes",
+    "resample",
+    "stream",
+    "validate",
+    "windows",
+]

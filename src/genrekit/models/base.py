@@ -1,0 +1,138 @@
+"""Safe model files and the shared estimator interface.
+
+Every genrekit model is ONE ``.safetensors`` file: arrays as tensors, everything else as JSON in the
+header's metadata. Loading never executes code from the file (no pickle). A sha256 over all tensor bytes
+is stored in the metadata and checked on load, so a tampered or truncated file is rejected.
+
+Estimators follow scikit-learn: ``fit(X, y)``, ``predict(X)``, ``predict_proba(X)``, ``classes_``;
+no work in ``__init__``; fitted attributes end in ``_``. They take arrays and never read datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit.errors import ModelError
+
+FORMAT_VERSION = 1
+
+# kind (stored in the file) -> "module:Class" (imported lazily; torch stays out of start-up)
+REGISTRY: dict[str, str] = {}
+
+
+def register(kind: str, target: str) -> None:
+    """Register ``kind`` so :func:`load_model` can rebuild it from ``"module:Class"``."""
+    REGISTRY[kind] = target
+
+
+def _digest(tensors: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def save_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write ``tensors`` and JSON ``meta`` atomically (temp file + rename: never half-written)."""
+    from safetensors.numpy import save
+
+    from genrekit import __version__
+
+    path = Path(path)
+    if "kind" not in meta:
+        raise ModelError("model metadata must name its 'kind'")
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    header = {
+        "genrekit_format": str(FORMAT_VERSION),
+        "genrekit_version": __version__,
+        "sha256": _digest(tensors),
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        Path(tmp).write_bytes(save(tensors, metadata=header))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read and verify a model file; raise :class:`ModelError` naming what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not a valid genrekit model file (truncated or corrupt: {exc})") from None
+    if header.get("genrekit_format") != str(FORMAT_VERSION):
+        raise ModelError(
+            f"{path}: not a genrekit model file (format {header.get('genrekit_format')!r}, "
+            f"expected {FORMAT_VERSION})"
+        )
+    if header.get("sha256") != _digest(tensors):
+        raise ModelError(f"{path}: checksum mismatch: the model file was modified or damaged")
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: model metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
+        raise ModelError(f"{path}: model metadata lacks a 'kind'")
+    classes = meta.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
+    ):
+        raise ModelError(f"{path}: model metadata 'classes' must be a non-empty list of names")
+    return tensors, meta
+
+
+def load_model(path: str | os.PathLike):
+    """Load any genrekit model file, rebuilding the right estimator from its ``kind``."""
+    _, meta = load_model_file(path)
+    kind = meta["kind"]
+    _ensure_registry()
+    if kind not in REGISTRY:
+        raise ModelError(f"{path}: unknown model kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
+    module, cls = REGISTRY[kind].split(":")
+    return getattr(importlib.import_module(module), cls).load(path)
+
+
+def _ensure_registry() -> None:
+    # Importing genrekit.models fills REGISTRY with every built-in kind.
+    importlib.import_module("genrekit.models")
+
+
+class Estimator:
+    """Shared behaviour: predict from predict_proba; subclasses implement fit/predict_proba/save/load."""
+
+    classes_: np.ndarray
+
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        return np.asarray(self.classes_)[np.argmax(proba, axis=1)]
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise ModelError(f"{type(self).__name__} is not fitted yet: call fit() first")
