@@ -38,7 +38,7 @@ def summarise_audio(paths, *, progress: bool = True) -> dict:
             files += [(f, base) for f in audio.iter_audio_files([base])]
         except GenrekitError as exc:
             errors.append({"file": str(base), "error": str(exc)})
-    for f, base in tqdm(files, desc="info", unit="file", disable=not progress or len(files) < 20, leave=False):
+    for f, base in tqdm(files, desc="info", unit="file", disable=None if progress and len(files) >= 20 else True, leave=False):
         try:
             head = audio.info(f)
             n = sum(b.size for b in audio.stream(f, sr=head.sr or audio.SR, block_seconds=60.0))

@@ -1,0 +1,154 @@
+"""`genrekit evaluate`: score a saved (or the shipped) model on the test side of a protocol."""
+
+from __future__ import annotations
+
+HELP = "score a trained or the shipped model on a protocol's test tracks; writes the usual reports"
+DESCRIPTION = (
+    "Scores a fixed model on the test side of a hold-out protocol (fault-filtered: 290 tracks; random), or on "
+    "one fold of a k-fold protocol with --fold, or on every track with --protocol all. PATH may be a GTZAN root "
+    "such as ../shared/data/gtzan: each test track is read from its audio where present, otherwise from its "
+    "Kaggle image (log-mel models) or feature row (feature models). Refuses to score a model on tracks it "
+    "was trained on."
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", "-m", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--data", required=True, help="GTZAN root, audio folder, Kaggle image folder or feature CSV")
+    p.add_argument("--protocol", default="fault-filtered",
+                   help="fault-filtered (default), random, kfold/artist3 with --fold, or all")
+    p.add_argument("--fold", type=int, default=None, help="fold index for k-fold protocols")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", "-o", default=None, help="report folder (default runs/evaluate-<protocol>)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+
+
+def _sources(data, want: str):
+    """track id -> (label, kind, payload) from every source under ``data`` (audio first)."""
+    from pathlib import Path
+
+    from genrekit import datasets
+
+    data = Path(data)
+    found: dict[str, tuple[str, str, object]] = {}
+    if data.is_file() and data.suffix.lower() == ".csv":
+        t = datasets.load_feature_table(data)
+        if t.is_segmented:
+            from genrekit.errors import DatasetError
+
+            raise DatasetError(f"{data}: a segment-level table; evaluate takes one row per track (30 s table)")
+        for i, tid in enumerate(t.track_ids):
+            found[tid] = (t.y[i], "features", t.X[i])
+        return found
+    is_root = any((data / d).exists() for d in ("audio", "genres_original", "genres", "images_original",
+                                               "features_30_sec.csv"))
+    if is_root:
+        g = datasets.GTZAN(data)
+        for tr in g.audio_tracks():
+            found[tr.track_id] = (tr.label, "audio", tr.path)
+        if want == "logmel":
+            for tr in g.image_tracks():
+                found.setdefault(tr.track_id, (tr.label, "image", tr.path))
+        if want == "features" and g.feature_csv():
+            t = datasets.load_feature_table(g.feature_csv())
+            for i, tid in enumerate(t.track_ids):
+                found.setdefault(tid, (t.y[i], "features", t.X[i]))
+        return found
+    if data.is_dir() and want == "logmel" and any(data.rglob("*.png")) and not any(
+        f.suffix.lower() in {".wav", ".flac", ".mp3", ".au", ".ogg"} for f in data.rglob("*")
+    ):
+        for tr in datasets.scan_images(data):
+            found[tr.track_id] = (tr.label, "image", tr.path)
+        return found
+    for tr in datasets.scan_audio(data):
+        found[tr.track_id] = (tr.label, "audio", tr.path)
+    return found
+
+
+def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | None = None, seed: int = 0,
+                   progress: bool = True) -> tuple[dict, dict]:
+    """Predict every test track of ``protocol`` found in ``data``; returns (metrics, arrays for plots)."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from genrekit import splits
+    from genrekit.errors import DatasetError, GenrekitError, LeakageError, SplitError
+    from genrekit.evaluate import classification_metrics
+
+    want = clf.input["type"]
+    found = _sources(data, want)
+    if not found:
+        raise DatasetError(f"{data}: no tracks found")
+    tids = np.array(sorted(found))
+    labels = np.array([found[t][0] for t in tids])
+    if protocol == "all":
+        test = tids
+    else:
+        folds = splits.protocol_folds(protocol, tids, labels, seed=seed)
+        if len(folds) > 1 and fold is None:
+            raise SplitError(f"{protocol} has {len(folds)} folds: a fixed model is scored on one, pass --fold")
+        test = folds[fold or 0].test
+    unknown = sorted({found[t][0] for t in test} - set(clf.genres))
+    if unknown:
+        raise DatasetError(
+            f"{data}: test labels {', '.join(unknown)} are not among the model's classes ({', '.join(clf.genres)})"
+        )
+    trained_on = set((getattr(clf.model, "meta_", None) or {}).get("train_tracks") or [])
+    overlap = sorted(trained_on.intersection(test))
+    if overlap:
+        raise LeakageError(
+            f"the model was trained on {len(overlap)} of these test tracks (e.g. {overlap[0]}): its score would "
+            "be inflated; evaluate it on a protocol whose test side it has not seen"
+        )
+    from genrekit import spectrogram
+
+    y_true, y_pred, proba, used, errors = [], [], [], {"audio": 0, "image": 0, "features": 0}, []
+    for tid in tqdm(test, desc=f"evaluate ({protocol})", unit="track", disable=None if progress else True, leave=False):
+        label, kind, payload = found[tid]
+        try:
+            if kind == "audio":
+                r = clf.predict(payload)
+            elif kind == "image":
+                levels = spectrogram.invert_image_cached(payload)
+                r = clf.predict_logmel(levels, file=str(payload))
+            else:
+                r = clf.predict_features(payload, file=tid)
+        except GenrekitError as exc:
+            errors.append({"track": str(tid), "error": str(exc)})
+            continue
+        used[kind] += 1
+        y_true.append(label)
+        y_pred.append(r.genre)
+        proba.append([r.scores.get(g, 0.0) for g in clf.genres])
+    if not y_true:
+        raise DatasetError(f"{data}: none of the {len(test)} {protocol} test tracks could be read")
+    m = classification_metrics(y_true, y_pred, clf.genres)
+    metrics = {
+        "protocol": protocol, "protocol_description": splits.PROTOCOL_DESCRIPTIONS.get(protocol, "every track"),
+        "fold": fold, "level": "track", "track_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+        "n_tracks": len(y_true), "n_test_tracks_in_protocol": int(len(test)), "sources": used,
+        "errors": errors, "model": clf.identity, "data": str(data), "seed": seed,
+    }
+    return metrics, {"y_true": y_true, "y_pred": y_pred, "proba": np.array(proba), "classes": clf.genres}
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from genrekit import __version__
+    from genrekit.evaluate import write_run_report
+    from genrekit.predict import GenreClassifier
+
+    clf = GenreClassifier.load(args.model, backend=args.backend)
+    metrics, arrays = evaluate_model(clf, args.data, protocol=args.protocol, fold=args.fold, seed=args.seed)
+    metrics["genrekit_version"] = __version__
+    out = Path(args.out or f"runs/evaluate-{args.protocol}")
+    write_run_report(out, metrics, **arrays)
+    src = ", ".join(f"{v} from {k}" for k, v in metrics["sources"].items() if v)
+    print(f"{args.protocol} test, track level: accuracy {metrics['track_accuracy']:.3f}, macro-F1 "
+          f"{metrics['macro_f1']:.3f} on {metrics['n_tracks']} tracks ({src})")
+    if metrics["errors"]:
+        print(f"{len(metrics['errors'])} test tracks could not be read (listed in metrics.json)", file=sys.stderr)
+    print(f"reports in {out}/", file=sys.stderr)
+    return 1 if metrics["errors"] else 0

@@ -1,0 +1,22 @@
+"""`genrekit export`: a deep model as ONNX, for onnxruntime (`genrekit predict --backend onnx`)."""
+
+from __future__ import annotations
+
+HELP = "export a deep model to ONNX"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", "-m", default=None, help="genrekit deep model file (default: the shipped model)")
+    p.add_argument("--out", "-o", required=True, help="where to write the .onnx file")
+
+
+def run(args) -> int:
+    import sys
+
+    from genrekit.onnx import export
+    from genrekit.predict import default_model_path
+
+    out = export(args.model or default_model_path(), args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); use it with: genrekit predict --backend onnx --model {out} PATH",
+          file=sys.stderr)
+    return 0

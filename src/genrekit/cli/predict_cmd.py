@@ -1,0 +1,179 @@
+"""`genrekit predict`: genres for songs and folders, one record per file, bad files reported not fatal."""
+
+from __future__ import annotations
+
+HELP = "classify audio files/folders with the shipped model (or --model)"
+DESCRIPTION = (
+    "Walks folders recursively and prints (or writes with --out) one record per file: the genre, every "
+    "genre's score, and with --segments the per-window timeline. A file that cannot be read gets "
+    "genre null and its error; the rest still complete. With --out, finished records are journalled so an "
+    "interrupted run resumes where it stopped. Exit code 0 when all succeeded, 1 when some failed, 2 on "
+    "usage errors."
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
+    p.add_argument("--model", "-m", default=None, help="a genrekit model file (default: the shipped model)")
+    p.add_argument("--top-k", type=int, default=3, help="genres to show per file (default 3)")
+    p.add_argument("--segments", action="store_true", help="include the per-window timeline")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--out", "-o", default=None, help="write to FILE instead of standard output")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="run locally or on Ray")
+    p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+# ------------------------------------------------------------------------------------ workers
+_CLF = None
+
+
+def _init_worker(model, backend, threads):
+    global _CLF
+    import torch
+
+    torch.set_num_threads(threads)
+    from genrekit.predict import GenreClassifier
+
+    _CLF = GenreClassifier.load(model, backend=backend)
+
+
+def _classify(path: str, top_k: int, segments: bool) -> dict:
+    """One file -> its record; every genrekit/OS error becomes the record's error."""
+    from genrekit.errors import GenrekitError
+    from genrekit.predict import error_record
+
+    try:
+        return _CLF.predict(path, top_k=top_k).to_dict(segments=segments)
+    except GenrekitError as exc:
+        return error_record(path, str(exc), segments=segments)
+    except (OSError, ValueError, MemoryError) as exc:
+        return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=segments)
+
+
+def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=True):
+    """Yield records in input order (one model load per worker process)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), desc="predict", unit="file", disable=None if progress else True, leave=False)
+    try:
+        if jobs <= 1 or len(files) <= 1:
+            _init_worker(model, backend, threads=2)
+            for f in files:
+                yield _classify(f, top_k, segments)
+                bar.update()
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(model, backend, 1)) as ex:
+            futures = [ex.submit(_classify, f, top_k, segments) for f in files]
+            for fut in futures:
+                yield fut.result()
+                bar.update()
+    finally:
+        bar.close()
+
+
+# ------------------------------------------------------------------------------------ output
+def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["file", "genre", *genres, "error"])
+        for r in records:
+            scores = r.get("scores") or {}
+            w.writerow([r["file"], r["genre"] or "", *[f"{scores[g]:.6f}" if g in scores else "" for g in genres],
+                        r["error"] or ""])
+        return buf.getvalue()
+    lines = []
+    width = max([len(r["file"]) for r in records] + [4])
+    width = min(width, 60)
+    for r in records:
+        name = r["file"] if len(r["file"]) <= width else "…" + r["file"][-(width - 1):]
+        if r["error"]:
+            lines.append(f"{name:<{width}}  ERROR  {r['error']}")
+        else:
+            tops = "  ".join(f"{g} {s * 100:5.1f}%" for g, s in r["top"][:top_k])
+            lines.append(f"{name:<{width}}  {r['genre']:<10} {tops}")
+        for s in r.get("segments") or []:
+            lines.append(f"    {s['start']:8.2f}-{s['end']:8.2f}s  {s['genre']:<10} {max(s['scores'].values()) * 100:5.1f}%")
+    return "\n".join(lines) + "\n"
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from genrekit import GENRES, audio
+    from genrekit.errors import GenrekitError
+    from genrekit.journal import Journal
+
+    if args.top_k < 1:
+        print("genrekit predict: error: --top-k must be >= 1", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("genrekit predict: error: --jobs must be >= 1", file=sys.stderr)
+        return 2
+    files: list[str] = []
+    missing: list[dict] = []
+    from genrekit.predict import error_record
+
+    for p in args.paths:
+        try:
+            files += [str(f) for f in audio.iter_audio_files([p])]
+        except GenrekitError as exc:
+            missing.append(error_record(p, str(exc), segments=args.segments))
+    if not files and not missing:
+        print("genrekit predict: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
+        return 1
+
+    # Load the model once up front: a bad --model is one clear error, not one per file.
+    from genrekit.predict import GenreClassifier
+
+    clf = GenreClassifier.load(args.model, backend=args.backend)
+    genres = clf.genres if clf.genres else list(GENRES)
+
+    journal = Journal(Path(args.out), settings={"model": clf.identity, "segments": args.segments}) if args.out else None
+    done = journal.load() if journal else {}
+    todo = [f for f in files if f not in done]
+    if done:
+        print(f"resuming: {len(done)} of {len(files)} files already done", file=sys.stderr)
+
+    progress = not args.no_progress
+    if args.engine == "ray":
+        from genrekit.engine_ray import predict_ray
+
+        stream = predict_ray(todo, model=args.model, backend=args.backend, top_k=args.top_k,
+                             segments=args.segments, address=args.address, progress=progress)
+    else:
+        stream = classify_paths(todo, model=args.model, backend=args.backend, top_k=args.top_k,
+                                segments=args.segments, jobs=args.jobs, progress=progress)
+    new = {}
+    for rec in stream:
+        new[rec["file"]] = rec
+        if journal:
+            journal.append(rec["file"], rec)
+    by_file = {**done, **new}
+    records = missing + [by_file[f] for f in files]
+    text = _render(records, args.format, args.top_k, genres)
+    if journal:
+        journal.finish(text)
+        print(f"wrote {len(records)} records to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    failed = [r for r in records if r["error"]]
+    if failed:
+        print(f"{len(failed)} of {len(records)} files failed:", file=sys.stderr)
+        for r in failed[:20]:
+            print(f"  {r['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,259 @@
+"""`GenreClassifier`: load a model (the shipped one by default) and classify audio of any length.
+
+Audio is read block by block (30 s, the length GTZAN models were trained on), each block is turned into
+the model's input (log-mel slices or a feature row, as the model's metadata says), and the windows'
+probabilities are aggregated by mean log-probability. Memory stays bounded whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit import audio
+from genrekit.errors import GenrekitError, ModelError
+
+BLOCK_SECONDS = 30.0
+DEFAULT_MODEL_NAME = "genrekit-gtzan-default.safetensors"
+
+
+def default_model_path() -> Path:
+    """The pretrained model shipped inside the package."""
+    p = Path(str(resources.files("genrekit").joinpath("pretrained", DEFAULT_MODEL_NAME)))
+    if not p.is_file():
+        raise ModelError(
+            f"the shipped model is missing ({p}); reinstall genrekit or pass --model PATH "
+            "(build it with: python scripts/build_pretrained.py)"
+        )
+    return p
+
+
+@dataclass
+class Segment:
+    """One window of the track: where it is and what the model thinks of it."""
+
+    start: float
+    end: float
+    genre: str
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "genre": self.genre,
+                "scores": {g: round(s, 6) for g, s in self.scores.items()}}
+
+
+@dataclass
+class Prediction:
+    """The genre of a whole track, all genres' scores (summing to 1), and the per-window timeline."""
+
+    genre: str
+    scores: dict[str, float]
+    top: list[tuple[str, float]]
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+    file: str | None = None
+
+    def to_dict(self, *, segments: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "file": self.file,
+            "genre": self.genre,
+            "scores": {g: round(s, 6) for g, s in self.scores.items()},
+            "top": [[g, round(s, 6)] for g, s in self.top],
+            "duration_s": round(self.duration, 3),
+        }
+        if segments:
+            d["segments"] = [s.to_dict() for s in self.segments]
+        d["error"] = None
+        return d
+
+
+def error_record(file: str, error: str, *, segments: bool = False) -> dict[str, Any]:
+    """The record of a file that could not be classified: same keys, ``genre`` None."""
+    d: dict[str, Any] = {"file": file, "genre": None, "scores": None, "top": None, "duration_s": None}
+    if segments:
+        d["segments"] = None
+    d["error"] = error
+    return d
+
+
+def _softmax_rows(logp: np.ndarray) -> np.ndarray:
+    z = logp - logp.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class GenreClassifier:
+    """Classify songs with a genrekit model.
+
+    >>> clf = GenreClassifier.load()                 # the shipped GTZAN model
+    >>> r = clf.predict("song.mp3", top_k=3)
+    >>> r.genre, r.scores["rock"], r.segments[0].start
+    """
+
+    def __init__(self, model, *, path: str | None = None, backend: str = "torch"):
+        self.model = model
+        self.path = path
+        self.backend = backend
+        meta = getattr(model, "meta_", None) or {}
+        self.input: dict[str, Any] = getattr(model, "input_", None) or meta.get("input") or {}
+        if self.input.get("type") not in ("logmel", "features"):
+            raise ModelError(f"{path}: model input type {self.input.get('type')!r} is not supported for prediction")
+        self.genres: list[str] = [str(c) for c in model.classes_]
+        self.sr = int(self.input.get("sr", audio.SR))
+        self._onnx = None
+
+    # ------------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, *, backend: str = "torch") -> GenreClassifier:
+        """Load ``path`` (any genrekit model file) or, by default, the shipped pretrained model.
+
+        ``backend="onnx"`` runs a deep model with onnxruntime (``path`` may then be the ``.onnx`` file
+        written by ``genrekit export``, with its ``.json`` sidecar, or a genrekit model file).
+        """
+        from genrekit.models import load_model
+
+        if backend not in ("torch", "onnx"):
+            raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
+        p = Path(path) if path is not None else default_model_path()
+        if backend == "onnx":
+            from genrekit.onnx import OnnxModel
+
+            model = OnnxModel.load(p)
+        else:
+            model = load_model(p)
+        return cls(model, path=str(p), backend=backend)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a report needs to name this model."""
+        meta = getattr(self.model, "meta_", None) or {}
+        return {
+            "path": self.path, "backend": self.backend, "kind": meta.get("kind"),
+            "name": meta.get("name") or meta.get("model_name"), "sha256": meta.get("sha256"),
+            "classes": self.genres,
+        }
+
+    # ------------------------------------------------------------------------------------ inputs
+    def _levels_proba(self, levels: np.ndarray, offset: float, seconds: float) -> tuple[np.ndarray, list]:
+        """Per-slice probabilities of a log-mel matrix that starts at ``offset`` and lasts ``seconds``."""
+        from genrekit import spectrogram
+
+        secs = float(self.input.get("slice_seconds", 3.0))
+        hop = int(self.input.get("hop_length", 512))
+        overlap = float(self.input.get("predict_overlap", 0.0))
+        X = spectrogram.slices(levels, seconds=secs, overlap=overlap, sr=self.sr, hop_length=hop)
+        starts = spectrogram.slice_starts(max(levels.shape[1], X.shape[-1]), width=X.shape[-1], overlap=overlap)
+        spans = [(offset + float(s) * hop / self.sr, min(offset + seconds, offset + float(s) * hop / self.sr + secs))
+                 for s in starts]
+        return self.model.predict_proba(X), spans
+
+    def _window_proba(self, y: np.ndarray, offset: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+        """Per-window probabilities for one block of samples starting at ``offset`` seconds."""
+        if self.input["type"] == "logmel":
+            from genrekit import spectrogram
+
+            return self._levels_proba(spectrogram.logmel_for_input(y, self.input), offset, y.size / self.sr)
+        from genrekit import features
+
+        secs = self.input.get("segment_seconds") or BLOCK_SECONDS
+        ws = audio.windows(y, sr=self.sr, seconds=float(secs), pad=False) or [
+            audio.Window(None, 0, 0.0, y.size / self.sr, y)
+        ]
+        cols = self.input.get("columns")
+        rows = []
+        for w in ws:
+            feats = features.extract(w.samples, sr=self.sr, extended=bool(self.input.get("extended", False)))
+            rows.append([feats[c] for c in cols] if cols else list(feats.values()))
+        spans = [(offset + w.start, offset + w.end) for w in ws]
+        return self.model.predict_proba(np.asarray(rows, dtype=np.float64)), spans
+
+    def _blocks(self, source, sr: int | None) -> Iterator[tuple[np.ndarray, float]]:
+        """(samples, offset) blocks of about 30 s; a short tail is joined to the block before it."""
+        if isinstance(source, (str, os.PathLike)):
+            it = audio.stream(source, sr=self.sr, block_seconds=BLOCK_SECONDS)
+        else:
+            y = np.asarray(source, dtype=np.float32)
+            if y.ndim == 2:  # (frames, channels) or (channels, frames)
+                y = y.mean(axis=1 if y.shape[0] > y.shape[1] else 0)
+            if sr is None:
+                raise GenrekitError("predict(samples) needs sr= (the samples' rate)")
+            audio.validate(y, name="samples", min_samples=1)
+            y = audio.resample(y, orig_sr=int(sr), target_sr=self.sr)
+            n = int(BLOCK_SECONDS * self.sr)
+            it = (y[i : i + n] for i in range(0, max(1, y.size), n))
+        min_tail = int(float(self.input.get("slice_seconds", 3.0)) * self.sr)
+        prev: np.ndarray | None = None
+        offset = 0.0
+        for block in it:
+            if prev is not None:
+                if block.size < min_tail:
+                    prev = np.concatenate([prev, block])
+                    continue
+                yield prev, offset
+                offset += prev.size / self.sr
+            prev = block
+        if prev is not None:
+            yield prev, offset
+
+    # ------------------------------------------------------------------------------------ predict
+    def predict(self, source, *, sr: int | None = None, top_k: int = 3) -> Prediction:
+        """Classify a file path or an array of samples (then give ``sr``) of any length.
+
+        Returns the track's genre, every genre's score (summing to 1), the ``top_k`` genres and the
+        per-window timeline (``segments``).
+        """
+        if top_k < 1:
+            raise GenrekitError("top_k must be >= 1")
+        parts = []
+        duration = 0.0
+        name = str(source) if isinstance(source, (str, os.PathLike)) else "samples"
+        for block, offset in self._blocks(source, sr):
+            if block.size < audio.N_FFT:
+                if parts:
+                    continue
+                audio.validate(block, name=name)
+            parts.append(self._window_proba(block, offset))
+            duration = offset + block.size / self.sr
+        if not parts:
+            raise audio.EmptyAudioError(f"{name}: no audio samples")
+        return self._aggregate(parts, top_k=top_k, duration=duration,
+                               file=str(source) if isinstance(source, (str, os.PathLike)) else None)
+
+    def predict_logmel(self, levels: np.ndarray, *, top_k: int = 3, file: str | None = None) -> Prediction:
+        """Classify a precomputed log-mel matrix (e.g. an inverted Kaggle image) of one track."""
+        if self.input["type"] != "logmel":
+            raise ModelError(f"{self.path}: this model takes feature rows, not log-mel matrices")
+        hop = int(self.input.get("hop_length", 512))
+        seconds = levels.shape[1] * hop / self.sr
+        return self._aggregate([self._levels_proba(levels, 0.0, seconds)], top_k=top_k, duration=seconds, file=file)
+
+    def predict_features(self, row, *, top_k: int = 3, file: str | None = None, seconds: float = 30.0) -> Prediction:
+        """Classify one precomputed feature row (columns as in the model's metadata)."""
+        if self.input["type"] != "features":
+            raise ModelError(f"{self.path}: this model takes log-mel slices, not feature rows")
+        proba = self.model.predict_proba(np.asarray(row, dtype=np.float64).reshape(1, -1))
+        return self._aggregate([(proba, [(0.0, seconds)])], top_k=top_k, duration=seconds, file=file)
+
+    def _aggregate(self, parts, *, top_k: int, duration: float, file: str | None) -> Prediction:
+        """Mean log-probability over all windows -> scores summing to 1, ranked, plus the timeline."""
+        proba = np.concatenate([np.asarray(p, dtype=np.float64) for p, _ in parts])
+        spans = [s for _, sp in parts for s in sp]
+        proba = np.clip(proba, 1e-12, 1.0)
+        proba /= proba.sum(axis=1, keepdims=True)
+        scores = _softmax_rows(np.log(proba).mean(axis=0))
+        order = np.argsort(-scores)
+        segments = [
+            Segment(float(s), float(e), self.genres[int(p.argmax())], dict(zip(self.genres, map(float, p), strict=True)))
+            for (s, e), p in zip(spans, proba, strict=True)
+        ]
+        return Prediction(
+            genre=self.genres[int(order[0])], scores={self.genres[i]: float(scores[i]) for i in order},
+            top=[(self.genres[i], float(scores[i])) for i in order[:top_k]],
+            duration=float(duration), segments=segments, file=file,
+        )
