@@ -1,0 +1,128 @@
+"""genrekit.engine: atomic writes, the content-addressed cache and the error-capturing process pool."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from genrekit import engine
+
+
+def square(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is not allowed")
+    return x * x
+
+
+def die_on_five(x: int) -> int:
+    if x == 5:
+        os._exit(13)  # a worker crash (what the OOM killer or a segfault looks like)
+    return x + 100
+
+
+# ---------------------------------------------------------------------------------------------- atomic files
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    p = tmp_path / "sub" / "out.csv"
+    engine.atomic_write_text(p, "a,b\n1,2\n")
+    assert p.read_text() == "a,b\n1,2\n"
+    engine.atomic_write_bytes(p, b"new")
+    assert p.read_bytes() == b"new"
+
+
+def test_atomic_writer_leaves_old_file_on_error(tmp_path):
+    p = tmp_path / "out.csv"
+    p.write_text("old")
+    with pytest.raises(RuntimeError), engine.atomic_writer(p) as f:
+        f.write("half of the new ")
+        raise RuntimeError("interrupted")
+    assert p.read_text() == "old"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.csv"]  # no temporary file left
+    with pytest.raises(ValueError):
+        with engine.atomic_writer(p, "r"):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def test_cache_roundtrip_keys_and_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert engine.cache_root() == tmp_path / "xdg" / "genrekit"
+    a = tmp_path / "a.bin"
+    b = tmp_path / "b.bin"
+    a.write_bytes(b"same content")
+    b.write_bytes(b"same content")
+    c = engine.Cache("features", {"segment": None, "v": 1})
+    ka, kb = c.key(a), c.key(b)
+    assert ka == kb == engine.file_digest(a)  # content, not name
+    assert c.get(ka) is None and ka not in c
+    c.put(ka, [{"values": [1.5, float("nan")]}])
+    got = c.get(kb)
+    assert got[0]["values"][0] == 1.5 and got[0]["values"][1] != got[0]["values"][1]
+    assert c.dir.is_relative_to(tmp_path / "xdg" / "genrekit" / "features")
+    assert (c.dir / "settings.json").is_file()
+    other = engine.Cache("features", {"segment": 3.0, "v": 1})
+    assert other.get(ka) is None  # other settings, other entry
+    # the content digest is memoised per (path, size, mtime): a changed file gets a new key
+    a.write_bytes(b"different content!")
+    assert c.key(a) != ka
+
+
+def test_cache_disabled_and_corrupt_entries(tmp_path):
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    off = engine.Cache("t", {}, root=tmp_path / "c", enabled=False)
+    k = off.key(f)
+    off.put(k, 1)
+    assert off.get(k) is None and not (tmp_path / "c").exists()
+    on = engine.Cache("t", {}, root=tmp_path / "c")
+    on.put(k, {"x": 1})
+    entry = next(p for p in on.dir.rglob("*.json") if p.name != "settings.json")
+    entry.write_text('{"value": ')  # e.g. a disk that filled up under another tool
+    assert on.get(k) is None and not entry.exists()
+    with pytest.raises(ValueError):
+        engine.Cache("../evil", {})
+
+
+# ---------------------------------------------------------------------------------------------- run_local
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_local_captures_errors_per_item(jobs):
+    out = dict(engine.run_local(square, range(6), jobs=jobs, progress=False))
+    assert set(out) == set(range(6))
+    assert {k: v for k, v in out.items() if k != 3} == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
+    err = out[3]
+    assert isinstance(err, engine.ItemError) and err.kind == "ValueError" and "three" in str(err)
+
+
+def test_run_local_survives_a_dying_worker():
+    out = dict(engine.run_local(die_on_five, range(8), jobs=2, progress=False))
+    assert set(out) == set(range(8))
+    assert isinstance(out[5], engine.ItemError) and out[5].kind == "WorkerDied"
+    assert {k: v for k, v in out.items() if k != 5} == {i: i + 100 for i in range(8) if i != 5}
+
+
+def test_run_local_empty_and_progress(capsys):
+    assert list(engine.run_local(square, [], jobs=2)) == []
+    assert [r for _, r in engine.run_local(square, [2], jobs=4, progress=False)] == [4]
+
+
+def test_limit_blas_threads_caps_loaded_blas():
+    """Run in a child process: the cap is process-wide and must not leak into other tests."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy, os\n"
+        "from genrekit import engine\n"
+        "engine.limit_blas_threads(1)\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    first, threads = r.stdout.split(" ", 1)
+    assert first == "1" and set(eval(threads)) <= {1}, r.stdout + r.stderr
