@@ -1,0 +1,52 @@
+"""`genrekit serve`: the web page and REST API (FastAPI under uvicorn)."""
+
+from __future__ import annotations
+
+HELP = "serve the web page and REST API (upload a song, see its genres)"
+DESCRIPTION = (
+    "Starts the genrekit web app: a page at / to upload a song and see its genres, spectrogram and "
+    "timeline; POST /api/predict returning the record of `genrekit predict --format json`; GET /api/health, "
+    "GET /api/genres; OpenAPI docs at /docs. The model loads once; inference runs in a bounded pool of "
+    "--workers threads. Uploads are processed in memory and never written to disk. There is no "
+    "authentication: keep the default --host 127.0.0.1 unless a proxy in front of it controls access."
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--model", "-m", default=None, help="a genrekit model file (default: the shipped model)")
+    p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest accepted upload (default 50 MB)")
+    p.add_argument("--workers", type=int, default=2, help="concurrent inferences (default 2)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+
+
+def run(args) -> int:
+    import sys
+
+    for ok, msg in ((0 <= args.port <= 65535, "--port must be in 0..65535"),
+                    (args.workers >= 1, "--workers must be >= 1"),
+                    (args.max_upload_mb > 0, "--max-upload-mb must be > 0")):
+        if not ok:
+            print(f"genrekit serve: error: {msg}", file=sys.stderr)
+            return 2
+    try:
+        import uvicorn
+
+        from genrekit.serve import create_app
+    except ImportError as exc:
+        print(f"genrekit serve: error: {exc.name} is not installed; install the web extra: "
+              "pip install 'genrekit[web]'", file=sys.stderr)
+        return 1
+    from genrekit.predict import GenreClassifier
+
+    # Load up front: a bad --model is one clear error before the server starts listening.
+    clf = GenreClassifier.load(args.model, backend=args.backend)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"genrekit serve: warning: listening on {args.host} without authentication", file=sys.stderr)
+    app = create_app(clf, max_upload_mb=args.max_upload_mb, workers=args.workers, backend=args.backend)
+    print(f"genrekit serve: model {clf.path} ({', '.join(clf.genres)}); http://{args.host}:{args.port}/",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0

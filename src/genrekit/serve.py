@@ -1,0 +1,482 @@
+"""`create_app()`: the genrekit web page and REST API (FastAPI), served by ``genrekit serve``.
+
+Design choices, and why:
+
+* Uploads never touch the disk. Starlette's form parser spools files over 1 MB to temporary files, so
+  ``POST /api/predict`` reads the raw request stream and parses multipart itself with
+  python-multipart's streaming parser, keeping the file part in memory. The size limit is checked twice:
+  on ``Content-Length`` before reading anything, and on the bytes actually received, so a lying or
+  chunked client cannot make the server buffer more than the limit.
+* The model loads once (lifespan) and inference runs in a bounded thread pool, off the event loop, so
+  health checks and uploads stay responsive while songs are classified. Torch's intra-op threads are
+  set so that ``workers`` concurrent inferences together use the machine's cores and no more.
+* The default response is exactly the record ``genrekit predict --format json`` prints for one file, so
+  clients can share code with the CLI; the page asks for ``spectrogram=true`` to get a PNG as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import io
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genrekit import __version__, audio
+from genrekit.errors import AudioError, DecodeError, GenrekitError
+
+STATIC_DIR = Path(str(resources.files("genrekit").joinpath("static")))
+ENVELOPE_BYTES = 64 * 1024  # multipart boundaries, part headers and small form fields on top of the file
+MAX_FIELD_BYTES = 1024
+MAX_PARTS = 16
+SPECTROGRAM_MAX_COLUMNS = 1200
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ApiError(Exception):
+    """An error answered as JSON ``{"error": message, ...}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+# ------------------------------------------------------------------------------------ small helpers
+def safe_filename(name: str | None, *, default: str = "upload") -> str:
+    """The base name of a client-supplied file name, safe to echo and never used as a path.
+
+    ``../../etc/passwd.wav`` -> ``passwd.wav``; ``C:\\music\\a.mp3`` -> ``a.mp3``; control characters
+    are dropped and the result is at most 255 characters.
+    """
+    if not name:
+        return default
+    base = PurePosixPath(str(name).replace("\\", "/")).name
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip()
+    if base in ("", ".", ".."):
+        return default
+    if len(base) > 255:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: 255 - len(ext) - 1] + "." + ext) if dot and len(ext) <= 16 else base[:255]
+    return base
+
+
+def parse_bool(value: str | None, *, name: str) -> bool | None:
+    """Form-field booleans the way FastAPI parses query booleans; anything else is a 422."""
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ApiError(422, f"{name} must be true or false, got {value!r}")
+
+
+def parse_top_k(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        k = int(value.strip())
+    except ValueError:
+        raise ApiError(422, f"top_k must be an integer >= 1, got {value!r}") from None
+    if k < 1:
+        raise ApiError(422, f"top_k must be >= 1, got {k}")
+    return k
+
+
+def spectrogram_levels(y: np.ndarray, *, sr: int, max_columns: int = SPECTROGRAM_MAX_COLUMNS) -> tuple[np.ndarray, int]:
+    """Log-mel levels ``[n_mels, columns]`` of a whole track for display, and the frames per column.
+
+    Computed block by block (30 s) and average-pooled in time to at most ``max_columns`` columns, so a
+    long upload costs bounded memory; with no pooling it equals one whole-track STFT. Levels are
+    normalised over the whole track, like the models' input.
+    """
+    from genrekit import spectrogram as spec
+
+    hop = spec.HOP_LENGTH
+    skip = spec.N_FFT // 2 // hop  # frames of a block that would see the block's zero padding
+    total_frames = 1 + y.size // hop
+    pool = max(1, math.ceil(total_frames / max_columns))
+    block = max(1, int(30.0 * sr) // (hop * pool)) * hop * pool  # block edges fall on pooled-column edges
+    cols = []
+    for i in range(0, max(1, y.size), block):
+        last = i + block >= y.size
+        # Half a window of context each side, so frames at block edges equal one whole-track STFT.
+        part = y[max(0, i - skip * hop) : None if last else i + block + skip * hop]
+        power = spec.melspectrogram(part, sr=sr, hop_length=hop, n_mels=spec.N_MELS)
+        if i:
+            power = power[:, skip:]
+        if not last:
+            power = power[:, : block // hop]
+        starts = np.arange(0, power.shape[1], pool)
+        counts = np.diff(np.append(starts, power.shape[1]))
+        cols.append(np.add.reduceat(power, starts, axis=1) / counts)
+    return spec.power_to_levels(np.concatenate(cols, axis=1)), pool
+
+
+def spectrogram_png(y: np.ndarray, *, sr: int, max_columns: int = SPECTROGRAM_MAX_COLUMNS) -> dict[str, Any]:
+    """The track's log-mel spectrogram as a PNG data URL (magma colours, low frequencies at the bottom)."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    from genrekit import spectrogram as spec
+
+    levels, pool = spectrogram_levels(y, sr=sr, max_columns=max_columns)
+    lut = (np.asarray(colormaps["magma"](np.linspace(0, 1, 256)))[:, :3] * 255).astype(np.uint8)
+    rgb = lut[np.clip((levels[::-1] * 255).round(), 0, 255).astype(np.uint8)]
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, format="PNG")
+    return {
+        "image": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+        "width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "n_mels": spec.N_MELS,
+        "fmax_hz": sr / 2, "duration_s": round(y.size / sr, 3),
+        "seconds_per_column": round(pool * spec.HOP_LENGTH / sr, 6),
+    }
+
+
+# ------------------------------------------------------------------------------------ upload parsing
+class _Upload:
+    """Collects a multipart/form-data body in memory: the ``file`` part and a few small text fields."""
+
+    def __init__(self, boundary: bytes, *, max_file_bytes: int):
+        from python_multipart.multipart import MultipartParser
+
+        self.max_file_bytes = max_file_bytes
+        self.file_name: str | None = None
+        self.file_data: bytearray | None = None
+        self.fields: dict[str, str] = {}
+        self._parts = 0
+        self._headers: dict[bytes, bytes] = {}
+        self._field = b""
+        self._value = b""
+        self._name: str | None = None
+        self._is_file = False
+        self._buf = bytearray()
+        self._parser = MultipartParser(boundary, {
+            "on_part_begin": self._part_begin, "on_part_data": self._part_data, "on_part_end": self._part_end,
+            "on_header_field": self._header_field, "on_header_value": self._header_value,
+            "on_header_end": self._header_end, "on_headers_finished": self._headers_finished,
+        })
+
+    def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise ApiError(422, f"too many form fields (at most {MAX_PARTS})")
+        self._headers, self._name, self._is_file, self._buf = {}, None, False, bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, opts = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = opts.get(b"name", b"").decode("utf-8", "replace")
+        self._is_file = self._name == "file"
+        if not self._is_file and b"filename" in opts:
+            raise ApiError(422, f"unexpected file in form field {self._name!r}: send the audio in the field 'file'")
+        if self._is_file:
+            if self.file_data is not None:
+                raise ApiError(422, "send exactly one file in the form field 'file'")
+            self.file_name = safe_filename(opts.get(b"filename", b"").decode("utf-8", "replace"))
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._buf += data[start:end]
+        if self._is_file:
+            if len(self._buf) > self.max_file_bytes:
+                raise ApiError(413, f"file is larger than the upload limit of {_mb(self.max_file_bytes)}")
+        elif len(self._buf) > MAX_FIELD_BYTES:
+            raise ApiError(422, f"form field {self._name!r} is too long (at most {MAX_FIELD_BYTES} bytes)")
+
+    def _part_end(self) -> None:
+        if self._is_file:
+            self.file_data = self._buf
+        elif self._name:
+            self.fields[self._name] = self._buf.decode("utf-8", "replace")
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        from python_multipart.exceptions import MultipartParseError
+
+        try:
+            self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise ApiError(400, f"malformed multipart body ({exc})") from None
+
+    def finish(self) -> None:
+        self._parser.finalize()
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.3g} MB"
+
+
+async def _read_upload(request: Request, *, max_file_bytes: int) -> _Upload:
+    """Stream the request body into an :class:`_Upload`, enforcing the size limit as bytes arrive."""
+    from python_multipart.multipart import parse_options_header
+
+    ctype, opts = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or not opts.get(b"boundary"):
+        raise ApiError(415, "send the audio as multipart/form-data in the form field 'file' "
+                            "(e.g. curl -F file=@song.mp3 http://HOST/api/predict)")
+    max_body = max_file_bytes + ENVELOPE_BYTES
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            n = int(declared)
+        except ValueError:
+            raise ApiError(400, f"invalid Content-Length {declared!r}") from None
+        if n > max_body:
+            raise ApiError(413, f"upload of {_mb(n)} is larger than the limit of {_mb(max_file_bytes)} "
+                                "(split or compress the file, or start the server with a larger --max-upload-mb)")
+    up = _Upload(opts[b"boundary"], max_file_bytes=max_file_bytes)
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_body:
+            raise ApiError(413, f"upload is larger than the limit of {_mb(max_file_bytes)}")
+        up.feed(chunk)
+    up.finish()
+    return up
+
+
+# ------------------------------------------------------------------------------------ inference
+def _classify(clf, data: bytearray, name: str, *, top_k: int, segments: bool, want_spectrogram: bool) -> dict:
+    """Decode an upload from memory and classify it (runs in a worker thread)."""
+    try:
+        y = audio.load_bytes(data, filename=name, sr=clf.sr)
+    except (ValueError, RuntimeError, OSError, EOFError) as exc:  # a decoder's own error on odd data
+        raise DecodeError(f"{name}: not audio or corrupt ({type(exc).__name__}: {exc})") from None
+    pred = clf.predict(y, sr=clf.sr, top_k=top_k)
+    pred.file = name
+    rec = pred.to_dict(segments=segments)
+    if want_spectrogram:
+        rec["spectrogram"] = spectrogram_png(y, sr=clf.sr)
+    return rec
+
+
+
+def _warm_up(clf) -> None:
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    sf.write(buf, (0.1 * rng.standard_normal(int(3.5 * clf.sr))).astype(np.float32), clf.sr, format="WAV")
+    _classify(clf, bytearray(buf.getvalue()), "warm-up.wav", top_k=1, segments=False, want_spectrogram=False)
+
+
+class _MemoryReleaser:
+    """Hands freed heap memory back to the OS after inferences (glibc ``malloc_trim``; no-op elsewhere).
+
+    Each request allocates tens of MB of short-lived arrays (decoded audio, STFT) in its worker thread's
+    malloc arena; glibc keeps such freed memory mapped, so without trimming the server's RSS settles
+    ~150 MB above its idle size after a burst of uploads. Trimming costs page faults on the next
+    request, so it runs when the pool goes idle and otherwise at most once every ``interval`` seconds.
+    """
+
+    def __init__(self, interval: float = 1.0):
+        import threading
+
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._active = 0
+        self._last = 0.0
+        try:
+            import ctypes
+
+            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            self._trim = None
+
+    def run(self, fn, *args, **kwargs):
+        import time
+
+        with self._lock:
+            self._active += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._active -= 1
+                now = time.monotonic()
+                due = self._trim is not None and (self._active == 0 or now - self._last >= self.interval)
+                if due:
+                    self._last = now
+            if due:
+                self._trim(0)
+
+
+def _torch_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+# ------------------------------------------------------------------------------------ the app
+def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backend: str = "torch") -> FastAPI:
+    """The genrekit web app: page at ``/``, REST API under ``/api``, OpenAPI docs at ``/docs``.
+
+    ``model`` is a model file path, a loaded :class:`~genrekit.predict.GenreClassifier`, or None for the
+    shipped model; it is loaded once when the app starts. ``workers`` bounds concurrent inferences.
+    """
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    if not max_upload_mb > 0:
+        raise ValueError("max_upload_mb must be > 0")
+    max_file_bytes = int(max_upload_mb * 1024 * 1024)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from genrekit.predict import GenreClassifier
+
+        threads = _torch_threads(workers)
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:  # pragma: no cover - torch is a dependency; an onnx-only install still works
+            pass
+        clf = model if isinstance(model, GenreClassifier) else GenreClassifier.load(model, backend=backend)
+        if hasattr(clf.model, "threads"):
+            clf.model.threads = threads  # the model would otherwise reset torch to its training threads
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrekit-infer")
+        app.state.clf = clf
+        app.state.pool = pool
+        app.state.memory = _MemoryReleaser()
+        # One inference now, so lazy initialisation (torch kernels, decoder imports) is not paid by a user.
+        await asyncio.get_running_loop().run_in_executor(pool, functools.partial(_warm_up, clf))
+        # Uploads waiting for a worker are held in memory: bound how many, so memory stays bounded too.
+        app.state.pending = asyncio.Semaphore(2 * workers + 2)
+        try:
+            yield
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    app = FastAPI(
+        title="genrekit", version=__version__, lifespan=lifespan,
+        description="Music genre classification. `POST /api/predict` with an audio file returns the same "
+                    "record as `genrekit predict --format json`.",
+    )
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        errs = exc.errors()
+        msg = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+                        for e in errs)
+        return JSONResponse({"error": f"invalid parameters: {msg}", "detail": jsonable_encoder(errs)},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                       "script-src 'self'; connect-src 'self'",
+        })
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/api/health", summary="Liveness and the loaded model")
+    async def health(request: Request) -> dict:
+        clf = request.app.state.clf
+        return {"status": "ok", "version": __version__, "model": clf.identity, "workers": workers,
+                "max_upload_mb": max_upload_mb}
+
+    @app.get("/api/genres", summary="The genres the loaded model can answer, in its order")
+    async def genres(request: Request) -> dict:
+        return {"genres": list(request.app.state.clf.genres)}
+
+    @app.post(
+        "/api/predict", summary="Classify one uploaded audio file",
+        description="Multipart form with the audio in field `file` (any format genrekit reads: wav, flac, "
+                    "ogg, mp3, m4a, ...). `top_k`, `segments` and `spectrogram` may be query parameters or "
+                    "form fields. Returns the record of `genrekit predict --format json`; with "
+                    "`spectrogram=true` also a base64 PNG of the log-mel spectrogram. Errors: 413 over the "
+                    f"size limit ({max_upload_mb:g} MB), 415 not decodable audio, 422 bad parameters.",
+        responses={413: {"description": "upload too large"}, 415: {"description": "not decodable audio"},
+                   422: {"description": "bad parameters"}},
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "top_k": {"type": "integer", "minimum": 1},
+                "segments": {"type": "boolean"}, "spectrogram": {"type": "boolean"},
+            }}}}}},
+    )
+    async def predict(
+        request: Request,
+        top_k: int | None = Query(None, ge=1, description="genres in `top` (default 3)"),
+        segments: bool | None = Query(None, description="include the per-window timeline"),
+        spectrogram: bool | None = Query(None, description="include the log-mel spectrogram as a PNG"),
+    ) -> JSONResponse:
+        state = request.app.state
+        async with state.pending:
+            up = await _read_upload(request, max_file_bytes=max_file_bytes)
+            try:
+                k = top_k if top_k is not None else parse_top_k(up.fields.get("top_k"))
+                seg = segments if segments is not None else parse_bool(up.fields.get("segments"), name="segments")
+                spec = spectrogram if spectrogram is not None else parse_bool(
+                    up.fields.get("spectrogram"), name="spectrogram")
+                if up.file_data is None:
+                    raise ApiError(422, "no file: send the audio in the multipart form field 'file'")
+                name = up.file_name or "upload"
+                if not up.file_data:
+                    raise ApiError(415, f"{name}: empty file (0 bytes)",
+                                   **_error_fields(name, f"{name}: empty file (0 bytes)", seg))
+                loop = asyncio.get_running_loop()
+                job = functools.partial(state.memory.run, _classify, state.clf, up.file_data, name,
+                                        top_k=k or 3, segments=bool(seg), want_spectrogram=bool(spec))
+                try:
+                    rec = await loop.run_in_executor(state.pool, job)
+                except AudioError as exc:
+                    raise ApiError(415, str(exc), **_error_fields(name, str(exc), seg)) from None
+                except GenrekitError as exc:
+                    raise ApiError(500, f"{name}: could not classify: {exc}",
+                                   **_error_fields(name, str(exc), seg)) from None
+            finally:
+                up.file_data = None  # drop the upload now, not when the response has been sent
+        return JSONResponse(rec)
+
+    return app
+
+
+def _error_fields(name: str, message: str, segments: bool | None) -> dict[str, Any]:
+    """The CLI's error record for this file, minus ``error`` (the handler adds the message)."""
+    from genrekit.predict import error_record
+
+    rec = error_record(name, message, segments=bool(segments))
+    rec.pop("error")
+    return rec
