@@ -147,8 +147,14 @@ class GenreClassifier:
         secs = float(self.input.get("slice_seconds", 3.0))
         hop = int(self.input.get("hop_length", 512))
         overlap = float(self.input.get("predict_overlap", 0.0))
-        X = spectrogram.slices(levels, seconds=secs, overlap=overlap, sr=self.sr, hop_length=hop)
-        starts = spectrogram.slice_starts(max(levels.shape[1], X.shape[-1]), width=X.shape[-1], overlap=overlap)
+        width = spectrogram.slice_frames(seconds=secs, sr=self.sr, hop_length=hop)
+        n = levels.shape[1]
+        if n < width:
+            levels = np.pad(levels, ((0, 0), (0, width - n)))
+        starts = spectrogram.slice_starts(max(n, width), width=width, overlap=overlap)
+        if n > width and starts[-1] + width < n - width // 3:  # cover a tail longer than a third of a slice
+            starts = np.append(starts, n - width)
+        X = np.ascontiguousarray(levels[:, starts[:, None] + np.arange(width)[None, :]].transpose(1, 0, 2))
         spans = [(offset + float(s) * hop / self.sr, min(offset + seconds, offset + float(s) * hop / self.sr + secs))
                  for s in starts]
         return self.model.predict_proba(X), spans

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[str, list] = {}
     todo: list[str] = []
     keys: dict[str, str] = {}
+    n_cached = 0
     for f in files:
         try:
             keys[str(f)] = key = cache.key(f)
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         hit = cache.get(key)
         if hit is not None:
             results[str(f)] = hit
+            n_cached += 1
         else:
             todo.append(str(f))
 
@@ -156,9 +158,8 @@ def run(args: argparse.Namespace) -> int:
     elif err_path.exists():
         err_path.unlink()  # a stale list from an earlier run would be misleading
 
-    cached = len(files) - len(todo)
     print(f"genrekit features: wrote {n_rows} row(s) for {len(results)} file(s) to {out} "
-          f"({cached} from cache)", file=sys.stderr)
+          f"({n_cached} from cache)", file=sys.stderr)
     if errors:
         print(f"genrekit features: {len(errors)} file(s) failed (also listed in {err_path}):", file=sys.stderr)
         for p, e in errors:

@@ -23,6 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run locally or on Ray")
     p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
+    p.add_argument("--part-size", type=int, default=1000, metavar="N",
+                   help="with --out DIR/ (Parquet parts + _manifest.json, resumable): files per part (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -143,21 +145,28 @@ def run(args) -> int:
     clf = GenreClassifier.load(args.model, backend=args.backend)
     genres = clf.genres if clf.genres else list(GENRES)
 
+    def engine(todo):
+        if args.engine == "ray":
+            from genrekit.engine_ray import predict_ray
+
+            return predict_ray(todo, model=args.model, backend=args.backend, top_k=args.top_k,
+                               segments=args.segments, address=args.address, progress=not args.no_progress)
+        return classify_paths(todo, model=args.model, backend=args.backend, top_k=args.top_k,
+                              segments=args.segments, jobs=args.jobs, progress=not args.no_progress)
+
+    from genrekit.parquet_out import is_dataset_target, predict_to_dataset
+
+    if is_dataset_target(args.out):  # a folder: Parquet parts + manifest, resumable at any size
+        return predict_to_dataset(args.out, files, missing, engine, identity=clf.identity,
+                                  segments=args.segments, top_k=args.top_k, part_size=args.part_size)
+
     journal = Journal(Path(args.out), settings={"model": clf.identity, "segments": args.segments}) if args.out else None
     done = journal.load() if journal else {}
     todo = [f for f in files if f not in done]
     if done:
         print(f"resuming: {len(done)} of {len(files)} files already done", file=sys.stderr)
 
-    progress = not args.no_progress
-    if args.engine == "ray":
-        from genrekit.engine_ray import predict_ray
-
-        stream = predict_ray(todo, model=args.model, backend=args.backend, top_k=args.top_k,
-                             segments=args.segments, address=args.address, progress=progress)
-    else:
-        stream = classify_paths(todo, model=args.model, backend=args.backend, top_k=args.top_k,
-                                segments=args.segments, jobs=args.jobs, progress=progress)
+    stream = engine(todo)
     new = {}
     for rec in stream:
         new[rec["file"]] = rec
