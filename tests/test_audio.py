@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import tone, write_audio, write_m4a
 
+from conftest import tone, write_audio, write_m4a
 from genrekit import audio
 from genrekit.errors import (
     AudioError,

@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tone, write_audio
 
+from conftest import tone, write_audio
 from genrekit.cli import main
 
 

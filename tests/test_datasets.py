@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import tone, write_audio
 
+from conftest import tone, write_audio
 from genrekit import datasets
 from genrekit.datasets import FEATURE_COLUMNS
 from genrekit.errors import DatasetError

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tone, write_audio
 
+from conftest import tone, write_audio
 from genrekit.cli import main
 from genrekit.errors import GenrekitError, LeakageError, ModelError
 from genrekit.predict import GenreClassifier

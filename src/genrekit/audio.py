@@ -11,7 +11,9 @@ Long files: :func:`stream` and :func:`iter_windows` read block by block, so a 2-
 
 from __future__ import annotations
 
+import io
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,8 @@ class Window:
 def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise AudioFileNotFoundError(f"{p}: broken or looping symbolic link (it leads to no file); fix or remove the link")
         raise AudioFileNotFoundError(f"{p}: no such file")
     if not p.is_file():
         raise AudioFileNotFoundError(f"{p}: not a regular file")
@@ -160,10 +164,11 @@ def _av_info(p: Path) -> AudioInfo:
     import av
 
     try:
-        with av.open(str(p)) as c:
+        with av.open(str(p), metadata_errors="replace") as c:
             if not c.streams.audio:
                 raise DecodeError(f"{p}: container holds no audio stream")
             s = c.streams.audio[0]
+            _check_decoder(s, p)
             sr = int(s.rate or s.codec_context.sample_rate or 0)
             ch = int(s.codec_context.channels or 0) if hasattr(s.codec_context, "channels") else 0
             if not ch and s.layout is not None:
@@ -179,12 +184,89 @@ def _av_info(p: Path) -> AudioInfo:
         raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
 
 
+def _check_decoder(stream, name) -> None:
+    """PyAV gives a stream without a codec context when FFmpeg has no decoder for its codec."""
+    if stream.codec_context is None or not (stream.codec_context.sample_rate or 0) > 0:
+        raise DecodeError(f"{name}: unsupported or corrupt audio codec (no decoder for it, or no sample rate)")
+
+
 def _short(exc: BaseException) -> str:
     """The useful last line of a decoder's message (FFmpeg's without its errno and path)."""
     if getattr(exc, "strerror", None):
         return str(exc.strerror)
     msg = str(exc).strip().splitlines()
     return msg[-1] if msg else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------- truncation
+
+# libsndfile logs a chunk whose declared size exceeds what the file holds as "data : N (should be M)".
+_SF_CLAIM = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _check_sf_claim(f, name) -> None:
+    """A WAV/AIFF whose header claims more sample bytes than the file holds was cut short (libsndfile
+    would silently decode only what is there)."""
+    m = _SF_CLAIM.search(getattr(f, "extra_info", "") or "")
+    if m:
+        claimed, held = int(m.group(1)), int(m.group(2))
+        if claimed not in (0, 0xFFFFFFFF) and claimed > held:  # 0 / 0xFFFFFFFF: written by a streaming tool
+            raise DecodeError(
+                f"{name}: truncated: header declares {claimed} bytes of audio but the file holds only {held}; "
+                "re-download or re-export the file"
+            )
+
+
+def _mp3_declared_samples(head: bytes) -> int | None:
+    """Samples (per channel, encoder delay/padding included) that an MP3's Xing/Info/VBRI header
+    declares, or None when there is no such header (LAME and FFmpeg write one). ``head`` starts at the
+    first byte after any ID3v2 tag."""
+    for i in range(min(len(head) - 4, 4096)):
+        if head[i] != 0xFF or head[i + 1] & 0xE0 != 0xE0:
+            continue
+        version, layer = (head[i + 1] >> 3) & 3, (head[i + 1] >> 1) & 3
+        if version == 1 or layer != 1 or head[i + 2] >> 4 in (0, 15) or (head[i + 2] >> 2) & 3 == 3:
+            continue  # not an MPEG audio layer III frame header
+        mono = head[i + 3] >> 6 == 3
+        side, per_frame = ((17 if mono else 32), 1152) if version == 3 else ((9 if mono else 17), 576)
+        x = i + 4 + side
+        if head[x : x + 4] in (b"Xing", b"Info") and int.from_bytes(head[x + 4 : x + 8], "big") & 1:
+            return int.from_bytes(head[x + 8 : x + 12], "big") * per_frame
+        v = i + 36
+        if head[v : v + 4] == b"VBRI":
+            return int.from_bytes(head[v + 14 : v + 18], "big") * per_frame
+        return None
+    return None
+
+
+def _mp3_head(read) -> bytes:
+    """The first 8 KB after an ID3v2 tag, from ``read(offset, n)``."""
+    first = read(0, 10)
+    start = 0
+    if first[:3] == b"ID3" and len(first) == 10:
+        size = (first[6] & 0x7F) << 21 | (first[7] & 0x7F) << 14 | (first[8] & 0x7F) << 7 | (first[9] & 0x7F)
+        start = 10 + size + (10 if first[5] & 0x10 else 0)
+    return read(start, 8192)
+
+
+def _check_mp3_length(head: bytes, decoded: int, name) -> None:
+    """Raise when an MP3 decodes to clearly fewer samples than its header declares (cut short)."""
+    declared = _mp3_declared_samples(head)
+    # encoder delay + padding (under 2 frames) are counted in the header but not decoded
+    if declared and decoded + 3 * 1152 < declared:
+        raise DecodeError(
+            f"{name}: truncated: the MP3 header declares {declared} samples but only {decoded} could be "
+            "decoded; re-download or re-encode the file"
+        )
+
+
+def _read_at(p: Path):
+    def read(offset: int, n: int) -> bytes:
+        with open(p, "rb") as f:
+            f.seek(offset)
+            return f.read(n)
+
+    return read
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -198,6 +280,11 @@ def _sf_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
         f = sf.SoundFile(str(p))
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+    try:
+        _check_sf_claim(f, p)
+    except DecodeError:
+        f.close()
+        raise
     sr = int(f.samplerate)
     start = int(round(offset * sr))
     declared = int(f.frames)
@@ -219,7 +306,10 @@ def _sf_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
                     pos += block.shape[0]
                     yield _to_mono(block)
             except (RuntimeError, sf.LibsndfileError) as exc:
-                raise DecodeError(f"{p}: decoding failed after {pos / sr:.2f} s ({_short(exc)})") from None
+                raise DecodeError(
+                    f"{p}: truncated or corrupt: decoding failed after {pos / sr:.2f} s of the {declared / sr:.2f} s "
+                    f"its header declares ({_short(exc)})"
+                ) from None
             if pos < stop and duration is None:
                 raise DecodeError(
                     f"{p}: truncated: header declares {declared} frames but only {pos} could be decoded"
@@ -233,13 +323,18 @@ def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
     import av
 
     try:
-        container = av.open(str(p))
+        container = av.open(str(p), metadata_errors="replace")
     except av.error.FFmpegError as exc:
         raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
     if not container.streams.audio:
         container.close()
         raise DecodeError(f"{p}: container holds no audio stream")
     stream = container.streams.audio[0]
+    try:
+        _check_decoder(stream, p)
+    except DecodeError:
+        container.close()
+        raise
     sr = int(stream.rate or stream.codec_context.sample_rate)
     skip = int(round(offset * sr))
     remaining = None if duration is None else int(round(duration * sr))
@@ -249,9 +344,11 @@ def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
         pending: list[np.ndarray] = []
         held = 0
         got_any = False
+        decoded = 0
         try:
             with container:
                 for frame in container.decode(stream):
+                    decoded += frame.samples
                     a = frame.to_ndarray()
                     # planar (channels, n) or packed (1, n*channels)
                     a = a.astype(np.float32, copy=False)
@@ -279,6 +376,8 @@ def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
             raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
         if not got_any:
             raise DecodeError(f"{p}: no decodable audio frames")
+        if duration is None and p.suffix.lower() == ".mp3":
+            _check_mp3_length(_mp3_head(_read_at(p)), decoded, p)
         if pending:
             yield np.concatenate(pending)
 
@@ -379,26 +478,44 @@ def load(
     return validate(y, name=str(p), min_samples=min_samples)
 
 
+class _SeekClampedBytes(io.BytesIO):
+    """libsndfile may seek before the start of a damaged buffer; BytesIO would raise inside soundfile's C
+    callback, where the exception is printed with a traceback instead of raised. Clamp to the start: the
+    decoder then fails cleanly on what it reads."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return super().seek(offset, whence)
+        except ValueError:
+            return super().seek(0)
+
+
 def load_bytes(data: bytes, *, filename: str = "upload.wav", sr: int = SR, min_samples: int = N_FFT) -> np.ndarray:
     """Decode audio held in memory (e.g. an upload) without writing it to disk."""
-    import io
-
     import soundfile as sf
 
     if not data:
         raise EmptyAudioError(f"{filename}: empty file (0 bytes)")
     ext = Path(filename).suffix.lower()
+    mp3_head = _mp3_head(lambda offset, n: bytes(data[offset : offset + n]))
     try:
-        y, native = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        y = _to_mono(y)
+        looks_mpeg = data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+        if ext in AV_EXTENSIONS or looks_mpeg or _mp3_declared_samples(mp3_head):
+            # FFmpeg, as for files: libsndfile's mpg123 prints warnings to the terminal
+            raise RuntimeError("decode with FFmpeg")
+        with sf.SoundFile(_SeekClampedBytes(data)) as f:
+            _check_sf_claim(f, filename)
+            native = f.samplerate
+            y = _to_mono(f.read(dtype="float32", always_2d=True))
     except (RuntimeError, sf.LibsndfileError):
         import av
 
         try:
-            with av.open(io.BytesIO(data)) as c:
+            with av.open(io.BytesIO(data), metadata_errors="replace") as c:
                 if not c.streams.audio:
                     raise DecodeError(f"{filename}: holds no audio stream") from None
                 s = c.streams.audio[0]
+                _check_decoder(s, filename)
                 native = int(s.rate or s.codec_context.sample_rate)
                 res = av.AudioResampler(format="flt", layout="mono", rate=native)
                 chunks = []
@@ -406,9 +523,12 @@ def load_bytes(data: bytes, *, filename: str = "upload.wav", sr: int = SR, min_s
                     for f in res.resample(frame):
                         chunks.append(f.to_ndarray().reshape(-1))
                 y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+            _check_mp3_length(mp3_head, y.size, filename)
         except av.error.FFmpegError as exc:
             kind = "unsupported or corrupt" if ext not in AUDIO_EXTENSIONS else "not audio or corrupt"
             raise DecodeError(f"{filename}: {kind} ({_short(exc)})") from None
+        except ValueError as exc:  # PyAV's resampler: the format or rate changes mid-stream (damaged frames)
+            raise DecodeError(f"{filename}: corrupt audio ({exc})") from None
     if not np.isfinite(y).all():
         raise NonFiniteAudioError(f"{filename}: audio contains NaN or infinite samples")
     y = resample(y, orig_sr=int(native), target_sr=sr)

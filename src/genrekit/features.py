@@ -37,6 +37,9 @@ N_MFCC = 20
 HPSS_KERNEL = 31
 # Frames per block for long inputs (~30 s): a 30 s clip (1293 frames) is one block, so it is computed in one go.
 BLOCK_FRAMES = 1300
+# One row per whole file holds the file's samples in memory (peak RSS about 500 MB for 30 min at 22050 Hz);
+# longer files are refused with a pointer to --segment, which streams files of any length.
+MAX_WHOLE_FILE_SECONDS = 1800.0
 # Bumped whenever a definition changes, so cached feature rows are recomputed.
 FEATURES_VERSION = "1"
 
@@ -915,6 +918,13 @@ def analyse_file(
 
     p = Path(path)
     if segment_seconds is None:
+        seconds = audio.info(p).duration
+        if seconds > MAX_WHOLE_FILE_SECONDS:
+            raise FeatureError(
+                f"{p}: {seconds / 60:.1f} min is too long for one row per file (at most "
+                f"{MAX_WHOLE_FILE_SECONDS / 60:g} min, to bound memory); use --segment 30 for one row per "
+                "30 s window, which streams files of any length"
+            )
         y = audio.load(p, sr=sr)
         return [{"segment": None, "length": int(y.size), "values": list(extract(y, sr=sr, extended=extended).values())}]
     _check_segment(segment_seconds, sr)

@@ -110,11 +110,15 @@ class GenreClassifier:
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, backend: str = "torch") -> GenreClassifier:
+    def load(
+        cls, path: str | os.PathLike | None = None, *, backend: str = "torch", threads: int = 1
+    ) -> GenreClassifier:
         """Load ``path`` (any genrekit model file) or, by default, the shipped pretrained model.
 
         ``backend="onnx"`` runs a deep model with onnxruntime (``path`` may then be the ``.onnx`` file
-        written by ``genrekit export``, with its ``.json`` sidecar, or a genrekit model file).
+        written by ``genrekit export`` or a genrekit model file). ``threads`` is the intra-op thread count:
+        1 by default, because one clip's work is small and extra threads only contend; scale out with
+        processes (``--jobs``) instead.
         """
         from genrekit.models import load_model
 
@@ -124,9 +128,14 @@ class GenreClassifier:
         if backend == "onnx":
             from genrekit.onnx import OnnxModel
 
-            model = OnnxModel.load(p)
+            model = OnnxModel.load(p, threads=threads)
         else:
             model = load_model(p)
+            if hasattr(model, "threads"):
+                model.threads = threads
+            import torch
+
+            torch.set_num_threads(threads)
         return cls(model, path=str(p), backend=backend)
 
     @property

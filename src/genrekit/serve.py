@@ -45,6 +45,11 @@ ENVELOPE_BYTES = 64 * 1024  # multipart boundaries, part headers and small form 
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
 SPECTROGRAM_MAX_COLUMNS = 1200
+# An upload holds one of the few upload slots while it arrives: a client that stalls (no bytes for
+# UPLOAD_IDLE_SECONDS) or trickles (whole body not in UPLOAD_SECONDS) is cut off with 408, so a handful of
+# slow or malicious clients cannot block every other upload.
+UPLOAD_IDLE_SECONDS = 30.0
+UPLOAD_SECONDS = 300.0
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -254,9 +259,24 @@ async def _read_upload(request: Request, *, max_file_bytes: int) -> _Upload:
         if n > max_body:
             raise ApiError(413, f"upload of {_mb(n)} is larger than the limit of {_mb(max_file_bytes)} "
                                 "(split or compress the file, or start the server with a larger --max-upload-mb)")
+    from starlette.requests import ClientDisconnect
+
     up = _Upload(opts[b"boundary"], max_file_bytes=max_file_bytes)
     received = 0
-    async for chunk in request.stream():
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + UPLOAD_SECONDS
+    chunks = request.stream().__aiter__()
+    while True:
+        wait = min(UPLOAD_IDLE_SECONDS, deadline - loop.time())
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(wait, 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"upload too slow: the whole file must arrive within {UPLOAD_SECONDS:g} s, "
+                                f"with no pause over {UPLOAD_IDLE_SECONDS:g} s") from None
+        except ClientDisconnect:  # the client went away: nothing to answer, nothing to log
+            raise ApiError(400, "client disconnected before the upload finished") from None
         received += len(chunk)
         if received > max_body:
             raise ApiError(413, f"upload is larger than the limit of {_mb(max_file_bytes)}")

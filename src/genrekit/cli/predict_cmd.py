@@ -32,14 +32,11 @@ def add_arguments(p) -> None:
 _CLF = None
 
 
-def _init_worker(model, backend, threads):
+def _init_worker(model, backend, threads=1):
     global _CLF
-    import torch
-
-    torch.set_num_threads(threads)
     from genrekit.predict import GenreClassifier
 
-    _CLF = GenreClassifier.load(model, backend=backend)
+    _CLF = GenreClassifier.load(model, backend=backend, threads=threads)
 
 
 def _classify(path: str, top_k: int, segments: bool) -> dict:
@@ -62,7 +59,7 @@ def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=Tru
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=None if progress else True, leave=False)
     try:
         if jobs <= 1 or len(files) <= 1:
-            _init_worker(model, backend, threads=2)
+            _init_worker(model, backend)
             for f in files:
                 yield _classify(f, top_k, segments)
                 bar.update()
@@ -71,7 +68,7 @@ def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=Tru
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(model, backend, 1)) as ex:
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(model, backend)) as ex:
             futures = [ex.submit(_classify, f, top_k, segments) for f in files]
             for fut in futures:
                 yield fut.result()

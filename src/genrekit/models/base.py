@@ -98,19 +98,57 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         meta = json.loads(header["meta"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path}: model metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str) or not meta["kind"]:
         raise ModelError(f"{path}: model metadata lacks a 'kind'")
     classes = meta.get("classes")
     if classes is not None and (
         not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
     ):
         raise ModelError(f"{path}: model metadata 'classes' must be a non-empty list of names")
+    if "input" in meta:
+        validate_input(meta["input"], source=path)
     return tensors, meta
+
+
+# Plausible ranges: a model file must not be able to make prediction allocate without bound.
+_LOGMEL_LIMITS = {"sr": (1000, 384_000), "n_fft": (16, 65_536), "hop_length": (1, 65_536), "n_mels": (1, 1024)}
+
+
+def _positive_number(v: Any, upper: float) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= upper
+
+
+def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
+    """Check a model's ``input`` block: predict recomputes the model's input from audio with it, so a
+    malformed one must be refused when the file is loaded, not fail obscurely later."""
+    if not isinstance(desc, dict) or desc.get("type") not in ("features", "logmel"):
+        got = desc.get("type") if isinstance(desc, dict) else desc
+        raise ModelError(f"{source}: model metadata 'input' must have type 'features' or 'logmel', got {got!r}")
+    if desc["type"] == "features":
+        cols = desc.get("columns")
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols):
+            raise ModelError(f"{source}: model metadata 'input.columns' must be a non-empty list of feature names")
+        seg = desc.get("segment_seconds")
+        if seg is not None and not _positive_number(seg, 3600):
+            raise ModelError(f"{source}: model metadata 'input.segment_seconds' must be null or seconds > 0, got {seg!r}")
+        return
+    for key, (lo, hi) in _LOGMEL_LIMITS.items():
+        v = desc.get(key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
+            raise ModelError(f"{source}: model metadata 'input.{key}' must be an integer in [{lo}, {hi}], got {v!r}")
+    if desc["hop_length"] > desc["n_fft"]:
+        raise ModelError(f"{source}: model metadata 'input.hop_length' exceeds 'input.n_fft'")
+    if not _positive_number(desc.get("slice_seconds"), 600):
+        raise ModelError(f"{source}: model metadata 'input.slice_seconds' must be seconds in (0, 600], "
+                         f"got {desc.get('slice_seconds')!r}")
 
 
 def load_model(path: str | os.PathLike):
     """Load any genrekit model file, rebuilding the right estimator from its ``kind``."""
     _, meta = load_model_file(path)
+    for key in ("classes", "input"):
+        if key not in meta:
+            raise ModelError(f"{path}: model metadata lacks {key!r} (every genrekit model names its classes and input)")
     kind = meta["kind"]
     _ensure_registry()
     if kind not in REGISTRY:
