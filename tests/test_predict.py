@@ -152,3 +152,53 @@ def test_evaluate_refuses_tracks_the_model_trained_on(tiny_model, tmp_path):
     (tmp_path / "d" / "blues" / "blues.00001.wav").unlink()
     metrics, arrays = evaluate_model(clf, tmp_path / "d", protocol="all", progress=False)
     assert metrics["n_tracks"] == 3 and metrics["track_accuracy"] == 1.0 and metrics["level"] == "track"
+
+
+@pytest.fixture(scope="session")
+def tiny_hybrid(tiny_model, tmp_path_factory):
+    """The tiny CNN plus a logistic regression on a few cheap GTZAN features, as one hybrid file."""
+    from genrekit import features
+    from genrekit.models import load_model
+    from genrekit.models.classic import SklearnModel
+    from genrekit.models.hybrid import HybridModel
+
+    cols = ["spectral_centroid_mean", "rolloff_mean", "zero_crossing_rate_mean", "mfcc1_mean", "mfcc2_mean"]
+    rng = np.random.default_rng(1)
+    X, y = [], []
+    for genre, f0 in (("blues", 110.0), ("metal", 3000.0)):
+        for i in range(8):
+            sig = tone(3.0, freq=f0 * (1 + 0.05 * rng.standard_normal()), seed=10 + i)[:, 0]
+            X.append(list(features.extract(sig, columns=cols).values()))
+            y.append(genre)
+    tab = SklearnModel("logreg", tune=False).fit(np.array(X), np.array(y), feature_names=cols)
+    hybrid = HybridModel([load_model(tiny_model), tab], weights=[0.7, 0.3]).fit()
+    path = tmp_path_factory.mktemp("hybrid") / "hybrid.safetensors"
+    hybrid.save(path)
+    return path
+
+
+def test_hybrid_predicts_from_audio_and_precomputed_inputs(tiny_hybrid):
+    from genrekit import features, spectrogram
+
+    clf = GenreClassifier.load(tiny_hybrid)
+    assert clf.input["type"] == "hybrid" and clf.genres == ["blues", "metal"]
+    y = tone(12.0, freq=110.0)[:, 0]
+    r = clf.predict(y, sr=22050)
+    assert r.genre == "blues" and sum(r.scores.values()) == pytest.approx(1.0)
+    assert len(r.segments) == 4  # the CNN's 3 s windows make the timeline
+    row = features.extract(y)  # all 57 columns by name: the member takes its own
+    pre = clf.predict_precomputed(levels=spectrogram.logmel(y), row=row)
+    assert pre.genre == "blues" and pre.scores["blues"] == pytest.approx(r.scores["blues"], abs=0.02)
+    with pytest.raises(ModelError, match="feature row"):
+        clf.predict_precomputed(levels=spectrogram.logmel(y))
+
+
+def test_hybrid_onnx_export_agrees(tiny_hybrid, tmp_path):
+    out = tmp_path / "h.onnx"
+    assert main(["export", "--model", str(tiny_hybrid), "--out", str(out)]) == 0
+    a = GenreClassifier.load(tiny_hybrid)
+    b = GenreClassifier.load(out, backend="onnx")
+    for f0 in (110.0, 3000.0):
+        y = tone(6.0, freq=f0)[:, 0]
+        ra, rb = a.predict(y, sr=22050), b.predict(y, sr=22050)
+        assert ra.genre == rb.genre and ra.scores["blues"] == pytest.approx(rb.scores["blues"], abs=1e-4)

@@ -22,17 +22,42 @@ META_KEY = "genrekit_meta"
 
 
 def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int = 17) -> Path:
-    """Write the deep model at ``model_path`` as ONNX to ``out`` (atomically); batch size is dynamic."""
+    """Write the model at ``model_path`` as ONNX to ``out`` (atomically); batch size is dynamic.
+
+    A deep model becomes one graph. A hybrid's spectrogram member becomes the graph and its other members
+    (small tabular models) travel inside the ONNX metadata as their own verified genrekit model files, so
+    the ``.onnx`` file alone reproduces the hybrid's predictions.
+    """
+    import base64
+
     import onnx
     import torch
 
     from genrekit.models import load_model
 
     model = load_model(model_path)
-    if getattr(model, "kind", None) != "deep":
-        raise ModelError(f"{model_path}: only deep (log-mel) models can be exported to ONNX, not {model.kind!r}")
-    net = model.net_.eval()
-    dummy = torch.zeros(2, int(model.input_.get("n_mels", 128)), model._width())
+    extra: dict[str, Any] = {}
+    if getattr(model, "kind", None) == "hybrid":
+        deep_idx = [i for i, m in enumerate(model.members_) if getattr(m, "kind", None) == "deep"]
+        if len(deep_idx) != 1:
+            raise ModelError(f"{model_path}: ONNX export needs exactly one deep member in the hybrid")
+        others = []
+        with tempfile.TemporaryDirectory() as d:
+            for i, m in enumerate(model.members_):
+                if i != deep_idx[0]:
+                    f = Path(d) / f"m{i}.safetensors"
+                    m.save(f)
+                    others.append({"index": i, "file_b64": base64.b64encode(f.read_bytes()).decode()})
+        extra = {"hybrid": {"meta": model.meta_, "weights": [float(w) for w in model.weights_],
+                            "onnx_member": deep_idx[0], "members": others}}
+        deep = model.members_[deep_idx[0]]
+    elif getattr(model, "kind", None) == "deep":
+        deep = model
+    else:
+        raise ModelError(f"{model_path}: only deep (log-mel) or hybrid models can be exported to ONNX, "
+                         f"not {getattr(model, 'kind', '?')!r}")
+    net = deep.net_.eval()
+    dummy = torch.zeros(2, int(deep.input_.get("n_mels", 128)), deep._width())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -43,8 +68,9 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
             dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
         )
         proto = onnx.load(tmp)
-        meta = dict(model.meta_)
+        meta = dict(deep.meta_)
         meta["exported_from"] = str(model_path)
+        meta.update(extra)
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_KEY, json.dumps(meta)
         onnx.save(proto, tmp)
@@ -53,6 +79,28 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _rebuild_hybrid(graph_model: OnnxModel, spec: dict, source: Path):
+    """The hybrid an exported file describes: the ONNX graph plus the embedded member files."""
+    import base64
+
+    from genrekit.models import load_model
+    from genrekit.models.hybrid import HybridModel
+
+    n = len(spec["weights"])
+    members: list[Any] = [None] * n
+    members[int(spec["onnx_member"])] = graph_model
+    with tempfile.TemporaryDirectory() as d:
+        for m in spec["members"]:
+            f = Path(d) / f"m{m['index']}.safetensors"
+            f.write_bytes(base64.b64decode(m["file_b64"]))
+            members[int(m["index"])] = load_model(f)
+    if any(m is None for m in members):
+        raise ModelError(f"{source}: exported hybrid lacks some of its members")
+    hybrid = HybridModel(members, weights=spec["weights"]).fit()
+    hybrid.meta_ = dict(spec["meta"])
+    return hybrid
 
 
 class OnnxModel(Estimator):
@@ -64,8 +112,10 @@ class OnnxModel(Estimator):
         self.threads = threads
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = 2) -> OnnxModel:
-        """Load an exported ``.onnx`` file, or export a genrekit deep model file on the fly (in memory)."""
+    def load(cls, path: str | os.PathLike, *, threads: int = 2):
+        """Load an exported ``.onnx`` file, or export a genrekit model file on the fly (in a temp folder).
+
+        Returns an :class:`OnnxModel`, or a hybrid whose spectrogram member is one."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -94,6 +144,8 @@ class OnnxModel(Estimator):
         m.input_ = meta["input"]
         m.classes_ = np.array(meta["classes"])
         m.width_ = int(meta.get("input_frames") or meta["input"].get("slice_frames", 130))
+        if "hybrid" in meta:
+            return _rebuild_hybrid(m, meta["hybrid"], path)
         return m
 
     def predict_proba(self, X) -> np.ndarray:

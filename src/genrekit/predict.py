@@ -102,11 +102,20 @@ class GenreClassifier:
         self.backend = backend
         meta = getattr(model, "meta_", None) or {}
         self.input: dict[str, Any] = getattr(model, "input_", None) or meta.get("input") or {}
-        if self.input.get("type") not in ("logmel", "features"):
+        if self.input.get("type") == "hybrid":
+            self.members = list(zip(model.members_, self.input["members"], strict=True))
+        elif self.input.get("type") in ("logmel", "features"):
+            self.members = [(model, self.input)]
+        else:
             raise ModelError(f"{path}: model input type {self.input.get('type')!r} is not supported for prediction")
+        rates = {int(inp.get("sr", audio.SR)) for _, inp in self.members}
+        if len(rates) != 1:
+            raise ModelError(f"{path}: members expect different sample rates {sorted(rates)}")
+        self.sr = rates.pop()
         self.genres: list[str] = [str(c) for c in model.classes_]
-        self.sr = int(self.input.get("sr", audio.SR))
-        self._onnx = None
+        # the member whose windows make the timeline: the spectrogram model when there is one
+        kinds = [inp["type"] for _, inp in self.members]
+        self._timeline = kinds.index("logmel") if "logmel" in kinds else 0
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -149,13 +158,13 @@ class GenreClassifier:
         }
 
     # ------------------------------------------------------------------------------------ inputs
-    def _levels_proba(self, levels: np.ndarray, offset: float, seconds: float) -> tuple[np.ndarray, list]:
+    def _levels_proba(self, model, inp: dict, levels: np.ndarray, offset: float, seconds: float):
         """Per-slice probabilities of a log-mel matrix that starts at ``offset`` and lasts ``seconds``."""
         from genrekit import spectrogram
 
-        secs = float(self.input.get("slice_seconds", 3.0))
-        hop = int(self.input.get("hop_length", 512))
-        overlap = float(self.input.get("predict_overlap", 0.0))
+        secs = float(inp.get("slice_seconds", 3.0))
+        hop = int(inp.get("hop_length", 512))
+        overlap = float(inp.get("predict_overlap", 0.0))
         width = spectrogram.slice_frames(seconds=secs, sr=self.sr, hop_length=hop)
         n = levels.shape[1]
         if n < width:
@@ -166,27 +175,33 @@ class GenreClassifier:
         X = np.ascontiguousarray(levels[:, starts[:, None] + np.arange(width)[None, :]].transpose(1, 0, 2))
         spans = [(offset + float(s) * hop / self.sr, min(offset + seconds, offset + float(s) * hop / self.sr + secs))
                  for s in starts]
-        return self.model.predict_proba(X), spans
+        return model.predict_proba(X), spans
 
-    def _window_proba(self, y: np.ndarray, offset: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
-        """Per-window probabilities for one block of samples starting at ``offset`` seconds."""
-        if self.input["type"] == "logmel":
-            from genrekit import spectrogram
-
-            return self._levels_proba(spectrogram.logmel_for_input(y, self.input), offset, y.size / self.sr)
+    def _rows_proba(self, model, inp: dict, y: np.ndarray, offset: float):
+        """Feature rows of ``y``'s windows (the model's segment length, else the whole block)."""
         from genrekit import features
 
-        secs = self.input.get("segment_seconds") or BLOCK_SECONDS
+        secs = inp.get("segment_seconds") or BLOCK_SECONDS
         ws = audio.windows(y, sr=self.sr, seconds=float(secs), pad=False) or [
             audio.Window(None, 0, 0.0, y.size / self.sr, y)
         ]
-        cols = self.input.get("columns")
-        rows = []
-        for w in ws:
-            feats = features.extract(w.samples, sr=self.sr, extended=bool(self.input.get("extended", False)))
-            rows.append([feats[c] for c in cols] if cols else list(feats.values()))
+        cols = inp.get("columns")
+        rows = [list(features.extract(w.samples, sr=self.sr, columns=cols).values()) for w in ws]
         spans = [(offset + w.start, offset + w.end) for w in ws]
-        return self.model.predict_proba(np.asarray(rows, dtype=np.float64)), spans
+        return model.predict_proba(np.asarray(rows, dtype=np.float64)), spans
+
+    def _block_parts(self, y: np.ndarray, offset: float) -> list[tuple[np.ndarray, list]]:
+        """Each member's window probabilities for one block of samples starting at ``offset`` seconds."""
+        from genrekit import spectrogram
+
+        parts = []
+        for model, inp in self.members:
+            if inp["type"] == "logmel":
+                levels = spectrogram.logmel_for_input(y, inp)
+                parts.append(self._levels_proba(model, inp, levels, offset, y.size / self.sr))
+            else:
+                parts.append(self._rows_proba(model, inp, y, offset))
+        return parts
 
     def _blocks(self, source, sr: int | None) -> Iterator[tuple[np.ndarray, float]]:
         """(samples, offset) blocks of about 30 s; a short tail is joined to the block before it."""
@@ -233,40 +248,73 @@ class GenreClassifier:
                 if parts:
                     continue
                 audio.validate(block, name=name)
-            parts.append(self._window_proba(block, offset))
+            parts.append(self._block_parts(block, offset))
             duration = offset + block.size / self.sr
         if not parts:
             raise audio.EmptyAudioError(f"{name}: no audio samples")
         return self._aggregate(parts, top_k=top_k, duration=duration,
                                file=str(source) if isinstance(source, (str, os.PathLike)) else None)
 
+    def predict_precomputed(
+        self, *, levels: np.ndarray | None = None, row=None, top_k: int = 3, file: str | None = None,
+        seconds: float = 30.0,
+    ) -> Prediction:
+        """Classify one track from precomputed inputs: a log-mel matrix (e.g. an inverted Kaggle image)
+        for spectrogram members and/or a feature row (columns as in the member's metadata) for feature
+        members. Every member must get its input."""
+        parts = []
+        for model, inp in self.members:
+            if inp["type"] == "logmel":
+                if levels is None:
+                    raise ModelError(f"{self.path}: this model needs a log-mel matrix")
+                seconds = levels.shape[1] * int(inp.get("hop_length", 512)) / self.sr
+                parts.append(self._levels_proba(model, inp, np.asarray(levels, dtype=np.float32), 0.0, seconds))
+            else:
+                if row is None:
+                    raise ModelError(f"{self.path}: this model needs a feature row")
+                if isinstance(row, dict):  # name -> value: take the member's columns in its order
+                    missing = [c for c in inp["columns"] if c not in row]
+                    if missing:
+                        raise ModelError(f"{self.path}: the feature row lacks {', '.join(missing[:5])}")
+                    vec = [row[c] for c in inp["columns"]]
+                else:
+                    vec = row
+                parts.append((model.predict_proba(np.asarray(vec, dtype=np.float64).reshape(1, -1)), [(0.0, seconds)]))
+        return self._aggregate([parts], top_k=top_k, duration=seconds, file=file)
+
     def predict_logmel(self, levels: np.ndarray, *, top_k: int = 3, file: str | None = None) -> Prediction:
-        """Classify a precomputed log-mel matrix (e.g. an inverted Kaggle image) of one track."""
-        if self.input["type"] != "logmel":
-            raise ModelError(f"{self.path}: this model takes feature rows, not log-mel matrices")
-        hop = int(self.input.get("hop_length", 512))
-        seconds = levels.shape[1] * hop / self.sr
-        return self._aggregate([self._levels_proba(levels, 0.0, seconds)], top_k=top_k, duration=seconds, file=file)
+        """Classify a precomputed log-mel matrix of one track (spectrogram models)."""
+        return self.predict_precomputed(levels=levels, top_k=top_k, file=file)
 
     def predict_features(self, row, *, top_k: int = 3, file: str | None = None, seconds: float = 30.0) -> Prediction:
-        """Classify one precomputed feature row (columns as in the model's metadata)."""
-        if self.input["type"] != "features":
-            raise ModelError(f"{self.path}: this model takes log-mel slices, not feature rows")
-        proba = self.model.predict_proba(np.asarray(row, dtype=np.float64).reshape(1, -1))
-        return self._aggregate([(proba, [(0.0, seconds)])], top_k=top_k, duration=seconds, file=file)
+        """Classify one precomputed feature row (feature models)."""
+        return self.predict_precomputed(row=row, top_k=top_k, file=file, seconds=seconds)
 
-    def _aggregate(self, parts, *, top_k: int, duration: float, file: str | None) -> Prediction:
-        """Mean log-probability over all windows -> scores summing to 1, ranked, plus the timeline."""
-        proba = np.concatenate([np.asarray(p, dtype=np.float64) for p, _ in parts])
-        spans = [s for _, sp in parts for s in sp]
-        proba = np.clip(proba, 1e-12, 1.0)
-        proba /= proba.sum(axis=1, keepdims=True)
-        scores = _softmax_rows(np.log(proba).mean(axis=0))
+    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None) -> Prediction:
+        """Mean log-probability over each member's windows, members combined by the model's weights;
+        the timeline is the spectrogram member's windows, blended with the other members' block scores."""
+
+        def norm(p):
+            p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
+            return p / p.sum(axis=1, keepdims=True)
+
+        def mean_log(p):
+            return _softmax_rows(np.log(p).mean(axis=0, keepdims=True))
+
+        per_member = [norm(np.concatenate([b[m][0] for b in blocks])) for m in range(len(self.members))]
+        track = [mean_log(p) for p in per_member]
+        hybrid = len(self.members) > 1
+        scores = (self.model.combine(track) if hybrid else track[0])[0]
+        segments: list[Segment] = []
+        t = self._timeline
+        for b in blocks:
+            p, spans = norm(b[t][0]), b[t][1]
+            if hybrid:
+                p = self.model.combine([p if m == t else np.repeat(mean_log(norm(b[m][0])), len(p), axis=0)
+                                        for m in range(len(self.members))])
+            segments += [Segment(float(s), float(e), self.genres[int(q.argmax())],
+                                 dict(zip(self.genres, map(float, q), strict=True))) for (s, e), q in zip(spans, p, strict=True)]
         order = np.argsort(-scores)
-        segments = [
-            Segment(float(s), float(e), self.genres[int(p.argmax())], dict(zip(self.genres, map(float, p), strict=True)))
-            for (s, e), p in zip(spans, proba, strict=True)
-        ]
         return Prediction(
             genre=self.genres[int(order[0])], scores={self.genres[i]: float(scores[i]) for i in order},
             top=[(self.genres[i], float(scores[i])) for i in order[:top_k]],

@@ -38,7 +38,7 @@ def _sources(data, want: str):
 
             raise DatasetError(f"{data}: a segment-level table; evaluate takes one row per track (30 s table)")
         for i, tid in enumerate(t.track_ids):
-            found[tid] = (t.y[i], "features", t.X[i])
+            found[tid] = (t.y[i], "features", dict(zip(t.columns, t.X[i], strict=True)))
         return found
     is_root = any((data / d).exists() for d in ("audio", "genres_original", "genres", "images_original",
                                                "features_30_sec.csv"))
@@ -46,13 +46,20 @@ def _sources(data, want: str):
         g = datasets.GTZAN(data)
         for tr in g.audio_tracks():
             found[tr.track_id] = (tr.label, "audio", tr.path)
-        if want == "logmel":
-            for tr in g.image_tracks():
-                found.setdefault(tr.track_id, (tr.label, "image", tr.path))
-        if want == "features" and g.feature_csv():
+        images = {tr.track_id: tr for tr in g.image_tracks()} if want in ("logmel", "hybrid") else {}
+        rows = {}
+        if want in ("features", "hybrid") and g.feature_csv():
             t = datasets.load_feature_table(g.feature_csv())
-            for i, tid in enumerate(t.track_ids):
-                found.setdefault(tid, (t.y[i], "features", t.X[i]))
+            rows = {tid: (t.y[i], dict(zip(t.columns, t.X[i], strict=True))) for i, tid in enumerate(t.track_ids)}
+        if want == "logmel":
+            for tid, tr in images.items():
+                found.setdefault(tid, (tr.label, "image", tr.path))
+        elif want == "features":
+            for tid, (lab, row) in rows.items():
+                found.setdefault(tid, (lab, "features", row))
+        elif want == "hybrid":  # without audio a track needs both its image and its feature row
+            for tid in images.keys() & rows.keys():
+                found.setdefault(tid, (images[tid].label, "image+features", (images[tid].path, rows[tid][1])))
         return found
     if data.is_dir() and want == "logmel" and any(data.rglob("*.png")) and not any(
         f.suffix.lower() in {".wav", ".flac", ".mp3", ".au", ".ogg"} for f in data.rglob("*")
@@ -102,17 +109,20 @@ def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | N
         )
     from genrekit import spectrogram
 
-    y_true, y_pred, proba, used, errors = [], [], [], {"audio": 0, "image": 0, "features": 0}, []
+    y_true, y_pred, proba, errors = [], [], [], []
+    used = {"audio": 0, "image": 0, "features": 0, "image+features": 0}
     for tid in tqdm(test, desc=f"evaluate ({protocol})", unit="track", disable=None if progress else True, leave=False):
         label, kind, payload = found[tid]
         try:
             if kind == "audio":
                 r = clf.predict(payload)
             elif kind == "image":
-                levels = spectrogram.invert_image_cached(payload)
-                r = clf.predict_logmel(levels, file=str(payload))
+                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(payload), file=str(payload))
+            elif kind == "image+features":
+                png, row = payload
+                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(png), row=row, file=str(png))
             else:
-                r = clf.predict_features(payload, file=tid)
+                r = clf.predict_precomputed(row=payload, file=tid)
         except GenrekitError as exc:
             errors.append({"track": str(tid), "error": str(exc)})
             continue

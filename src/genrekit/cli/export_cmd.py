@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "export a deep model to ONNX"
+HELP = "export a deep or hybrid model to ONNX (for onnxruntime: predict --backend onnx)"
 
 
 def add_arguments(p) -> None:

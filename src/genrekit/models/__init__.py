@@ -14,3 +14,4 @@ register("mlp", "genrekit.models.mlp:MLPModel")  # torch MLP on feature vectors
 register("cnn1d", "genrekit.models.mlp:CNN1DModel")  # 1-D CNN over the feature vector
 register("ensemble", "genrekit.models.ensemble:EnsembleModel")  # soft voting / stacking over other models
 register("deep", "genrekit.models.deep:DeepModel")  # CNN / ResNet on log-mel slices
+register("hybrid", "genrekit.models.hybrid:HybridModel")  # product of experts over members with different inputs

@@ -121,9 +121,20 @@ def _positive_number(v: Any, upper: float) -> bool:
 def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
     """Check a model's ``input`` block: predict recomputes the model's input from audio with it, so a
     malformed one must be refused when the file is loaded, not fail obscurely later."""
-    if not isinstance(desc, dict) or desc.get("type") not in ("features", "logmel"):
+    if not isinstance(desc, dict) or desc.get("type") not in ("features", "logmel", "hybrid"):
         got = desc.get("type") if isinstance(desc, dict) else desc
-        raise ModelError(f"{source}: model metadata 'input' must have type 'features' or 'logmel', got {got!r}")
+        raise ModelError(
+            f"{source}: model metadata 'input' must have type 'features', 'logmel' or 'hybrid', got {got!r}"
+        )
+    if desc["type"] == "hybrid":
+        members = desc.get("members")
+        if not isinstance(members, list) or len(members) < 2:
+            raise ModelError(f"{source}: model metadata 'input.members' must list the members' inputs")
+        for m in members:
+            if isinstance(m, dict) and m.get("type") == "hybrid":
+                raise ModelError(f"{source}: hybrid models cannot be nested")
+            validate_input(m, source=source)
+        return
     if desc["type"] == "features":
         cols = desc.get("columns")
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols):

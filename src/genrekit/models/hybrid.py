@@ -1,0 +1,108 @@
+"""A weighted product of experts over models that see DIFFERENT inputs (e.g. log-mel CNN + feature table).
+
+Tabular ensembles (``models.ensemble``) share one feature matrix; this one combines a spectrogram model
+with a feature model, which is what lifts GTZAN's artist-disjoint accuracy: the two make different
+mistakes. Each member is stored as its own verified genrekit model file, embedded as bytes, so the
+hybrid is still one safe ``.safetensors`` file and loading never runs code from it.
+
+Combination: ``log p = sum_i w_i * mean_log p_i`` (track level), renormalised; weights sum to 1.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit.errors import ModelError
+from genrekit.models.base import Estimator, load_model_file, save_model_file
+
+KIND = "hybrid"
+
+
+class HybridModel(Estimator):
+    """Members with their own inputs; ``weights`` (summing to 1) set how much each one counts."""
+
+    kind = KIND
+
+    def __init__(self, members: Sequence[Estimator] = (), *, weights: Sequence[float] | None = None):
+        self.members = members
+        self.weights = weights
+
+    def fit(self, *_args, **_kw) -> HybridModel:
+        """Adopt already-fitted members (each is trained on its own input beforehand)."""
+        if len(self.members) < 2:
+            raise ModelError("a hybrid model needs at least two fitted members")
+        classes = [list(map(str, m.classes_)) for m in self.members]
+        if any(c != classes[0] for c in classes):
+            raise ModelError(f"hybrid members disagree on their classes: {classes}")
+        w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=float)
+        if w.shape != (len(self.members),) or (w < 0).any() or w.sum() <= 0:
+            raise ModelError("hybrid weights must be one non-negative number per member, not all zero")
+        self.members_ = list(self.members)
+        self.weights_ = w / w.sum()
+        self.classes_ = np.array(classes[0])
+        self.input_ = {"type": "hybrid", "members": [m.input_ if hasattr(m, "input_") else m.meta_["input"]
+                                                      for m in self.members_]}
+        self.meta_ = {"kind": KIND, "input": self.input_, "classes": classes[0]}
+        return self
+
+    def combine(self, member_probas: Sequence[np.ndarray]) -> np.ndarray:
+        """Combine each member's probabilities ``[n, k]`` (one row per track or window) into ``[n, k]``."""
+        self._check_fitted()
+        if len(member_probas) != len(self.members_):
+            raise ModelError(f"expected {len(self.members_)} members' probabilities, got {len(member_probas)}")
+        logp = sum(w * np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0))
+                   for w, p in zip(self.weights_, member_probas, strict=True))
+        z = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``X`` is a sequence holding each member's input (they differ in kind, so no single matrix)."""
+        self._check_fitted()
+        return self.combine([m.predict_proba(x) for m, x in zip(self.members_, X, strict=True)])
+
+    # ------------------------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike, *, extra_meta: dict | None = None) -> Path:
+        self._check_fitted()
+        tensors: dict[str, np.ndarray] = {}
+        with tempfile.TemporaryDirectory() as d:
+            for i, m in enumerate(self.members_):
+                f = Path(d) / f"m{i}.safetensors"
+                m.save(f)
+                tensors[f"member{i}"] = np.frombuffer(f.read_bytes(), dtype=np.uint8).copy()
+        meta = dict(self.meta_)
+        meta["weights"] = [float(w) for w in self.weights_]
+        meta["member_kinds"] = [getattr(m, "kind", "?") for m in self.members_]
+        meta.update(extra_meta or {})
+        return save_model_file(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> HybridModel:
+        from genrekit.models import load_model
+
+        tensors, meta = load_model_file(path)
+        if meta.get("kind") != KIND:
+            raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not a hybrid")
+        n = len(meta.get("weights") or [])
+        if n < 2 or any(f"member{i}" not in tensors for i in range(n)):
+            raise ModelError(f"{path}: hybrid model file lacks its members")
+        members = []
+        with tempfile.TemporaryDirectory() as d:
+            for i in range(n):
+                f = Path(d) / f"m{i}.safetensors"
+                f.write_bytes(tensors[f"member{i}"].tobytes())
+                try:
+                    members.append(load_model(f))
+                except ModelError as exc:
+                    raise ModelError(f"{path}: member {i} is invalid ({exc})") from None
+        model = cls(members, weights=meta["weights"]).fit()
+        model.meta_ = meta
+        return model
+
+    def member_inputs(self) -> list[dict[str, Any]]:
+        return list(self.input_["members"])
