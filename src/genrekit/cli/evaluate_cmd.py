@@ -100,7 +100,10 @@ def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | N
         raise DatasetError(
             f"{data}: test labels {', '.join(unknown)} are not among the model's classes ({', '.join(clf.genres)})"
         )
-    trained_on = set((getattr(clf.model, "meta_", None) or {}).get("train_tracks") or [])
+    meta = getattr(clf.model, "meta_", None) or {}
+    record = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
+    trained_on = set(meta.get("train_tracks") or []) | set(record.get("train_tracks") or []) | set(
+        record.get("valid_tracks") or [])
     overlap = sorted(trained_on.intersection(test))
     if overlap:
         raise LeakageError(
@@ -138,6 +141,7 @@ def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | N
         "fold": fold, "level": "track", "track_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
         "n_tracks": len(y_true), "n_test_tracks_in_protocol": int(len(test)), "sources": used,
         "errors": errors, "model": clf.identity, "data": str(data), "seed": seed,
+        "per_class": m["per_class"], "confusion": m["confusion"], "classes": m["classes"],
     }
     return metrics, {"y_true": y_true, "y_pred": y_pred, "proba": np.array(proba), "classes": clf.genres}
 
