@@ -5,7 +5,7 @@
 1. Spectrogram member: the short-chunk CNN trained on the fault-filtered TRAIN tracks (Kaggle images,
    audio where present), early-stopped on the VALID tracks (``genrekit.deep.train_run``).
 2. Feature member: logistic regression on Kaggle's features minus the four HPSS columns (cheap to compute
-   at prediction time), fitted on TRAIN, its C tuned on VALID.
+   at prediction time), fitted on TRAIN, its C tuned on VALID, stored as numpy arrays (no sklearn to load).
 3. The blend weight is chosen on VALID; then the hybrid is scored once on the 290 TEST tracks and the
    figure goes into the model's metadata and MODEL_CARD.md.
 """
@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     from genrekit.models import load_model
     from genrekit.models.classic import SklearnModel
     from genrekit.models.hybrid import HybridModel
+    from genrekit.models.linear import LinearModel
     from genrekit.predict import GenreClassifier
 
     t0 = time.time()
@@ -66,6 +67,7 @@ def main(argv=None) -> int:
     tab = SklearnModel("logreg", tune=True, random_state=args.seed).fit(
         table.X[side["train"]][:, ci], table.y[side["train"]], X_valid=table.X[side["valid"]][:, ci],
         y_valid=table.y[side["valid"]], feature_names=cols)
+    tab = LinearModel.from_sklearn(tab)  # same probabilities, served without importing scikit-learn
 
     # blend weight chosen on VALID (track level), members as they will be served
     data = load_logmels(args.data, progress=False)

@@ -172,3 +172,26 @@ def test_bad_inputs_give_model_errors(data):
         make_model("nope")
     with pytest.raises(ModelError, match="not fitted"):
         make_model("knn").predict(data[4])
+
+
+def test_linear_model_serves_logreg_without_sklearn(tmp_path):
+    """The numpy-only copy of a fitted logistic regression gives the same probabilities and round-trips."""
+    import numpy as np
+
+    from genrekit.models import load_model
+    from genrekit.models.classic import SklearnModel
+    from genrekit.models.linear import LinearModel
+
+    rng = np.random.default_rng(0)
+    cols = ["rms_mean", "rms_var", "tempo", "mfcc1_mean"]
+    X = np.abs(rng.normal(size=(90, 4))) + 0.1
+    y = np.array(["blues", "jazz", "rock"] * 30)
+    X[y == "jazz", 0] += 1.0
+    X[y == "rock", 1] *= 5.0
+    sk = SklearnModel("logreg", tune=False).fit(X, y, feature_names=cols)
+    lin = LinearModel.from_sklearn(sk)
+    np.testing.assert_allclose(lin.predict_proba(X), sk.predict_proba(X), atol=1e-9)
+    lin.save(tmp_path / "lin.safetensors")
+    again = load_model(tmp_path / "lin.safetensors")
+    np.testing.assert_allclose(again.predict_proba(X), sk.predict_proba(X), atol=1e-9)
+    assert list(again.classes_) == ["blues", "jazz", "rock"] and again.input_["columns"] == cols

@@ -15,3 +15,4 @@ register("cnn1d", "genrekit.models.mlp:CNN1DModel")  # 1-D CNN over the feature 
 register("ensemble", "genrekit.models.ensemble:EnsembleModel")  # soft voting / stacking over other models
 register("deep", "genrekit.models.deep:DeepModel")  # CNN / ResNet on log-mel slices
 register("hybrid", "genrekit.models.hybrid:HybridModel")  # product of experts over members with different inputs
+register("linear", "genrekit.models.linear:LinearModel")  # numpy-only logistic regression (fast to load and serve)

@@ -1,0 +1,97 @@
+"""Measure prediction speed and memory (prints; asserts nothing).
+
+    python benchmarks/predict.py [--model M] [--data ../shared/data/gtzan/audio] [--skip-folder]
+
+- throughput: `genrekit predict DIR --format json` over a folder as a fresh process, jobs 1 and 2
+  (wall time includes start-up and model load; clips/s = files / wall);
+- warm latency in-process: one 30 s clip and one 5-minute file (synthesised by concatenating real clips);
+- cold start: `genrekit predict one.mp3` as a fresh process;
+- peak RSS: `genrekit predict` of a 10-minute file as a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GENREKIT = [sys.executable, "-m", "genrekit"]
+
+
+def run_child(cmd: list[str]) -> tuple[float, int, int]:
+    """(wall seconds, exit code, peak RSS in MB) of a fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode not in (0, 1):
+        print(err[-2000:], file=sys.stderr)
+    return wall, proc.returncode, usage.ru_maxrss // 1024
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gtzan" / "audio"))
+    p.add_argument("--skip-folder", action="store_true", help="skip the folder throughput runs")
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args()
+
+    import soundfile as sf
+
+    from genrekit import audio
+    from genrekit.predict import GenreClassifier
+
+    model_args = ["--model", args.model] if args.model else []
+    data = Path(args.data)
+    files = sorted(audio.iter_audio_files([data]))
+    print(f"genrekit predict benchmark: model {args.model or 'shipped default'}, {len(files)} clips in {data}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+
+    if not args.skip_folder:
+        for jobs in (1, 2):
+            wall, rc, rss = run_child([*GENREKIT, "predict", str(data), "--format", "json", "--jobs", str(jobs),
+                                       "--no-progress", *model_args])
+            print(f"folder, jobs {jobs}: {len(files)} clips in {wall:.1f} s = {len(files) / wall:.1f} clips/s "
+                  f"(fresh process, start-up and model load included; exit {rc}, peak RSS {rss} MB)")
+
+    clf = GenreClassifier.load(args.model)
+    clip = next((f for f in files if f.suffix == ".flac"), files[0])
+    clf.predict(clip)
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        clf.predict(clip)
+        times.append(time.perf_counter() - t0)
+    print(f"warm latency, 30 s clip ({clip.name}): median {1000 * statistics.median(times):.0f} ms over {args.repeat}")
+
+    with tempfile.TemporaryDirectory() as d:
+        y = np.concatenate([audio.load(f) for f in files[:10]])  # 10 real clips = 5 minutes
+        five = Path(d) / "five-minutes.flac"
+        sf.write(str(five), y, audio.SR)
+        t0 = time.perf_counter()
+        r = clf.predict(five)
+        print(f"warm latency, 5-minute file: {time.perf_counter() - t0:.2f} s ({len(r.segments)} windows)")
+        ten = Path(d) / "ten-minutes.flac"
+        sf.write(str(ten), np.concatenate([y, y]), audio.SR)
+        wall, rc, rss = run_child([*GENREKIT, "predict", str(ten), "--format", "json", "--no-progress", *model_args])
+        print(f"10-minute file as a fresh process: {wall:.1f} s, peak RSS {rss} MB (exit {rc})")
+        mp3 = next((f for f in files if f.suffix == ".mp3"), clip)
+        colds = [run_child([*GENREKIT, "predict", str(mp3), "--no-progress", *model_args])[0] for _ in range(3)]
+        print(f"cold start, `genrekit predict {mp3.name}` as a fresh process: median {statistics.median(colds):.2f} s "
+              f"(runs: {', '.join(f'{c:.2f}' for c in colds)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
