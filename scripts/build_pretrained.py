@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--deep-run", default=str(ROOT / "runs" / "pretrained-deep"),
                    help="run folder of the spectrogram member (reused if it already holds model.safetensors)")
     p.add_argument("--arch", default="shortchunk")
-    p.add_argument("--augment", default="all")
+    p.add_argument("--augment", default="default", help="crop, SpecAugment and mixup")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain", action="store_true", help="train the spectrogram member even if its run exists")
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         "sources": metrics["sources"], "deep_member_track_accuracy": deep_only["track_accuracy"],
         "valid_accuracy": accs[best], "feature_weight": best, "valid_grid": accs,
         "per_class": metrics["per_class"], "confusion": metrics["confusion"], "classes": list(GENRES),
-        "command": "python scripts/build_pretrained.py --data ../shared/data/gtzan",
+        "command": "python scripts/build_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "trained_on": "fault-filtered train (443 tracks); valid (197) for early stopping, C and weight",
         "built_seconds": round(time.time() - t0, 1),
     }

@@ -153,9 +153,17 @@ class GenreClassifier:
         meta = getattr(self.model, "meta_", None) or {}
         return {
             "path": self.path, "backend": self.backend, "kind": meta.get("kind"),
-            "name": meta.get("name") or meta.get("model_name"), "sha256": meta.get("sha256"),
+            "name": meta.get("name") or meta.get("model_name"), "sha256": self._file_sha256(),
             "classes": self.genres,
         }
+
+    def _file_sha256(self) -> str | None:
+        import hashlib
+
+        try:
+            return hashlib.sha256(Path(self.path).read_bytes()).hexdigest() if self.path else None
+        except OSError:
+            return None
 
     # ------------------------------------------------------------------------------------ inputs
     def _levels_proba(self, model, inp: dict, levels: np.ndarray, offset: float, seconds: float):

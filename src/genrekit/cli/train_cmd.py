@@ -31,6 +31,11 @@ def add_arguments(p) -> None:
                    help="how segment probabilities make a track's (segment tables only)")
     p.add_argument("--epochs", type=int, default=None, help="deep models: maximum epochs")
     p.add_argument("--device", default="auto", help="deep models: cpu, cuda or auto")
+    p.add_argument("--augment", default=None,
+                   help="deep models: none, default (crop, specaugment, mixup), all, or a comma list of "
+                        "crop, gain, noise, pitch, specaugment, mixup (recorded in the run)")
+    p.add_argument("--ema", type=float, default=None, help="deep models: weight averaging decay (default 0.995; 0 = off)")
+    p.add_argument("--resume", action="store_true", help="deep models: continue from the run's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -58,6 +63,12 @@ def run(args) -> int:
             kw["epochs"] = args.epochs
         if args.folds:
             kw["folds"] = args.folds
+        if args.augment is not None:
+            kw["augment"] = args.augment
+        if args.ema is not None:
+            kw["ema"] = args.ema or None
+        if args.resume:
+            kw["resume"] = True
         metrics = deep.train_run(name, args.data, args.protocol, args.out, **kw)
     else:
         if args.epochs:
