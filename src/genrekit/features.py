@@ -69,6 +69,9 @@ def columns(*, extended: bool = False) -> list[str]:
     return [*FEATURE_COLUMNS, *(EXTENDED_COLUMNS if extended else [])]
 
 
+_all_columns = columns  # extract() takes a `columns=` argument that shadows the function
+
+
 # ============================================================================================ filterbanks
 
 
@@ -801,7 +804,7 @@ def extract(
     n_fft, hop = N_FFT, HOP
     y = _check_audio(y, n_fft=n_fft)
     if columns is not None:
-        known = set(globals()["columns"](extended=True))
+        known = set(_all_columns(extended=True))
         unknown = [c for c in columns if c not in known]
         if unknown:
             raise FeatureError(f"unknown feature column(s): {', '.join(unknown)}")
@@ -888,7 +891,7 @@ def extract(
         values += [v for pair in zip(dm, dv, strict=True) for v in pair]
         lm, lv = _mean_var(mel_db, axis=1)
         values += [v for pair in zip(lm, lv, strict=True) for v in pair]
-        names = columns(extended=True)
+        names = _all_columns(extended=True)
     if len(values) != len(names):  # pragma: no cover - guards the column bookkeeping
         raise FeatureError(f"internal error: {len(values)} values for {len(names)} columns")
     out = {k: float(v) for k, v in zip(names, values, strict=True)}
