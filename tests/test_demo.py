@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tone, write_audio
 
+from conftest import tone, write_audio
 from genrekit import GENRES
 from genrekit.cli import main
 
