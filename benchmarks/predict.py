@@ -3,7 +3,7 @@
     python benchmarks/predict.py [--model M] [--data ../shared/data/gtzan/audio] [--skip-folder]
 
 - throughput: `genrekit predict DIR --format json` over a folder as a fresh process, jobs 1 and 2
-  (wall time includes start-up and model load; clips/s = files / wall);
+  (wall time includes start-up and model load; clips/s = files / wall), and warm (workers started first);
 - warm latency in-process: one 30 s clip and one 5-minute file (synthesised by concatenating real clips);
 - cold start: `genrekit predict one.mp3` as a fresh process;
 - peak RSS: `genrekit predict` of a 10-minute file as a fresh process.
@@ -64,6 +64,23 @@ def main() -> int:
                                        "--no-progress", *model_args])
             print(f"folder, jobs {jobs}: {len(files)} clips in {wall:.1f} s = {len(files) / wall:.1f} clips/s "
                   f"(fresh process, start-up and model load included; exit {rc}, peak RSS {rss} MB)")
+
+    # warm throughput: worker processes started and their model loaded before the clock starts
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from genrekit.cli.predict_cmd import _classify, _init_worker
+
+    for jobs in (1, 2):
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("forkserver"), initializer=_init_worker,
+                                 initargs=(args.model, "torch")) as ex:
+            list(ex.map(_classify, [str(f) for f in files[:jobs * 2]], [3] * jobs * 2, [False] * jobs * 2))
+            t0 = time.perf_counter()
+            recs = list(ex.map(_classify, [str(f) for f in files], [3] * len(files), [False] * len(files)))
+            wall = time.perf_counter() - t0
+        bad = sum(r["error"] is not None for r in recs)
+        print(f"warm throughput, jobs {jobs}: {len(files) / wall:.1f} clips/s ({len(files)} clips in {wall:.1f} s, "
+              f"{bad} errors)")
 
     clf = GenreClassifier.load(args.model)
     clip = next((f for f in files if f.suffix == ".flac"), files[0])

@@ -129,8 +129,10 @@ class GenreClassifier:
         1 by default, because one clip's work is small and extra threads only contend; scale out with
         processes (``--jobs``) instead.
         """
+        from genrekit.engine import limit_blas_threads
         from genrekit.models import load_model
 
+        limit_blas_threads(threads)  # numpy/scipy too: small products, threads only contend
         if backend not in ("torch", "onnx"):
             raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         p = Path(path) if path is not None else default_model_path()
