@@ -22,7 +22,11 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
-    parser.add_argument("--out", "-o", required=True, metavar="FILE.csv", help="output CSV table")
+    parser.add_argument("--out", "-o", required=True, metavar="FILE.csv",
+                        help="output CSV table; a folder (ending in /) gets Parquet parts + _manifest.json, "
+                             "resumable, for libraries of any size")
+    parser.add_argument("--part-size", type=int, default=1000, metavar="N",
+                        help="with --out DIR/: files per Parquet part (default 1000)")
     parser.add_argument("--segment", type=float, default=None, metavar="SECONDS",
                         help="one row per window of SECONDS (3 gives Kaggle's 3-second table); default: one row per file")
     parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
@@ -36,6 +40,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, metavar="ADDR",
                         help="with --engine ray: a Ray cluster ('auto' = the one `ray start` made here); "
                              "default: a private local instance with --jobs CPUs")
+
+
+def _engine_stream(args, todo: list[str]):
+    """(path, analysis | ItemError) for ``todo`` from the chosen engine."""
+    import functools
+
+    from genrekit import engine
+
+    if args.engine == "ray":
+        from genrekit.engine_ray import features_ray
+
+        return features_ray(todo, segment_seconds=args.segment, extended=bool(args.extended),
+                            address=args.address, num_cpus=args.jobs, progress=not args.quiet)
+    work = functools.partial(_analyse, segment_seconds=args.segment, extended=bool(args.extended))
+    return engine.run_local(work, todo, jobs=args.jobs or os.cpu_count() or 1, progress=not args.quiet,
+                            desc="features")
+
+
+def _to_dataset(args, files, errors, settings) -> int:
+    """`--out DIR/`: Parquet parts + manifest, written per part; a rerun skips finished files."""
+    from genrekit import engine
+    from genrekit.errors import GenrekitError
+    from genrekit.features import rows_from_analysis
+    from genrekit.parquet_out import PartitionedOutput, report
+
+    out = PartitionedOutput(args.out, kind="features", settings=settings, part_size=args.part_size).open()
+    todo = out.pending([str(f) for f in files])
+    if len(todo) < len(files):
+        print(f"resuming: {len(files) - len(todo)} of {len(files)} files already done in {args.out}", file=sys.stderr)
+    for raw, err in errors:
+        out.add(raw, error=str(err))
+    try:
+        for path, res in _engine_stream(args, todo) if todo else []:
+            if isinstance(res, engine.ItemError):
+                out.add(path, error=str(res))
+                continue
+            try:
+                out.add(path, rows_from_analysis(Path(path), res, extended=bool(args.extended)))
+            except GenrekitError as exc:
+                out.add(path, error=str(exc))
+    except KeyboardInterrupt:
+        out.close()
+        print(f"genrekit features: interrupted; finished parts are kept in {args.out}, run again to resume",
+              file=sys.stderr)
+        return 130
+    out.close()
+    return report(out, total=len(files) + len(errors))
 
 
 def _format(v) -> str:
@@ -57,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
     engine.limit_blas_threads(1)  # before numpy loads: one thread per process is fastest here
 
     import csv
-    import functools
     import io
 
     from genrekit.audio import iter_audio_files
@@ -86,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     settings = {"features": FEATURES_VERSION, "sr": SR, "segment_seconds": args.segment, "extended": bool(args.extended)}
+    from genrekit.parquet_out import is_dataset_target
+
+    if is_dataset_target(args.out):
+        return _to_dataset(args, files, errors, settings)
     cache = engine.Cache("features", settings, enabled=not args.no_cache)
     results: dict[str, list] = {}
     todo: list[str] = []
@@ -105,17 +159,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             todo.append(str(f))
 
-    jobs = args.jobs or os.cpu_count() or 1
-    work = functools.partial(_analyse, segment_seconds=args.segment, extended=bool(args.extended))
     try:
-        if args.engine == "ray":
-            from genrekit.engine_ray import features_ray
-
-            stream = features_ray(todo, segment_seconds=args.segment, extended=bool(args.extended),
-                                  address=args.address, num_cpus=args.jobs, progress=not args.quiet)
-        else:
-            stream = engine.run_local(work, todo, jobs=jobs, progress=not args.quiet, desc="features")
-        for path, res in stream:
+        for path, res in _engine_stream(args, todo):
             if isinstance(res, engine.ItemError):
                 errors.append((path, res))
                 continue
