@@ -86,14 +86,6 @@ def shared_root() -> Path | None:
     return None
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------- audio
 
 
@@ -326,9 +318,11 @@ class GTZAN:
 
     def verify(self) -> dict[str, bool]:
         """Checksums of the files we know (True when they match)."""
+        from genrekit.engine import file_digest
+
         out = {}
         for name, digest in CHECKSUMS.items():
             f = self.root / name
             if f.is_file():
-                out[name] = sha256_file(f) == digest
+                out[name] = file_digest(f) == digest
         return out

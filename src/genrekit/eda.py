@@ -93,7 +93,7 @@ def plot_distributions(table, path: Path, *, n_cols: int = 6) -> None:
 
 def write_eda(table, out: Path) -> list[Path]:
     """Write correlation.png, tempo_by_genre.png, distributions.png and summary.txt to ``out``."""
-    from genrekit.evaluate import _atomic_write_bytes
+    from genrekit.engine import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,6 +115,6 @@ def write_eda(table, out: Path) -> list[Path]:
         t = table.X[:, table.columns.index("tempo")]
         lines += ["", "median tempo (BPM) per genre:"]
         lines += [f"{g:>12} {np.median(t[y == g]):7.1f}" for g in sorted(set(y))]
-    _atomic_write_bytes(out / "summary.txt", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(out / "summary.txt", ("\n".join(lines) + "\n").encode())
     written.append(out / "summary.txt")
     return written

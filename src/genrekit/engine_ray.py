@@ -270,15 +270,9 @@ class PredictTask:
         return clf
 
     def __call__(self, path: str) -> dict[str, Any]:
-        from genrekit.predict import error_record
+        from genrekit.predict import record_for
 
-        clf = self.classifier()
-        try:
-            return clf.predict(path, top_k=self.top_k).to_dict(segments=self.segments)
-        except GenrekitError as exc:
-            return error_record(path, str(exc), segments=self.segments)
-        except (OSError, ValueError, MemoryError) as exc:
-            return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=self.segments)
+        return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments)
 
 
 def predict_ray(

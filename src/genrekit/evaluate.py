@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from genrekit.engine import atomic_write_bytes
 from genrekit.errors import GenrekitError
 
 __all__ = [
@@ -133,22 +134,10 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write JSON atomically (temp file + rename): a crash never leaves half a metrics file."""
     path = Path(path)
-    _atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n").encode())
     return path
 
 
@@ -325,7 +314,7 @@ def write_run_report(
     if "pooled" not in full and full.get("accuracy") != computed["accuracy"]:
         full["pooled"] = {"accuracy": computed["accuracy"], "macro_f1": computed["macro_f1"]}
     write_json(out / "metrics.json", full)
-    _atomic_write_bytes(out / "report.txt", format_report(full).encode())
+    atomic_write_bytes(out / "report.txt", format_report(full).encode())
     plot_confusion(computed["confusion"], classes, _title(full, "confusion"), out / "confusion.png")
     if proba is not None:
         proba = np.asarray(proba, dtype=float)

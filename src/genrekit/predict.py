@@ -82,6 +82,18 @@ def error_record(file: str, error: str, *, segments: bool = False) -> dict[str, 
     return d
 
 
+def record_for(clf: GenreClassifier, path: str, *, top_k: int = 3, segments: bool = False) -> dict[str, Any]:
+    """One file's ``genrekit predict`` record; any error reading it becomes the record's ``error``.
+
+    Every engine (local processes, Ray, the web server) uses this, so their records are identical."""
+    try:
+        return clf.predict(path, top_k=top_k).to_dict(segments=segments)
+    except GenrekitError as exc:
+        return error_record(path, str(exc), segments=segments)
+    except (OSError, ValueError, MemoryError) as exc:
+        return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=segments)
+
+
 def _softmax_rows(logp: np.ndarray) -> np.ndarray:
     z = logp - logp.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -556,12 +556,13 @@ def comparison_markdown(result: dict[str, Any]) -> str:
 
 
 def write_comparison(out_dir: str | os.PathLike, result: dict[str, Any]) -> None:
-    from genrekit.evaluate import _atomic_write_bytes, _pyplot, _save_figure, write_json
+    from genrekit.engine import atomic_write_bytes
+    from genrekit.evaluate import _pyplot, _save_figure, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "comparison.json", result)
-    _atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
+    atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
     plt = _pyplot()
     rows = result["results"]
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))

@@ -40,16 +40,10 @@ def _init_worker(model, backend, threads=1):
 
 
 def _classify(path: str, top_k: int, segments: bool) -> dict:
-    """One file -> its record; every genrekit/OS error becomes the record's error."""
-    from genrekit.errors import GenrekitError
-    from genrekit.predict import error_record
+    """One file -> its record (module level so process pools can pickle it)."""
+    from genrekit.predict import record_for
 
-    try:
-        return _CLF.predict(path, top_k=top_k).to_dict(segments=segments)
-    except GenrekitError as exc:
-        return error_record(path, str(exc), segments=segments)
-    except (OSError, ValueError, MemoryError) as exc:
-        return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=segments)
+    return record_for(_CLF, path, top_k=top_k, segments=segments)
 
 
 def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=True):
