@@ -6,7 +6,8 @@
   (wall time includes start-up and model load; clips/s = files / wall), and warm (workers started first);
 - warm latency in-process: one 30 s clip and one 5-minute file (synthesised by concatenating real clips);
 - cold start: `genrekit predict one.mp3` as a fresh process;
-- peak RSS: `genrekit predict` of a 10-minute file as a fresh process.
+- peak RSS: `genrekit predict` of a 10-minute file as a fresh process;
+- ONNX vs torch: top-1 agreement and the largest score difference over the folder.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ def main() -> int:
         clf.predict(clip)
         times.append(time.perf_counter() - t0)
     print(f"warm latency, 30 s clip ({clip.name}): median {1000 * statistics.median(times):.0f} ms over {args.repeat}")
+
+    onnx_clf = GenreClassifier.load(args.model, backend="onnx")
+    agree, diff = 0, 0.0
+    for f in files:
+        a, b = clf.predict(f), onnx_clf.predict(f)
+        agree += a.genre == b.genre
+        diff = max(diff, max(abs(a.scores[g] - b.scores[g]) for g in a.scores))
+    print(f"ONNX (onnxruntime) vs torch: same top-1 on {agree}/{len(files)} clips, max score difference {diff:.1e}")
 
     with tempfile.TemporaryDirectory() as d:
         y = np.concatenate([audio.load(f) for f in files[:10]])  # 10 real clips = 5 minutes
