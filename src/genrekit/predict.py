@@ -154,8 +154,9 @@ class GenreClassifier:
             model = OnnxModel.load(p, threads=threads)
         else:
             model = load_model(p)
-            if hasattr(model, "threads"):
-                model.threads = threads
+            for m in [model, *getattr(model, "members_", [])]:  # a hybrid's members run their own nets
+                if hasattr(m, "threads"):
+                    m.threads = threads  # models would otherwise reset torch to their training threads
             import torch
 
             torch.set_num_threads(threads)

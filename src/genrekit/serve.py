@@ -373,15 +373,10 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
         from genrekit.predict import GenreClassifier
 
         threads = _torch_threads(workers)
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:  # pragma: no cover - torch is a dependency; an onnx-only install still works
-            pass
-        clf = model if isinstance(model, GenreClassifier) else GenreClassifier.load(model, backend=backend)
-        if hasattr(clf.model, "threads"):
-            clf.model.threads = threads  # the model would otherwise reset torch to its training threads
+        if isinstance(model, GenreClassifier):
+            clf = model
+        else:
+            clf = GenreClassifier.load(model, backend=backend, threads=threads)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrekit-infer")
         app.state.clf = clf
         app.state.pool = pool
