@@ -47,20 +47,9 @@ def _write(path: Path, y: np.ndarray, sr: int, **kw) -> Path:
 
 def mp3_bytes(y: np.ndarray, sr: int = SR) -> bytes:
     """A real MP3 (LAME through PyAV), so the truncated one is a cut-off real file, not noise."""
-    import av
+    from conftest import pyav_encode
 
-    buf = io.BytesIO()
-    mono = y if y.ndim == 1 else y.mean(axis=1)
-    with av.open(buf, "w", format="mp3") as out:
-        s = out.add_stream("mp3", rate=sr)
-        s.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(mono[None, :].astype(np.float32), format="fltp", layout="mono")
-        frame.sample_rate = sr
-        for packet in s.encode(frame):
-            out.mux(packet)
-        for packet in s.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
+    return pyav_encode(y, sr, codec="mp3", container="mp3")
 
 
 def wav_header(*, sr: int, channels: int, bits: int, data_bytes: int, fmt: int = 1) -> bytes:

@@ -48,14 +48,16 @@ def write_audio(path: Path, y: np.ndarray, sr: int = 22050, **kw) -> Path:
     return path
 
 
-def write_m4a(path: Path, y: np.ndarray, sr: int = 22050) -> Path:
-    """Encode AAC in an MP4 container with PyAV (no system ffmpeg)."""
+def pyav_encode(y: np.ndarray, sr: int = 22050, *, codec: str = "aac", container: str = "mp4") -> bytes:
+    """Encode mono audio with PyAV's bundled FFmpeg (no system ffmpeg): real AAC/MP3 files for tests."""
+    import io
+
     import av
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
     mono = y if y.ndim == 1 else y.mean(axis=1)
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("aac", rate=sr)
+    with av.open(buf, "w", format=container) as out:
+        s = out.add_stream(codec, rate=sr)
         s.layout = "mono"
         frame = av.AudioFrame.from_ndarray(mono[None, :].astype(np.float32), format="fltp", layout="mono")
         frame.sample_rate = sr
@@ -63,7 +65,28 @@ def write_m4a(path: Path, y: np.ndarray, sr: int = 22050) -> Path:
             out.mux(packet)
         for packet in s.encode(None):
             out.mux(packet)
+    return buf.getvalue()
+
+
+def write_m4a(path: Path, y: np.ndarray, sr: int = 22050) -> Path:
+    """AAC in an MP4 container, written to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pyav_encode(y, sr, codec="aac", container="mp4"))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-genre (blues, metal) CNN trained for 2 epochs on random log-mel slices: the real model file
+    format in a few seconds. Tests that need a model which has learned something define their own."""
+    from genrekit.models.deep import DeepModel
+
+    rng = np.random.default_rng(0)
+    X = rng.random((24, 128, 130), dtype=np.float32)
+    y = np.array(["blues", "metal"] * 12)
+    m = DeepModel("cnn", epochs=2, batch_size=8, verbose=False, device="cpu", augment="none")
+    m.fit(X, y)
+    return m.save(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import tone, write_audio
@@ -48,20 +47,6 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    from genrekit.models.deep import DeepModel
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((24, 128, 130)).astype(np.float32)
-    y = np.array(["blues", "metal"] * 12)
-    m = DeepModel("cnn", epochs=2, batch_size=8, verbose=False, device="cpu", augment="none")
-    m.fit(X, y)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    m.save(path)
-    return path
 
 
 @pytest.fixture(scope="session")

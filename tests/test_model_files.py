@@ -21,21 +21,6 @@ LOGMEL_INPUT = {"type": "logmel", "sr": 22050, "n_fft": 2048, "hop_length": 512,
                 "slice_seconds": 3.0}
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    import torch
-
-    from genrekit.models.deep import DeepModel
-
-    torch.set_num_threads(2)
-    rng = np.random.default_rng(0)
-    X = rng.random((24, 128, 130), dtype=np.float32)
-    y = np.array(["blues", "metal"] * 12)
-    m = DeepModel("cnn", epochs=2, batch_size=8, verbose=False, device="cpu", augment="none")
-    m.fit(X, y)
-    return m.save(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def _loaders():
     return [load_model, GenreClassifier.load]
 

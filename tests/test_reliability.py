@@ -35,22 +35,6 @@ RSS_LIMIT_KB = 1024 * 1024  # 1 GB
 
 
 # ------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A 2-genre CNN trained for 2 epochs on random slices: real file format, seconds to build."""
-    import torch
-
-    from genrekit.models.deep import DeepModel
-
-    torch.set_num_threads(2)
-    rng = np.random.default_rng(0)
-    X = rng.random((24, 128, 130), dtype=np.float32)
-    y = np.array(["blues", "metal"] * 12)
-    m = DeepModel("cnn", epochs=2, batch_size=8, verbose=False, device="cpu", augment="none")
-    m.fit(X, y)
-    return m.save(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> tuple[Path, list[Case]]:
     root = tmp_path_factory.mktemp("bad") / "corpus"
