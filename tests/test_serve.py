@@ -269,6 +269,11 @@ def test_health_and_genres(client, tiny_model):
 def test_docs_and_openapi(client):
     r = client.get("/docs")
     assert r.status_code == 200 and "swagger" in r.text.lower()
+    # the docs page's scripts and styles come from the app itself, not a CDN
+    assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', r.text)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    for a in assets:
+        assert client.get(a).status_code == 200, a
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["required"] == ["file"]

@@ -390,7 +390,11 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    app = FastAPI(
+    try:  # Swagger UI's files served by the app itself: /docs works with no internet (no CDN)
+        from fastapi_offline import FastAPIOffline as make_app
+    except ImportError:  # pragma: no cover - the [web] extra installs it
+        make_app = FastAPI
+    app = make_app(
         title="genrekit", version=__version__, lifespan=lifespan,
         description="Music genre classification. `POST /api/predict` with an audio file returns the same "
                     "record as `genrekit predict --format json`.",
