@@ -161,3 +161,19 @@ def test_finetune_cli_new_labels_frozen_body(tmp_path, monkeypatch):
         assert torch.equal(p, base.net_.body.state_dict()[name]), name
     assert (out / "metrics.json").is_file()
     assert main(["finetune", "--from", str(src), "--data", str(data), "--out", str(out), "--valid-size", "2"]) == 2
+
+
+def test_finetune_defaults_to_the_shipped_models_cnn(tmp_path, monkeypatch):
+    """Transfer from our own pretrained model: --from defaults to the shipped hybrid, whose CNN is used."""
+    from genrekit.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "mine"
+    _write_label_folders(data, ["lofi", "techno"], per_label=3)
+    out = tmp_path / "ft"
+    main(["finetune", "--data", str(data), "--out", str(out), "--freeze", "--epochs", "1", "--no-progress",
+          "--threads", "1", "--valid-size", "0.34"])
+    tuned = DeepModel.load(out / "model.safetensors")
+    assert list(tuned.classes_) == ["lofi", "techno"]
+    assert tuned.meta_["finetuned_from"]["path"].endswith("(its CNN member)")
+    assert tuned.meta_["finetuned_from"]["classes"][0] == "blues" and tuned.arch == "shortchunk"

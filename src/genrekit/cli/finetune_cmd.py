@@ -14,8 +14,9 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--from", dest="source_model", required=True, metavar="MODEL",
-                   help="a genrekit deep model file (kind 'deep') to start from")
+    p.add_argument("--from", dest="source_model", default=None, metavar="MODEL",
+                   help="a genrekit deep model file, or a hybrid whose CNN is taken "
+                        "(default: the shipped model's CNN)")
     p.add_argument("--data", required=True, metavar="PATH", help="folder with one sub-folder of audio per label")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to write the new model and reports to")
     p.add_argument("--freeze", action="store_true", help="freeze the body; train only the new head")
@@ -70,7 +71,22 @@ def run(args) -> int:
     except GenrekitError as exc:
         print(f"genrekit finetune: error: {exc}", file=sys.stderr)
         return 2
+    import tempfile
+
+    from genrekit.predict import default_model_path
+
+    scratch = tempfile.TemporaryDirectory()
+    args.source_model = args.source_model or str(default_model_path())
+    source_name = str(args.source_model)
     _, meta = load_model_file(args.source_model)
+    if meta.get("kind") == "hybrid":  # e.g. the shipped model: start from its spectrogram member
+        from genrekit.models import load_model
+
+        deep = [m for m in load_model(args.source_model).members_ if getattr(m, "kind", None) == "deep"]
+        if deep:
+            args.source_model = str(deep[0].save(Path(scratch.name) / "cnn.safetensors"))
+            source_name += " (its CNN member)"
+            _, meta = load_model_file(args.source_model)
     if meta.get("kind") != "deep":
         raise ModelError(
             f"{args.source_model}: a {meta.get('kind')!r} model cannot be fine-tuned here; give a deep "
@@ -100,13 +116,13 @@ def run(args) -> int:
     model.fit(Xtr, ytr, groups=gtr, X_valid=Xva, y_valid=yva, groups_valid=gva)
     record = {
         "model": meta["arch"], "protocol": f"finetune hold-out ({args.valid_size:.0%} of tracks, stratified)",
-        "finetuned_from": str(args.source_model), "source_classes": meta.get("classes"),
+        "finetuned_from": source_name, "source_classes": meta.get("classes"),
         "freeze_body": bool(args.freeze), "layers_transferred": int(getattr(model, "transferred_", 0)),
         "params": model.get_params(), "augment": aug.to_dict(), "data": str(args.data),
         "split": {"train": len(tr), "valid": len(va)}, "seed": args.seed,
         "failed": [{"path": p, "error": e} for p, e in data.failed],
     }
-    extra = {"finetuned_from": {"path": str(args.source_model), "classes": meta.get("classes"),
+    extra = {"finetuned_from": {"path": source_name, "classes": meta.get("classes"),
                                 "trained_on": meta.get("trained_on")},
              "trained_on": {"protocol": "finetune", "data": str(args.data),
                             "train_tracks": [str(t) for t in data.track_ids[tr]],
