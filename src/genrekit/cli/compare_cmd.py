@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from genrekit.cli.train_cmd import PROTOCOL_CHOICES  # one list of CLI protocols for train and compare
+
 HELP = "compare models under one protocol; writes comparison.json, comparison.md and comparison.png"
 DESCRIPTION = (
     "Fits each model under PROTOCOL on the same folds and writes DIR/comparison.json "
@@ -9,8 +11,6 @@ DESCRIPTION = (
     "(comparison.md), a bar chart (comparison.png), and prints the table. Accuracies are track-level; "
     "k-fold protocols give mean +- std over folds."
 )
-
-PROTOCOL_CHOICES = ("random", "kfold", "fault-filtered", "artist3")
 
 
 def add_arguments(p) -> None:
