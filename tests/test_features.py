@@ -141,11 +141,48 @@ def test_median_filter_and_hpss_match_scipy_and_librosa(y, lr):
     p_ref = lr.util.fix_length(lr.istft(P, dtype=np.float32), size=y.size)
     close(h, h_ref, rtol=0, atol=2e-5)
     close(p, p_ref, rtol=0, atol=2e-5)
-    out = features.extract(y)
+    out = features.extract(y, hpss="exact")
     assert out["harmony_var"] == pytest.approx(float(np.var(h_ref)), rel=1e-4)
     assert out["perceptr_var"] == pytest.approx(float(np.var(p_ref)), rel=1e-4)
     assert out["harmony_mean"] == pytest.approx(float(np.mean(h_ref)), rel=1e-3, abs=1e-9)
     assert out["perceptr_mean"] == pytest.approx(float(np.mean(p_ref)), rel=1e-3, abs=1e-9)
+    # the default remedian approximation: variances within a few percent, means within 2 %
+    fast = features.extract(y)
+    assert fast["harmony_var"] == pytest.approx(out["harmony_var"], rel=0.08)
+    assert fast["perceptr_var"] == pytest.approx(out["perceptr_var"], rel=0.15)
+    assert fast["harmony_mean"] == pytest.approx(out["harmony_mean"], rel=0.02, abs=1e-7)
+    assert fast["perceptr_mean"] == pytest.approx(out["perceptr_mean"], rel=0.02, abs=1e-7)
+    for k in fast:
+        if not k.startswith(("harmony_", "perceptr_")):
+            assert fast[k] == out[k], k
+    with pytest.raises(FeatureError, match="hpss must be one of"):
+        features.extract(y, hpss="approximate")
+
+
+def test_remedian_is_three_dilated_medians_of_three():
+    """remedian_filter == median of 3 taps d apart, three times, reflecting at the edges like scipy."""
+    rng = np.random.default_rng(3)
+
+    def reference(x, dilations):
+        for d in dilations:
+            p = np.pad(x, ((d, d), (0, 0)), mode="symmetric")
+            n = x.shape[0]
+            x = np.median(np.stack([p[:n], p[d : d + n], p[2 * d : 2 * d + n]]), axis=0)
+        return x
+
+    for n in (200, 31, 19, 10):
+        x = rng.random((n, 13), dtype=np.float32) ** 4
+        want = reference(x, features.REMEDIAN_DILATIONS)
+        close(features.remedian_filter(x, axis=0), want, rtol=0, atol=0)
+        close(features.remedian_filter(np.ascontiguousarray(x.T), axis=1), want.T, rtol=0, atol=0)
+    # a lone spike is removed and a step edge kept, as a running median would
+    x = np.zeros((64, 1), dtype=np.float32)
+    x[20] = 9.0
+    x[40:] = 1.0
+    got = features.remedian_filter(x, axis=0)[:, 0]
+    assert got[20] == 0.0 and np.all(got[:37] == 0.0) and np.all(got[44:] == 1.0)
+    with pytest.raises(FeatureError, match="dilations"):
+        features.remedian_filter(x, axis=0, dilations=(0, 3))
 
 
 def test_extract_equals_librosa_pipeline(y, lr):
@@ -314,6 +351,15 @@ def test_cli_resumes_from_cache_and_segments(tmp_path):
     r = _cli([root, "--out", tmp_path / "c.csv", "--extended"], cache)
     assert r.returncode == 0 and "(0 from cache)" in r.stderr
     assert len(_read(tmp_path / "c.csv")[0]) == 3 + 57 + len(features.EXTENDED_COLUMNS)
+    # --exact-hpss is a setting too, and changes only the four HPSS columns
+    r = _cli([root, "--out", tmp_path / "d.csv", "--segment", "3", "--exact-hpss"], cache)
+    assert r.returncode == 0 and "(0 from cache)" in r.stderr
+    exact = _read(tmp_path / "d.csv")
+    assert [x["filename"] for x in exact] == [x["filename"] for x in rows]
+    for a, b in zip(rows, exact, strict=True):
+        assert a["perceptr_var"] != b["perceptr_var"]
+        assert {k: v for k, v in a.items() if not k.startswith(("harmony_", "perceptr_"))} == \
+            {k: v for k, v in b.items() if not k.startswith(("harmony_", "perceptr_"))}
 
 
 def test_cli_usage_and_missing_paths(tmp_path):
@@ -351,7 +397,7 @@ def test_matches_kaggle_table_on_real_clips(gtzan, name):
     path = gtzan / "audio" / name.split(".")[0] / f"{name}.flac"
     if not path.exists():
         pytest.skip(f"{path} not in the shared subset")
-    row = features.extract_file(path)[0]
+    row = features.extract_file(path, hpss="exact")[0]
     assert row["length"] == kaggle["length"] and row["label"] == kaggle["label"]
     assert row["tempo"] == pytest.approx(kaggle["tempo"], rel=1e-9)
     for col in datasets.FEATURE_COLUMNS:

@@ -306,14 +306,15 @@ def predict_ray(
 class FeaturesTask:
     """``path -> analysis`` (genrekit.features.analyse_file): the cacheable, name-independent part."""
 
-    def __init__(self, *, segment_seconds: float | None, extended: bool):
+    def __init__(self, *, segment_seconds: float | None, extended: bool, hpss: str = "fast"):
         self.segment_seconds = segment_seconds
         self.extended = bool(extended)
+        self.hpss = hpss
 
     def __call__(self, path: str) -> list[dict[str, object]]:
         from genrekit.features import analyse_file
 
-        return analyse_file(path, segment_seconds=self.segment_seconds, extended=self.extended)
+        return analyse_file(path, segment_seconds=self.segment_seconds, extended=self.extended, hpss=self.hpss)
 
 
 def features_ray(
@@ -321,6 +322,7 @@ def features_ray(
     *,
     segment_seconds: float | None = None,
     extended: bool = False,
+    hpss: str = "fast",
     address: str | None = None,
     progress: bool = True,
     batch_size: int | None = None,
@@ -331,6 +333,6 @@ def features_ray(
 
     The same contract as ``engine.run_local(features._analyse, ...)``, so ``genrekit features`` caches and
     writes the results exactly as it does for the local engine."""
-    fn = FeaturesTask(segment_seconds=segment_seconds, extended=extended)
+    fn = FeaturesTask(segment_seconds=segment_seconds, extended=extended, hpss=hpss)
     yield from ray_map(fn, [str(f) for f in files], address=address, num_cpus=num_cpus, batch_size=batch_size,
                        max_retries=max_retries, progress=progress, desc="features")

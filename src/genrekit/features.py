@@ -41,7 +41,7 @@ BLOCK_FRAMES = 1300
 # longer files are refused with a pointer to --segment, which streams files of any length.
 MAX_WHOLE_FILE_SECONDS = 1800.0
 # Bumped whenever a definition changes, so cached feature rows are recomputed.
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 
 N_CONTRAST_BANDS = 6
 EXTENDED_COLUMNS: list[str] = [
@@ -55,7 +55,7 @@ EXTENDED_COLUMNS: list[str] = [
 __all__ = [
     "EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS",
     "chroma_filterbank", "chroma_stft", "columns", "delta", "estimate_tuning", "extract", "extract_file",
-    "extract_segments", "analyse_file", "feature_table", "rows_from_analysis", "fft_frequencies", "hpss", "median_filter", "mel_filterbank", "melspectrogram",
+    "extract_segments", "analyse_file", "feature_table", "rows_from_analysis", "fft_frequencies", "hpss", "median_filter", "remedian_filter", "mel_filterbank", "melspectrogram",
     "mfcc", "onset_strength", "power_to_db", "rms", "spectral_bandwidth", "spectral_centroid",
     "spectral_contrast", "spectral_flatness", "spectral_rolloff", "stft", "tempo", "tonnetz",
     "zero_crossing_rate",
@@ -262,17 +262,51 @@ def spectral_bandwidth(
     return _centroid_bandwidth(S.T, fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)))[1]
 
 
-def _centroid_bandwidth(S_tf: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid and bandwidth from three weighted sums (sum S, sum S f, sum S f^2) in float64:
-    the same values as librosa's normalise-then-deviate formulation, without an (F, T) temporary."""
-    w = np.stack([np.ones_like(freqs), freqs, freqs * freqs], axis=1)
-    m0, m1, m2 = (np.asarray(S_tf, dtype=np.float64) @ w).T
-    ok = m0 >= np.finfo(np.float64).tiny  # librosa leaves all-but-silent frames unnormalised
+_ROLL_BLOCK = 32  # bins per block of the two-level rolloff search
+
+
+@lru_cache(maxsize=8)
+def _shape_weights(n_freq: int, df: float) -> np.ndarray:
+    """Columns 1, f, f^2, then one indicator per block of _ROLL_BLOCK bins: one matmul gives the
+    centroid/bandwidth moments and the rolloff's coarse cumulative sums."""
+    f = np.arange(n_freq) * df
+    nb = -(-n_freq // _ROLL_BLOCK)
+    blocks = (np.arange(n_freq)[:, None] // _ROLL_BLOCK == np.arange(nb)[None, :]).astype(np.float64)
+    return np.ascontiguousarray(np.concatenate([np.stack([np.ones_like(f), f, f * f], axis=1), blocks], axis=1),
+                                dtype=np.float32)
+
+
+def _spectral_shape(S_tf: np.ndarray, freqs: np.ndarray, roll_percent: float = 0.85):
+    """Centroid, bandwidth and rolloff per frame of a time-major magnitude spectrogram.
+
+    Centroid and bandwidth come from three weighted sums (sum S, sum S f, sum S f^2): the same values
+    as librosa's normalise-then-deviate formulation, without an (F, T) temporary. The rolloff is the
+    first bin whose running sum reaches ``roll_percent`` of the total, found in two steps (32-bin block
+    sums, then a running sum inside the one block that crosses) instead of a cumsum over every bin."""
+    S_tf = np.ascontiguousarray(S_tf, dtype=np.float32)
+    T, F = S_tf.shape
+    moments = S_tf @ _shape_weights(F, float(freqs[1] - freqs[0]) if F > 1 else 0.0)
+    m0, m1, m2 = moments[:, :3].astype(np.float64).T
+    ok = m0 >= np.finfo(np.float32).tiny  # librosa leaves all-but-silent frames unnormalised
     safe = np.where(ok, m0, 1.0)
     centroid = np.where(ok, m1 / safe, m1)
     var = np.where(ok, m2 / safe - centroid**2, m2 - 2 * centroid * m1 + centroid**2 * m0)
     bandwidth = np.sqrt(np.maximum(var, 0.0))
-    return centroid, bandwidth
+
+    coarse = np.cumsum(moments[:, 3:], axis=1)
+    thr = np.float32(roll_percent) * coarse[:, -1:]
+    j = np.minimum(np.count_nonzero(coarse < thr, axis=1), coarse.shape[1] - 1)
+    rows = np.arange(T)
+    prefix = np.where(j > 0, coarse[rows, np.maximum(j - 1, 0)], 0.0).astype(np.float32)
+    cols = j[:, None] * _ROLL_BLOCK + np.arange(_ROLL_BLOCK)[None, :]
+    seg = np.where(cols < F, S_tf[rows[:, None], np.minimum(cols, F - 1)], 0.0)
+    fine = prefix[:, None] + np.cumsum(seg, axis=1, dtype=np.float32)
+    idx = np.minimum(j * _ROLL_BLOCK + np.count_nonzero(fine < thr, axis=1), F - 1)
+    return centroid, bandwidth, freqs[idx]
+
+
+def _centroid_bandwidth(S_tf: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _spectral_shape(S_tf, freqs)[:2]
 
 
 def spectral_rolloff(
@@ -287,10 +321,7 @@ def spectral_rolloff(
 
 
 def _rolloff(S_tf: np.ndarray, freqs: np.ndarray, roll_percent: float = 0.85) -> np.ndarray:
-    cs = np.cumsum(S_tf, axis=1)  # float32 running sum, as librosa
-    thr = roll_percent * cs[:, -1:]
-    idx = np.minimum(np.count_nonzero(cs < thr, axis=1), freqs.size - 1)
-    return freqs[idx]
+    return _spectral_shape(S_tf, freqs, roll_percent)[2]
 
 
 def spectral_flatness(
@@ -573,23 +604,99 @@ def tonnetz(*, chroma: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- HPSS
 
 
-def _hpss_masks(S_ctx: np.ndarray, lo: int, hi: int, kernel: int = HPSS_KERNEL) -> np.ndarray:
+# Dilations of the fast harmonic/percussive filters: three rounds of median-of-3 whose taps reach
+# +-15 frames or bins, the span of the exact 31-point median (tuned on the 124 shared clips).
+REMEDIAN_DILATIONS = (3, 9, 3)
+HPSS_MODES = ("fast", "exact")
+
+
+def _med3(a: np.ndarray, b: np.ndarray, c: np.ndarray, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """Elementwise median of three arrays in four min/max passes, into ``out`` (``tmp`` is scratch)."""
+    np.minimum(a, b, out=tmp)
+    np.maximum(a, b, out=out)
+    np.minimum(out, c, out=out)
+    return np.maximum(tmp, out, out=out)
+
+
+def remedian_filter(x: np.ndarray, *, axis: int = -1, dilations: tuple[int, ...] = REMEDIAN_DILATIONS) -> np.ndarray:
+    """Repeated dilated median of three along ``axis`` (edges reflected like scipy's mode='reflect').
+
+    Tukey's remedian: a robust stand-in for a running median of span ``1 + 2 * sum(dilations)`` at
+    12 min/max passes instead of a sort per sample, about 9x faster than the exact 31-point median
+    on a spectrogram. It rejects isolated peaks the same way, so HPSS masks built from it give the
+    harmonic/percussive statistics within a few percent (``docs/fidelity.md``)."""
+    x = np.moveaxis(np.asarray(x), axis, 0)
+    if any(d < 1 for d in dilations):
+        raise FeatureError(f"dilations must be positive, got {dilations}")
+    # along a contiguous first axis the passes are whole-row slices: 2.5x faster than strided ones,
+    # which pays for the transposing copy
+    return np.moveaxis(_remedian_block(np.ascontiguousarray(x), dilations), 0, axis)
+
+
+def _remedian_block(x: np.ndarray, dilations: tuple[int, ...]) -> np.ndarray:
+    n = x.shape[0]
+    bufs = [np.empty_like(x), np.empty_like(x)]
+    tmp = np.empty_like(x)
+    for i, d in enumerate(dilations):
+        out = bufs[i % 2]
+        if n <= d:  # too short to reflect: the exact median over what there is
+            out[...] = np.median(x, axis=0, keepdims=True)
+            x = out
+            continue
+        if n > 2 * d:
+            _med3(x[: n - 2 * d], x[d : n - d], x[2 * d :], out[d : n - d], tmp[d : n - d])
+        # the first and last d samples see reflected neighbours (numpy 'symmetric' == scipy 'reflect')
+        for rows in (np.arange(min(d, n)), np.arange(max(n - d, d), n)):
+            left = rows - d
+            left = np.where(left < 0, -left - 1, left)
+            right = rows + d
+            right = np.where(right >= n, 2 * n - right - 1, right)
+            part = x[rows]
+            out[rows] = _med3(x[left], part, x[right], np.empty_like(part), np.empty_like(part))
+        x = out
+    return x
+
+
+def _edge_bins_percussive(S_tf: np.ndarray, kernel: int) -> np.ndarray:
+    """Exact frequency median of bins 0 and 1 (they alone set the waveform means; see _HarmonicStats)."""
+    h = kernel // 2
+    idx = np.arange(-h, h + 1)[None, :] + np.arange(2)[:, None]
+    idx = np.where(idx < 0, -idx - 1, idx)  # symmetric reflection at bin 0
+    idx = np.minimum(idx, S_tf.shape[1] - 1)
+    return np.median(S_tf[:, idx], axis=-1)
+
+
+def _hpss_masks(S_ctx: np.ndarray, lo: int, hi: int, kernel: int = HPSS_KERNEL, mode: str = "exact") -> np.ndarray:
     """Harmonic soft mask (power 2, margin 1) for frames ``lo:hi`` of a time-major magnitude block.
 
     ``S_ctx`` holds up to ``kernel // 2`` context frames on each side; where it holds fewer we are at
     the signal's edge and reflect, as scipy's mode='reflect' does. The percussive mask is 1 - harmonic.
+    ``mode="exact"`` runs librosa's 31-point medians; ``"fast"`` runs :func:`remedian_filter` except
+    on bins 0 and 1, which stay exact so that the harmonic/percussive means match exactly.
     """
+    if mode not in HPSS_MODES:
+        raise FeatureError(f"hpss must be one of {', '.join(HPSS_MODES)}, got {mode!r}")
     h = kernel // 2
     nb = hi - lo
-    # harmonic: median across time, per frequency bin -> rows are bins
     pad_l, pad_r = h - lo, h - (S_ctx.shape[0] - hi)
     rows = S_ctx.T
-    if pad_l or pad_r:
-        rows = np.pad(rows, ((0, 0), (pad_l, pad_r)), mode="symmetric")
-    harm = _median_rows(np.ascontiguousarray(rows), kernel)  # (F, nb)
-    # percussive: median across frequency, per frame -> rows are frames
-    perc = _median_rows(np.pad(S_ctx[lo:hi], ((0, 0), (h, h)), mode="symmetric"), kernel)  # (nb, F)
-    h2 = np.square(np.ascontiguousarray(harm.T))
+    if mode == "fast":
+        harm = remedian_filter(S_ctx, axis=0)[lo:hi]  # (nb, F), time-major
+        perc = remedian_filter(S_ctx[lo:hi], axis=1)
+        edge = np.ascontiguousarray(rows[:2])
+        if pad_l or pad_r:
+            edge = np.pad(edge, ((0, 0), (pad_l, pad_r)), mode="symmetric")
+        harm[:, :2] = _median_rows(edge, kernel).T
+        perc[:, :2] = _edge_bins_percussive(S_ctx[lo:hi], kernel)
+        h2 = np.square(harm, out=harm)
+    else:
+        # harmonic: median across time, per frequency bin -> rows are bins
+        if pad_l or pad_r:
+            rows = np.pad(rows, ((0, 0), (pad_l, pad_r)), mode="symmetric")
+        harm = _median_rows(np.ascontiguousarray(rows), kernel)  # (F, nb)
+        # percussive: median across frequency, per frame -> rows are frames
+        perc = _median_rows(np.pad(S_ctx[lo:hi], ((0, 0), (h, h)), mode="symmetric"), kernel)  # (nb, F)
+        h2 = np.square(np.ascontiguousarray(harm.T))
     p2 = np.square(perc, out=perc)
     den = h2 + p2
     mask = np.full((nb, S_ctx.shape[1]), 0.5, dtype=np.float32)
@@ -664,7 +771,9 @@ class _HarmonicStats:
         return sh, max(sh2 - sh * sh, 0.0), sp, max(sp2 - sp * sp, 0.0)
 
 
-def hpss(y: np.ndarray, *, kernel_size: int = HPSS_KERNEL, n_fft: int = N_FFT, hop_length: int = HOP) -> tuple[np.ndarray, np.ndarray]:
+def hpss(
+    y: np.ndarray, *, kernel_size: int = HPSS_KERNEL, n_fft: int = N_FFT, hop_length: int = HOP, mode: str = "exact",
+) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic and percussive waveforms (librosa.effects.hpss, median kernel 31, soft masks).
 
     Follows librosa 0.7, which Kaggle used: reflect-padded STFT and an istft trimmed to
@@ -673,7 +782,7 @@ def hpss(y: np.ndarray, *, kernel_size: int = HPSS_KERNEL, n_fft: int = N_FFT, h
     y = _check_audio(y, n_fft=n_fft)
     T = _n_frames(y.size, hop_length)
     D = _stft_frames(np.pad(y, n_fft // 2, mode="reflect"), 0, T, n_fft=n_fft, hop=hop_length)
-    mask = _hpss_masks(np.abs(D), 0, T, kernel_size)
+    mask = _hpss_masks(np.abs(D), 0, T, kernel_size, mode=mode)
     out = []
     for spec in (D * mask, D * (1 - mask)):
         frames = scipy.fft.irfft(spec, n=n_fft, axis=1) * _hann32(n_fft)
@@ -763,13 +872,15 @@ def _mean_tempogram(env: np.ndarray, win: int, chunk: int = 4096) -> np.ndarray:
     w = _hann(win)
     n_pad = scipy.fft.next_fast_len(2 * win - 1, real=True)
     acc = np.zeros(win)
-    tiny = np.finfo(np.float64).tiny
+    tiny = np.finfo(np.float32).tiny
+    w = w.astype(np.float32)
     for s in range(0, n, chunk):
-        spec = scipy.fft.rfft(frames[s : s + chunk] * w, n=n_pad, axis=1)
+        # float32 FFTs: half the time of float64, and the same tempo on all 124 shared clips
+        spec = scipy.fft.rfft(frames[s : s + chunk].astype(np.float32) * w, n=n_pad, axis=1)
         ac = scipy.fft.irfft(spec.real**2 + spec.imag**2, n=n_pad, axis=1)[:, :win]
         peak = np.abs(ac).max(axis=1, keepdims=True)
         peak[peak < tiny] = 1.0
-        acc += (ac / peak).sum(axis=0)
+        acc += (ac / peak).sum(axis=0, dtype=np.float64)
     return acc / n
 
 
@@ -790,12 +901,15 @@ def _mean_var(x: np.ndarray, axis=None) -> tuple:
 
 def extract(
     y: np.ndarray, *, sr: int = SR, extended: bool = False, block_frames: int = BLOCK_FRAMES,
-    columns: list[str] | None = None,
+    columns: list[str] | None = None, hpss: str = "fast",
 ) -> dict[str, float]:
     """All features of one waveform, ordered like :func:`columns` (Kaggle's 57, then extended ones).
 
     ``columns`` selects a subset (in the given order); without any ``harmony_*``/``perceptr_*`` column
-    the HPSS median filters, two thirds of the cost, are skipped (models served for speed use that).
+    the HPSS median filters are skipped (models served for speed use that). ``hpss="fast"`` (default)
+    approximates HPSS's two 31-point medians with :func:`remedian_filter` (harmony/perceptr means
+    exact, variances within a few percent, 7x less time for the whole extraction than exact);
+    ``hpss="exact"`` runs the exact medians, as librosa does.
 
     One STFT (n_fft 2048, hop 512, reflect-padded, Hann) is shared by every feature. Inputs longer
     than ``block_frames`` frames are processed block by block with identical results (bounded memory).
@@ -810,6 +924,8 @@ def extract(
             raise FeatureError(f"unknown feature column(s): {', '.join(unknown)}")
         extended = extended or any(c not in FEATURE_COLUMNS for c in columns)
     need_hpss = columns is None or any(c.startswith(("harmony_", "perceptr_")) for c in columns)
+    if hpss not in HPSS_MODES:
+        raise FeatureError(f"hpss must be one of {', '.join(HPSS_MODES)}, got {hpss!r}")
     n = y.size
     T = _n_frames(n, hop)
     y_pad = np.pad(y, n_fft // 2, mode="reflect")
@@ -839,13 +955,12 @@ def extract(
         S = S_ctx[lo:hi]
         P = np.square(S)
         mel[:, f0:f1] = (P @ melfb.T).T  # (frames, F) @ (F, mels): the fast BLAS layout
-        centroid[f0:f1], bandwidth[f0:f1] = _centroid_bandwidth(S, freqs)
-        rolloff[f0:f1] = _rolloff(S, freqs)
+        centroid[f0:f1], bandwidth[f0:f1], rolloff[f0:f1] = _spectral_shape(S, freqs)
         p_, m_ = _pitch_candidates(P, freqs, sr, n_fft)
         pitches.append(p_)
         mags.append(m_)
         if need_hpss:
-            mask = _hpss_masks(S_ctx, lo, hi)
+            mask = _hpss_masks(S_ctx, lo, hi, mode=hpss)
             harmonic.add(D_ctx[lo:hi] * mask, f0, f1)
             del mask
         del D_ctx
@@ -899,7 +1014,8 @@ def extract(
 
 
 def extract_segments(
-    y: np.ndarray, *, sr: int = SR, segment_seconds: float = 3.0, overlap: float = 0.0, extended: bool = False
+    y: np.ndarray, *, sr: int = SR, segment_seconds: float = 3.0, overlap: float = 0.0, extended: bool = False,
+    hpss: str = "fast",
 ) -> list[dict[str, float]]:
     """Features of consecutive windows of ``segment_seconds`` (Kaggle's 3 s table: 10 per 30 s clip).
 
@@ -908,7 +1024,7 @@ def extract_segments(
 
     _check_segment(segment_seconds, sr)
     y = _check_audio(y)
-    return [extract(w.samples, sr=sr, extended=extended) for w in windows(y, sr=sr, seconds=segment_seconds, overlap=overlap)]
+    return [extract(w.samples, sr=sr, extended=extended, hpss=hpss) for w in windows(y, sr=sr, seconds=segment_seconds, overlap=overlap)]
 
 
 def _check_segment(segment_seconds: float, sr: int) -> None:
@@ -926,7 +1042,8 @@ def _identity(path: Path) -> tuple[str, str]:
 
 
 def analyse_file(
-    path: str | os.PathLike, *, segment_seconds: float | None = None, extended: bool = False, sr: int = SR
+    path: str | os.PathLike, *, segment_seconds: float | None = None, extended: bool = False, sr: int = SR,
+    hpss: str = "fast",
 ) -> list[dict[str, object]]:
     """The content-dependent part of :func:`extract_file`, JSON-ready for caching:
     ``[{"segment": index or None, "length": samples, "values": [...]}, ...]``.
@@ -945,12 +1062,12 @@ def analyse_file(
                 "30 s window, which streams files of any length"
             )
         y = audio.load(p, sr=sr)
-        return [{"segment": None, "length": int(y.size), "values": list(extract(y, sr=sr, extended=extended).values())}]
+        return [{"segment": None, "length": int(y.size), "values": list(extract(y, sr=sr, extended=extended, hpss=hpss).values())}]
     _check_segment(segment_seconds, sr)
     out: list[dict[str, object]] = []
     for w in audio.iter_windows(p, sr=sr, seconds=segment_seconds, pad=False):
         out.append({"segment": int(w.index), "length": int(w.samples.size),
-                    "values": list(extract(w.samples, sr=sr, extended=extended).values())})
+                    "values": list(extract(w.samples, sr=sr, extended=extended, hpss=hpss).values())})
     if not out:
         dur = audio.info(p).duration
         raise FeatureError(f"{p}: {dur:.2f} s is shorter than one {segment_seconds:g} s segment; use a shorter --segment")
@@ -976,7 +1093,8 @@ def rows_from_analysis(path: str | os.PathLike, analysis: list[dict], *, extende
 
 
 def extract_file(
-    path: str | os.PathLike, *, segment_seconds: float | None = None, extended: bool = False, sr: int = SR
+    path: str | os.PathLike, *, segment_seconds: float | None = None, extended: bool = False, sr: int = SR,
+    hpss: str = "fast",
 ) -> list[dict[str, object]]:
     """Feature rows for one audio file: ``filename, length, <features>, label, track_id``.
 
@@ -985,7 +1103,7 @@ def extract_file(
     a sample count and ``label`` the genre-named parent folder ('' otherwise). In segment mode long
     files are decoded window by window; otherwise they are analysed block by block.
     """
-    analysis = analyse_file(path, segment_seconds=segment_seconds, extended=extended, sr=sr)
+    analysis = analyse_file(path, segment_seconds=segment_seconds, extended=extended, sr=sr, hpss=hpss)
     return rows_from_analysis(path, analysis, extended=extended)
 
 
