@@ -112,7 +112,7 @@ def _write_label_folders(root, labels, per_label=4, seconds=3.5):
     (root / labels[0] / "broken.wav").write_bytes(b"RIFF nonsense")  # one bad file: skipped, reported
 
 
-def test_train_run_on_audio_folders_writes_a_run(tmp_path, monkeypatch):
+def test_train_run_on_audio_folders_writes_a_run(tmp_path, monkeypatch, capsys):
     from genrekit.deep import DEEP_MODELS, train_run
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -135,6 +135,19 @@ def test_train_run_on_audio_folders_writes_a_run(tmp_path, monkeypatch):
     assert set(m.meta_["trained_on"]["train_tracks"]).isdisjoint(m.meta_["trained_on"]["valid_tracks"])
     with pytest.raises(GenrekitError, match="unknown deep model"):
         train_run("vgg", data, "random", out)
+    # refit: the same split, the valid tracks join training, exactly `epochs` epochs, test untouched
+    from genrekit.cli import main
+
+    rc = main(["train", "--model", "cnn", "--data", str(data), "--protocol", "random", "--out", str(tmp_path / "refit"),
+               "--epochs", "2", "--augment", "crop", "--refit", "--valid-size", "0.2", "--seed", "5", "--split-seed", "0", "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "cnn: accuracy" in printed and "track-level" in printed and "3 s slices" in printed
+    r = DeepModel.load(tmp_path / "refit" / "model.safetensors").meta_["trained_on"]
+    assert json.loads((tmp_path / "refit" / "metrics.json").read_text())["refit"] is True and r["refit"] is True and r["valid_tracks"] == [] and r["split_seed"] == 0
+    before = m.meta_["trained_on"]
+    assert set(r["train_tracks"]) == set(before["train_tracks"]) | set(before["valid_tracks"])
+    assert len(DeepModel.load(tmp_path / "refit" / "model.safetensors").history_) == 2
 
 
 def test_finetune_cli_new_labels_frozen_body(tmp_path, monkeypatch):

@@ -208,7 +208,7 @@ def train_run(
     slice_seconds: float = 3.0, train_overlap: float = 0.0, eval_overlap: float = 0.5, patience: int = 10,
     source: str = "auto", valid_size: float = 0.15, folds: int | None = None, threads: int | None = 1,
     max_minutes: float | None = None, aggregate: str = "mean_log", progress: bool = True, ema: float | None = 0.995,
-    **_ignored: Any,
+    refit: bool = False, split_seed: int | None = None, **_ignored: Any,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``data_path`` under ``protocol``; write the run to ``out_dir``; return metrics.
 
@@ -216,6 +216,12 @@ def train_run(
     side, else ``valid_size`` of the training tracks). Writes ``model.safetensors`` (for k-fold
     protocols, one per fold under ``fold<i>/`` and the first fold's copy at the top), ``metrics.json``
     (track level), ``slices/metrics.json`` (slice level), ``report.txt``, ``confusion.png``, ``curves.png``.
+
+    ``refit=True`` trains on the training *and* validation tracks for exactly ``epochs`` epochs, without
+    early stopping: once a recipe and its epoch count were chosen on validation, the final model may
+    learn from those tracks too (on the fault-filtered split they add 197 tracks by other artists).
+    Test tracks stay untouched either way. ``split_seed`` (default ``seed``) seeds the folds alone, so
+    runs with different model seeds can share folds and be ensembled (``scripts/deep_ensemble.py``).
     """
     from genrekit import __version__, spectrogram, splits
     from genrekit.augment import AugmentConfig
@@ -238,7 +244,8 @@ def train_run(
     kw = {"valid_size": valid_size} if protocol != "fault-filtered" else {}
     if folds:
         kw["k"] = folds
-    fold_list = splits.protocol_folds(protocol, data.track_ids, data.labels, seed=seed, **kw)
+    split_seed = seed if split_seed is None else int(split_seed)
+    fold_list = splits.protocol_folds(protocol, data.track_ids, data.labels, seed=split_seed, **kw)
     pos = {t: i for i, t in enumerate(data.track_ids)}
     fold_results, pooled = [], {"y": [], "pred": [], "proba": [], "sy": [], "spred": [], "sproba": []}
     first_model = None
@@ -246,6 +253,8 @@ def train_run(
         fdir = out if len(fold_list) == 1 else out / f"fold{fold.index}"
         tr = [pos[t] for t in fold.train]
         va = [pos[t] for t in fold.valid]
+        if refit:
+            tr, va = tr + va, []
         te = [pos[t] for t in fold.test]
         Xtr, ytr, gtr = make_slices(data, tr, width=train_width, overlap=train_overlap)
         Xva, yva, gva = make_slices(data, va, width=width, overlap=0.0)
@@ -260,7 +269,9 @@ def train_run(
         sc = _score(model, data, te, width=width, overlap=eval_overlap, method=aggregate)
         split_meta = {
             "protocol": protocol, "fold": fold.index, "n_folds": len(fold_list), "seed": seed,
-            "train_tracks": [str(t) for t in fold.train], "valid_tracks": [str(t) for t in fold.valid],
+            "split_seed": split_seed,
+            "train_tracks": [str(t) for t in (list(fold.train) + list(fold.valid) if refit else fold.train)],
+            "valid_tracks": [] if refit else [str(t) for t in fold.valid], "refit": bool(refit),
             "n_test_tracks": len(fold.test),
             "note": "test tracks never seen in training or early stopping",
         }
@@ -271,7 +282,7 @@ def train_run(
             "sources_count": {s: int(np.sum(data.sources == s)) for s in np.unique(data.sources)},
             "params": model.get_params(), "augment": aug.to_dict(), "input": inp,
             "split": {"train": len(tr), "valid": len(va), "test": len(te)},
-            "aggregate": aggregate, "best_epoch": model.best_epoch_, "stopped": model.stopped_,
+            "aggregate": aggregate, "refit": bool(refit), "best_epoch": model.best_epoch_, "stopped": model.stopped_,
             "train_seconds": model.train_seconds_, "genrekit_version": __version__,
             "torch_threads": threads, "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "track_accuracy": sc["track"]["accuracy"], "slice_accuracy": sc["slice"]["accuracy"],

@@ -36,6 +36,14 @@ def add_arguments(p) -> None:
                         "crop, gain, noise, pitch, specaugment, mixup (recorded in the run)")
     p.add_argument("--ema", type=float, default=None, help="deep models: weight averaging decay (default 0.995; 0 = off)")
     p.add_argument("--resume", action="store_true", help="deep models: continue from the run's last checkpoint")
+    p.add_argument("--valid-size", type=float, default=None, metavar="FRACTION",
+                   help="deep models: share of the training tracks held out for early stopping where the protocol "
+                        "has no valid side (default 0.15)")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="deep models: seed of the folds alone (default --seed), so runs can share folds")
+    p.add_argument("--refit", action="store_true",
+                   help="deep models: train on train + valid tracks for exactly --epochs (no early stopping); "
+                        "choose the recipe and epochs on a run without --refit first")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -49,6 +57,7 @@ def _deep_models() -> tuple[str, ...]:
 
 def run(args) -> int:
     import sys
+    from pathlib import Path
 
     from genrekit.errors import GenrekitError
     from genrekit.models.tabular import TABULAR_MODELS, make_model
@@ -69,7 +78,24 @@ def run(args) -> int:
             kw["ema"] = args.ema or None
         if args.resume:
             kw["resume"] = True
-        metrics = deep.train_run(name, args.data, args.protocol, args.out, **kw)
+        if args.refit:
+            kw["refit"] = True
+        if args.split_seed is not None:
+            kw["split_seed"] = args.split_seed
+        if args.valid_size is not None:
+            kw["valid_size"] = args.valid_size
+        deep.train_run(name, args.data, args.protocol, args.out, **kw)
+        import json
+
+        # the run's own report (track level, with macro-F1) rather than train_run's per-fold record
+        metrics = json.loads((Path(args.out) / "metrics.json").read_text())
+        n = len(metrics.get("fold_accuracies") or [])
+        metrics["n_folds"] = n or 1
+        slices = Path(args.out) / "slices" / "metrics.json"
+        if slices.is_file():
+            metrics["segment_level"] = json.loads(slices.read_text())
+        elif metrics.get("slice_accuracy") is not None:
+            metrics["segment_level"] = {"accuracy": metrics["slice_accuracy"]}
     else:
         if args.epochs:
             print("genrekit train: --epochs applies to deep models only; ignored", file=sys.stderr)
@@ -93,6 +119,7 @@ def run(args) -> int:
           f"(protocol {args.protocol}, {level}-level)")
     seg = metrics.get("segment_level")
     if isinstance(seg, dict) and seg.get("accuracy") is not None:
-        print(f"{name}: segment-level accuracy {seg['accuracy']:.3f} (protocol {args.protocol})")
+        print(f"{name}: segment-level accuracy {seg['accuracy']:.3f} (protocol {args.protocol}; "
+              f"{'3 s slices' if name in _deep_models() else 'segments'})")
     print(f"report written to {args.out}")
     return 0
