@@ -98,11 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     clf = GenreClassifier(ensemble, path=str(out / "model.safetensors"))
     metrics, arrays = evaluate_model(clf, args.data, protocol=args.protocol, progress=False)
     member_scores = [json.loads((out / f"seed{s}" / "metrics.json").read_text()).get("accuracy") for s in seeds]
+    like_train = _fold_scores(args, seeds, out)[0]
     card = {
         "what": f"mean log-probability ensemble of {len(seeds)} {args.model} models (seeds {seeds})",
         "protocol": args.protocol, "level": "track", "refit": bool(args.refit), "epochs": args.epochs,
         "track_accuracy": metrics["track_accuracy"], "macro_f1": metrics["macro_f1"],
-        "n_tracks": metrics["n_tracks"], "member_track_accuracies": member_scores,
+        "n_tracks": metrics["n_tracks"], "sources": metrics.get("sources"), "member_track_accuracies": member_scores,
+        "scored_like_train_run": like_train,
         "command": "python scripts/deep_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seconds": round(time.time() - t0, 1),
     }
@@ -113,13 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
-    """Per fold: the members' mean slice log-probability on the fold's test tracks, tracks by mean log."""
+def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
+    """Per fold, scored as ``train_run`` scores a run (3 s slices with 50 % overlap from the same
+    log-mel data the members trained on): each member and the members' mean slice log-probability."""
     import numpy as np
 
     from genrekit import spectrogram, splits
     from genrekit.deep import load_logmels, make_slices
-    from genrekit.evaluate import aggregate_tracks, write_json
+    from genrekit.evaluate import aggregate_tracks
     from genrekit.models import load_model
 
     data = load_logmels(args.data, progress=False)
@@ -131,7 +134,8 @@ def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
     width = spectrogram.slice_frames(seconds=3.0)
     rows = []
     for fold in folds:
-        members = [load_model(out / f"seed{s}" / f"fold{fold.index}" / "model.safetensors") for s in seeds]
+        sub = f"fold{fold.index}" if len(folds) > 1 else ""
+        members = [load_model(out / f"seed{s}" / sub / "model.safetensors") for s in seeds]
         test = set(map(str, fold.test))
         for s, m in zip(seeds, members, strict=True):
             seen = set(m.meta_.get("trained_on", {}).get("train_tracks", []))
@@ -153,6 +157,16 @@ def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
                      "track_accuracy": accs[-1][0], "slice_accuracy": accs[-1][1]})
         print(f"fold {fold.index}: members {[round(a[0], 3) for a in accs[:-1]]} -> ensemble track "
               f"{accs[-1][0]:.3f}, slice {accs[-1][1]:.3f}", file=sys.stderr)
+    return rows
+
+
+def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
+    """Per fold: the members' mean slice log-probability on the fold's test tracks, tracks by mean log."""
+    import numpy as np
+
+    from genrekit.evaluate import write_json
+
+    rows = _fold_scores(args, seeds, out)
     acc = np.array([r["track_accuracy"] for r in rows])
     card = {
         "what": f"per-fold mean log-probability ensembles of {len(seeds)} {args.model} models (seeds {seeds})",
