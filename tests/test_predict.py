@@ -202,3 +202,22 @@ def test_hybrid_onnx_export_agrees(tiny_hybrid, tmp_path):
         y = tone(6.0, freq=f0)[:, 0]
         ra, rb = a.predict(y, sr=22050), b.predict(y, sr=22050)
         assert ra.genre == rb.genre and ra.scores["blues"] == pytest.approx(rb.scores["blues"], abs=1e-4)
+
+
+def test_seed_ensemble_shares_one_front_end(tiny_model, tmp_path, monkeypatch):
+    """A hybrid whose members are all spectrogram models (a seed ensemble) computes its log-mel once
+    per block, and equals the mean of its members' track log-probabilities."""
+    from genrekit import spectrogram
+    from genrekit.models import load_model
+    from genrekit.models.hybrid import HybridModel
+
+    path = tmp_path / "ens.safetensors"
+    HybridModel([load_model(tiny_model), load_model(tiny_model)]).fit().save(path)
+    ens, single = GenreClassifier.load(path), GenreClassifier.load(tiny_model)
+    calls = []
+    real = spectrogram.logmel_for_input
+    monkeypatch.setattr(spectrogram, "logmel_for_input", lambda y, inp: calls.append(1) or real(y, inp))
+    y = tone(6.0, freq=110.0)[:, 0]
+    r = ens.predict(y, sr=22050)
+    assert len(calls) == 1
+    assert r.scores == pytest.approx(single.predict(y, sr=22050).scores, abs=1e-6)

@@ -7,6 +7,7 @@ probabilities are aggregated by mean log-probability. Memory stays bounded whate
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -218,10 +219,13 @@ class GenreClassifier:
         from genrekit import spectrogram
 
         parts = []
+        made: dict[str, np.ndarray] = {}  # members with the same front end (a seed ensemble) share it
         for model, inp in self.members:
             if inp["type"] == "logmel":
-                levels = spectrogram.logmel_for_input(y, inp)
-                parts.append(self._levels_proba(model, inp, levels, offset, y.size / self.sr))
+                key = json.dumps(inp, sort_keys=True, default=str)
+                if key not in made:
+                    made[key] = spectrogram.logmel_for_input(y, inp)
+                parts.append(self._levels_proba(model, inp, made[key], offset, y.size / self.sr))
             else:
                 parts.append(self._rows_proba(model, inp, y, offset))
         return parts
