@@ -74,9 +74,10 @@ def test_stft_and_spectral_shape_features_match_librosa(y, lr):
     assert D.shape == ref.shape
     close(np.abs(D), np.abs(ref), rtol=1e-4, atol=1e-4)
     S = np.abs(ref)
-    close(features.spectral_centroid(S=S), lr.feature.spectral_centroid(S=S, sr=SR)[0], rtol=1e-6)
-    close(features.spectral_bandwidth(S=S), lr.feature.spectral_bandwidth(S=S, sr=SR)[0], rtol=1e-6)
-    close(features.spectral_rolloff(S=S), lr.feature.spectral_rolloff(S=S, sr=SR)[0], rtol=1e-6)
+    # centroid/bandwidth moments are float32 sums (one matmul shared with the rolloff): ~1e-6 relative
+    close(features.spectral_centroid(S=S), lr.feature.spectral_centroid(S=S, sr=SR)[0], rtol=1e-5)
+    close(features.spectral_bandwidth(S=S), lr.feature.spectral_bandwidth(S=S, sr=SR)[0], rtol=1e-5)
+    close(features.spectral_rolloff(S=S), lr.feature.spectral_rolloff(S=S, sr=SR)[0], rtol=0, atol=0)
     close(features.spectral_flatness(S=S), lr.feature.spectral_flatness(S=S)[0], rtol=1e-4)
     close(features.spectral_contrast(S=S), lr.feature.spectral_contrast(S=S, sr=SR), rtol=1e-4, atol=1e-4)
     # from y, our functions use the reflect-padded STFT (librosa 0.7, which made Kaggle's table)
