@@ -456,7 +456,8 @@ def test_page_in_headless_chromium(chromium, live_server, tmp_path):
             page.on("request", lambda r: None if r.url.startswith((live_server, "data:"))
                     else problems.append(f"external request: {r.url}"))
             page.goto(live_server + "/")
-            page.wait_for_function("document.getElementById('limits').textContent.includes('MB')")
+            # a locator wait, not wait_for_function: polling a JS string needs eval, which the page's CSP forbids
+            page.locator("#limits", has_text="MB").wait_for()
             page.set_input_files("#file-input", str(song))
             page.wait_for_selector("#result:not([hidden])", timeout=60_000)
             genre = page.text_content("#genre")
