@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from genrekit import GENRES, datasets, splits
     from genrekit.cli.evaluate_cmd import evaluate_model
-    from genrekit.deep import load_logmels, train_run
+    from genrekit.deep import train_run
     from genrekit.evaluate import write_run_report
     from genrekit.models import load_model
     from genrekit.models.classic import SklearnModel
@@ -84,21 +84,8 @@ def main(argv=None) -> int:
             table.X[both][:, ci], table.y[both], feature_names=cols)
     tab = LinearModel.from_sklearn(tab)  # same probabilities, served without importing scikit-learn
 
-    # blend weight chosen on VALID (track level), members as they will be served
-    data = load_logmels(args.data, progress=False)
-    pos = {t: i for i, t in enumerate(data.track_ids)}
-    rows = {t: dict(zip(table.columns, table.X[i], strict=True)) for i, t in enumerate(table.track_ids)}
-    valid = [t for t in ff["valid"] if t in pos and t in rows]
-    grid = [round(w, 2) for w in np.arange(0.0, 0.65, 0.05)] if not args.refit else []
-    accs = {}
-    for w in grid:
-        h = HybridModel([deep, tab], weights=[1 - w, w]).fit()
-        clf = GenreClassifier(h, path="candidate")
-        right = sum(clf.predict_precomputed(levels=data.matrices[pos[t]], row=rows[t]).genre == data.labels[pos[t]]
-                    for t in valid)
-        accs[w] = right / len(valid)
-        print(f"  weight of the feature member {w:.2f}: valid accuracy {accs[w]:.3f}", file=sys.stderr)
-    best = max(grid, key=lambda w: (accs[w], -abs(w - 0.3))) if grid else args.feature_weight
+    # blend weight chosen on VALID (track level); a refit's members trained on VALID, so it is given
+    best, accs = (args.feature_weight, {}) if args.refit else _weight_on_valid(deep, tab, table, ff, args.data)
     hybrid = HybridModel([deep, tab], weights=[1 - best, best]).fit()
 
     # one look at TEST
@@ -130,6 +117,28 @@ def main(argv=None) -> int:
                                            "valid_accuracy", "feature_weight", "sources")}, indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); reports in {report_dir}", file=sys.stderr)
     return 0
+
+
+def _weight_on_valid(deep, tab, table, ff, data_path) -> tuple[float, dict[float, float]]:
+    """The feature member's weight with the best VALID track accuracy, members as they will be served."""
+    from genrekit.deep import load_logmels
+    from genrekit.models.hybrid import HybridModel
+    from genrekit.predict import GenreClassifier
+
+    data = load_logmels(data_path, progress=False)
+    pos = {t: i for i, t in enumerate(data.track_ids)}
+    rows = {t: dict(zip(table.columns, table.X[i], strict=True)) for i, t in enumerate(table.track_ids)}
+    valid = [t for t in ff["valid"] if t in pos and t in rows]
+    grid = [round(w, 2) for w in np.arange(0.0, 0.65, 0.05)]
+    accs = {}
+    for w in grid:
+        h = HybridModel([deep, tab], weights=[1 - w, w]).fit()
+        clf = GenreClassifier(h, path="candidate")
+        right = sum(clf.predict_precomputed(levels=data.matrices[pos[t]], row=rows[t]).genre == data.labels[pos[t]]
+                    for t in valid)
+        accs[w] = right / len(valid)
+        print(f"  weight of the feature member {w:.2f}: valid accuracy {accs[w]:.3f}", file=sys.stderr)
+    return max(grid, key=lambda w: (accs[w], -abs(w - 0.3))), accs
 
 
 if __name__ == "__main__":

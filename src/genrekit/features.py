@@ -250,7 +250,7 @@ def spectral_centroid(
 ) -> np.ndarray:
     """Magnitude-weighted mean frequency per frame (Hz), ``(frames,)``."""
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length)
-    return _centroid_bandwidth(S.T, fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)))[0]
+    return _spectral_shape(S.T, fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)))[0]
 
 
 def spectral_bandwidth(
@@ -259,7 +259,7 @@ def spectral_bandwidth(
 ) -> np.ndarray:
     """Magnitude-weighted standard deviation of frequency around the centroid (p=2), ``(frames,)``."""
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length)
-    return _centroid_bandwidth(S.T, fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)))[1]
+    return _spectral_shape(S.T, fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)))[1]
 
 
 _ROLL_BLOCK = 32  # bins per block of the two-level rolloff search
@@ -305,10 +305,6 @@ def _spectral_shape(S_tf: np.ndarray, freqs: np.ndarray, roll_percent: float = 0
     return centroid, bandwidth, freqs[idx]
 
 
-def _centroid_bandwidth(S_tf: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _spectral_shape(S_tf, freqs)[:2]
-
-
 def spectral_rolloff(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
     hop_length: int = HOP, roll_percent: float = 0.85,
@@ -317,11 +313,7 @@ def spectral_rolloff(
     if not 0.0 < roll_percent < 1.0:
         raise FeatureError(f"roll_percent must lie in (0, 1), got {roll_percent}")
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length)
-    return _rolloff(np.ascontiguousarray(S.T), fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)), roll_percent)
-
-
-def _rolloff(S_tf: np.ndarray, freqs: np.ndarray, roll_percent: float = 0.85) -> np.ndarray:
-    return _spectral_shape(S_tf, freqs, roll_percent)[2]
+    return _spectral_shape(S.T, fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)), roll_percent)[2]
 
 
 def spectral_flatness(
@@ -869,11 +861,10 @@ def _mean_tempogram(env: np.ndarray, win: int, chunk: int = 4096) -> np.ndarray:
     half = win // 2
     padded = np.pad(env, half, mode="linear_ramp", end_values=(0, 0))
     frames = np.lib.stride_tricks.sliding_window_view(padded, win)[:n]
-    w = _hann(win)
+    w = _hann(win).astype(np.float32)
     n_pad = scipy.fft.next_fast_len(2 * win - 1, real=True)
     acc = np.zeros(win)
     tiny = np.finfo(np.float32).tiny
-    w = w.astype(np.float32)
     for s in range(0, n, chunk):
         # float32 FFTs: half the time of float64, and the same tempo on all 124 shared clips
         spec = scipy.fft.rfft(frames[s : s + chunk].astype(np.float32) * w, n=n_pad, axis=1)

@@ -271,7 +271,8 @@ class _TorchTabular(Estimator):
 
     @classmethod
     def _from_params(cls, params: dict[str, Any], config: dict[str, Any]):
-        raise NotImplementedError
+        """The unfitted estimator a saved model's parameters describe."""
+        return cls(**params)
 
     @classmethod
     def from_state(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any], *, source: str = "model"):
@@ -341,10 +342,6 @@ class MLPModel(_TorchTabular):
     def _build(config: dict[str, Any], n_in: int, n_out: int):
         return _build_mlp(n_in, n_out, config["hidden"], config["dropout"])
 
-    @classmethod
-    def _from_params(cls, params: dict[str, Any], config: dict[str, Any]):
-        return cls(**params)
-
 
 class CNN1DModel(_TorchTabular):
     """1-D CNN over the (standardised) feature vector, as in the feature-CNN tutorials."""
@@ -365,7 +362,3 @@ class CNN1DModel(_TorchTabular):
     @staticmethod
     def _build(config: dict[str, Any], n_in: int, n_out: int):
         return _build_cnn1d(n_in, n_out, config["channels"], config["dropout"])
-
-    @classmethod
-    def _from_params(cls, params: dict[str, Any], config: dict[str, Any]):
-        return cls(**params)
