@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--augment", default=None, help="augmentation list (default: train's default)")
     ap.add_argument("--refit", action="store_true", help="members train on train + valid (see `genrekit train --refit`)")
     ap.add_argument("--jobs", type=int, default=2, help="members trained at once (one CPU thread each)")
+    ap.add_argument("--feature-weight", type=float, default=None,
+                    help="k-fold only: also score each fold's ensemble blended with a logistic regression on the "
+                         "Kaggle feature table (the shipped model's recipe: C 0.3, no HPSS columns) at this weight")
     args = ap.parse_args(argv)
 
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -145,19 +148,68 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
         X, y, g = make_slices(data, [pos[t] for t in fold.test], width=width, overlap=0.5)
         logs = [np.log(np.clip(m.predict_proba(X), 1e-12, 1.0)) for m in members]
         classes = np.asarray(members[0].classes_)
+        lab = dict(zip(g, y, strict=True))
         accs = []
         for lp in [*logs, np.mean(logs, axis=0)]:
             p = np.exp(lp - lp.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
             tids, tp = aggregate_tracks(g, p, method="mean_log")
-            lab = dict(zip(g, y, strict=True))
             accs.append((float(np.mean(classes[tp.argmax(1)] == np.array([lab[t] for t in tids]))),
                          float(np.mean(classes[p.argmax(1)] == y))))
-        rows.append({"fold": fold.index, "n_test_tracks": len(fold.test), "members_track": [a[0] for a in accs[:-1]],
-                     "track_accuracy": accs[-1][0], "slice_accuracy": accs[-1][1]})
+        row = {"fold": fold.index, "n_test_tracks": len(fold.test), "members_track": [a[0] for a in accs[:-1]],
+               "track_accuracy": accs[-1][0], "slice_accuracy": accs[-1][1]}
+        if args.feature_weight is not None:
+            row.update(_with_features(args, fold, tids, tp, classes, lab))
+        rows.append(row)
+        extra = f", with features {row['features_track']:.3f} (features alone {row['features_alone_track']:.3f})" \
+            if args.feature_weight is not None else ""
         print(f"fold {fold.index}: members {[round(a[0], 3) for a in accs[:-1]]} -> ensemble track "
-              f"{accs[-1][0]:.3f}, slice {accs[-1][1]:.3f}", file=sys.stderr)
+              f"{accs[-1][0]:.3f}, slice {accs[-1][1]:.3f}{extra}", file=sys.stderr)
     return rows
+
+
+def _with_features(args, fold, tids, track_proba, classes, lab) -> dict:
+    """The fold's deep ensemble blended with a logistic regression on the Kaggle feature table, fitted on
+    the same tracks the members trained on (train + valid when refitting), with the shipped model's fixed
+    recipe (C 0.3, no HPSS columns, ``--feature-weight``): nothing here is chosen on the fold's test tracks."""
+    import numpy as np
+
+    from genrekit import datasets
+    from genrekit.models.classic import SklearnModel
+    from genrekit.models.hybrid import HybridModel
+
+    table = datasets.load_feature_table(Path(args.data) / "features_30_sec.csv")
+    cols = [c for c in datasets.FEATURE_COLUMNS if not c.startswith(("harmony_", "perceptr_"))]
+    ci = [table.columns.index(c) for c in cols]
+    # GTZAN ids match as they are; a folder dataset's ids ("genre/name") match the table's file names
+    row_of = {str(t): i for i, t in enumerate(table.track_ids)}
+
+    def rows(ids) -> list[int]:
+        found = [row_of.get(str(t), row_of.get(str(t).rsplit("/", 1)[-1])) for t in ids]
+        missing = [str(t) for t, r in zip(ids, found, strict=True) if r is None]
+        if missing:
+            raise SystemExit(f"features_30_sec.csv lacks {len(missing)} of the fold's tracks, e.g. {missing[:3]}")
+        return found
+
+    fit = rows(sorted(set(map(str, fold.train)) | (set(map(str, fold.valid)) if args.refit else set())))
+    tab = SklearnModel("logreg", tune=False, params={"C": 0.3}, random_state=0).fit(
+        table.X[fit][:, ci], table.y[fit], feature_names=cols)
+    fp = tab.predict_proba(table.X[rows(tids)][:, ci])
+    if list(map(str, tab.classes_)) != list(map(str, classes)):
+        raise SystemExit(f"feature model classes {list(tab.classes_)} differ from the deep members' {list(classes)}")
+    w = args.feature_weight
+    both = HybridModel([_Fixed(classes), _Fixed(classes)], weights=[1 - w, w]).fit().combine([track_proba, fp])
+    truth = np.array([lab[t] for t in tids])
+    return {"features_track": float(np.mean(classes[both.argmax(1)] == truth)),
+            "features_alone_track": float(np.mean(classes[fp.argmax(1)] == truth))}
+
+
+class _Fixed:
+    """A stand-in member for :meth:`HybridModel.combine`, which needs only the members' classes."""
+
+    def __init__(self, classes):
+        self.classes_ = classes
+        self.input_ = {"type": "precomputed"}
 
 
 def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
@@ -178,9 +230,15 @@ def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
         "command": "python scripts/deep_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seconds": round(time.time() - t0, 1),
     }
-    write_json(out / "ensemble.json", card)
-    print(json.dumps({k: card[k] for k in ("track_accuracy", "track_accuracy_std", "slice_accuracy",
-                                           "member_track_accuracies")}))
+    keys = ["track_accuracy", "track_accuracy_std", "slice_accuracy", "member_track_accuracies"]
+    if args.feature_weight is not None:
+        both = np.array([r["features_track"] for r in rows])
+        card.update({"feature_weight": args.feature_weight, "with_features_track_accuracy": float(both.mean()),
+                     "with_features_track_accuracy_std": float(both.std()),
+                     "features_alone_track_accuracy": float(np.mean([r["features_alone_track"] for r in rows]))})
+        keys += ["with_features_track_accuracy", "with_features_track_accuracy_std", "features_alone_track_accuracy"]
+    write_json(out / ("ensemble.json" if args.feature_weight is None else "ensemble-features.json"), card)
+    print(json.dumps({k: card[k] for k in keys}))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -190,3 +192,45 @@ def test_finetune_defaults_to_the_shipped_models_cnn(tmp_path, monkeypatch):
     assert list(tuned.classes_) == ["lofi", "techno"]
     assert tuned.meta_["finetuned_from"]["path"].endswith("(its CNN member)")
     assert tuned.meta_["finetuned_from"]["classes"][0] == "blues" and tuned.arch == "shortchunk"
+
+
+def test_deep_ensemble_script_kfold_with_feature_member(tmp_path):
+    """scripts/deep_ensemble.py on k folds: per-fold ensembles scored on their own test tracks, the
+    optional feature member blended by HybridModel's rule (weight 0 = deep only, 1 = features only),
+    and members trained on other folds refused."""
+    import importlib.util
+    import json
+    import shutil
+
+    from genrekit.cli import main as cli
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("deep_ensemble", root / "scripts" / "deep_ensemble.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    data = tmp_path / "data"
+    _write_label_folders(data, ["blues", "metal"], per_label=8)
+    (data / "blues" / "broken.wav").unlink()
+    assert cli(["features", str(data), "--out", str(data / "features_30_sec.csv"), "--jobs", "1", "--quiet",
+                "--no-cache"]) == 0
+    out = tmp_path / "ens"
+    base = ["--data", str(data), "--out", str(out), "--protocol", "kfold", "--folds", "2", "--seeds", "0,1",
+            "--refit", "--epochs", "1"]
+    assert script.main([*base, "--feature-weight", "0"]) == 0
+    card = json.loads((out / "ensemble-features.json").read_text())
+    assert len(card["folds"]) == 2 and sum(f["n_test_tracks"] for f in card["folds"]) == 16
+    assert all(len(f["members_track"]) == 2 for f in card["folds"])
+    assert card["with_features_track_accuracy"] == pytest.approx(card["track_accuracy"])  # weight 0: deep only
+    assert script.main([*base, "--feature-weight", "1"]) == 0  # members reused, only scored
+    card = json.loads((out / "ensemble-features.json").read_text())
+    assert card["with_features_track_accuracy"] == pytest.approx(card["features_alone_track_accuracy"])
+    assert card["features_alone_track_accuracy"] > 0.9  # two tones an octave and a half apart
+    # a member whose folds came from another split seed trained on this fold's test tracks: refused
+    other = tmp_path / "other"
+    assert script.main(["--data", str(data), "--out", str(other), "--protocol", "kfold", "--folds", "2",
+                        "--seeds", "0,1", "--split-seed", "1", "--epochs", "1"]) == 0
+    shutil.rmtree(out / "seed1")
+    shutil.copytree(other / "seed1", out / "seed1")
+    with pytest.raises(SystemExit, match="trained on"):
+        script.main(base)

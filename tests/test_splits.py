@@ -86,3 +86,12 @@ def test_shipped_lists_match_shared_files(gtzan):
     for side, n in (("train", 443), ("valid", 197), ("test", 290)):
         lines = [s for s in (gtzan / "splits" / f"{side}_filtered.txt").read_text().splitlines() if s.strip()]
         assert [track_id(s) for s in lines] == list(splits.fault_filtered()[side]) and len(lines) == n
+
+
+def test_too_few_tracks_for_a_validation_side_is_a_clear_error():
+    tids = [f"t{i}" for i in range(12)]
+    labels = ["a", "b"] * 6
+    with pytest.raises(SplitError, match="cannot carve a stratified validation side"):
+        splits.protocol_folds("kfold", tids, labels, k=2, valid_size=0.15)  # 6 train tracks: 1 valid < 2 labels
+    folds = splits.protocol_folds("kfold", tids, labels, k=2, valid_size=0.4)
+    assert all(len(f.valid) >= 2 for f in folds)

@@ -116,6 +116,13 @@ def _carve_valid(train: np.ndarray, labels: dict[str, str], valid_size: float, s
     else:
         from sklearn.model_selection import train_test_split
 
+        n_valid = int(np.ceil(valid_size * len(train))) if valid_size < 1 else int(valid_size)
+        _, counts = np.unique(y, return_counts=True)
+        if n_valid < len(counts) or len(train) - n_valid < len(counts) or counts.min() < 2:
+            raise SplitError(
+                f"cannot carve a stratified validation side of {valid_size:g} from {len(train)} training tracks "
+                f"of {len(counts)} labels (fewest per label: {counts.min()}): each side needs a track of every "
+                "label; give more tracks per label or a validation size of 0")
         tr, va = train_test_split(np.arange(len(train)), test_size=valid_size, stratify=y, random_state=seed)
     return train[np.sort(tr)], train[np.sort(va)]
 
