@@ -176,7 +176,7 @@ def _with_features(args, fold, tids, track_proba, classes, lab) -> dict:
 
     from genrekit import datasets
     from genrekit.models.classic import SklearnModel
-    from genrekit.models.hybrid import HybridModel
+    from genrekit.models.hybrid import combine_probas
 
     table = datasets.load_feature_table(Path(args.data) / "features_30_sec.csv")
     cols = [c for c in datasets.FEATURE_COLUMNS if not c.startswith(("harmony_", "perceptr_"))]
@@ -198,18 +198,10 @@ def _with_features(args, fold, tids, track_proba, classes, lab) -> dict:
     if list(map(str, tab.classes_)) != list(map(str, classes)):
         raise SystemExit(f"feature model classes {list(tab.classes_)} differ from the deep members' {list(classes)}")
     w = args.feature_weight
-    both = HybridModel([_Fixed(classes), _Fixed(classes)], weights=[1 - w, w]).fit().combine([track_proba, fp])
+    both = combine_probas([track_proba, fp], [1 - w, w])
     truth = np.array([lab[t] for t in tids])
     return {"features_track": float(np.mean(classes[both.argmax(1)] == truth)),
             "features_alone_track": float(np.mean(classes[fp.argmax(1)] == truth))}
-
-
-class _Fixed:
-    """A stand-in member for :meth:`HybridModel.combine`, which needs only the members' classes."""
-
-    def __init__(self, classes):
-        self.classes_ = classes
-        self.input_ = {"type": "precomputed"}
 
 
 def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:

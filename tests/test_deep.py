@@ -194,10 +194,10 @@ def test_finetune_defaults_to_the_shipped_models_cnn(tmp_path, monkeypatch):
     assert tuned.meta_["finetuned_from"]["classes"][0] == "blues" and tuned.arch == "shortchunk"
 
 
-def test_deep_ensemble_script_kfold_with_feature_member(tmp_path):
-    """scripts/deep_ensemble.py on k folds: per-fold ensembles scored on their own test tracks, the
-    optional feature member blended by HybridModel's rule (weight 0 = deep only, 1 = features only),
-    and members trained on other folds refused."""
+def test_deep_ensemble_script_and_compare_on_kfold_runs(tmp_path):
+    """scripts/deep_ensemble.py and `genrekit compare` on k-fold runs: per-fold ensembles scored on their
+    own test tracks, feature members blended by the hybrid rule (weight 0 = that member ignored), and
+    members trained on other folds refused."""
     import importlib.util
     import json
     import shutil
@@ -226,6 +226,27 @@ def test_deep_ensemble_script_kfold_with_feature_member(tmp_path):
     card = json.loads((out / "ensemble-features.json").read_text())
     assert card["with_features_track_accuracy"] == pytest.approx(card["features_alone_track_accuracy"])
     assert card["features_alone_track_accuracy"] > 0.9  # two tones an octave and a half apart
+    # the same runs through `genrekit compare`: saved runs, tabular names and ensembles on the runs' folds
+    from genrekit.compare import compare_saved, parse_entry
+    from genrekit.errors import LeakageError, SplitError
+
+    s0, s1 = str(out / "seed0"), str(out / "seed1")
+    assert cli(["compare", "--data", str(data), "--protocol", "kfold", "--out", str(tmp_path / "cmp"), "--no-progress",
+                "--models", f"{s0},{s0}+{s1},logreg,{s0}@0+logreg,{s0}@0.75+logreg@0.25"]) == 0
+    res = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert (tmp_path / "cmp" / "comparison.png").is_file() and res["folds_from"] == s0
+    by = {r["model"]: r for r in res["results"]}
+    assert all(r["n_folds"] == 2 and r["n_tracks"] == 16 for r in by.values())
+    assert by[f"{s0}@0+logreg"]["fold_accuracies"] == by["logreg"]["fold_accuracies"]  # weight 0: logreg alone
+    assert by["logreg"]["accuracy"] > 0.9 and [m["weight"] for m in by[f"{s0}@0.75+logreg@0.25"]["members"]] == [0.75, 0.25]
+    with pytest.raises(LeakageError, match="trained on"):  # fold 0's model file scored on a random split
+        compare_saved([s0], data, "random")
+    with pytest.raises(SplitError, match="run folder"):
+        compare_saved([str(out / "seed0" / "fold0" / "model.safetensors")], data, "kfold")
+    with pytest.raises(GenrekitError, match="neither a tabular model name"):
+        parse_entry("logreg+no-such-model")
+    with pytest.raises(GenrekitError, match="not a number"):
+        parse_entry("logreg@heavy")
     # a member whose folds came from another split seed trained on this fold's test tracks: refused
     other = tmp_path / "other"
     assert script.main(["--data", str(data), "--out", str(other), "--protocol", "kfold", "--folds", "2",
@@ -234,3 +255,5 @@ def test_deep_ensemble_script_kfold_with_feature_member(tmp_path):
     shutil.copytree(other / "seed1", out / "seed1")
     with pytest.raises(SystemExit, match="trained on"):
         script.main(base)
+    with pytest.raises(LeakageError, match="folds differ"):
+        compare_saved([s0, f"{s0}+{s1}"], data, "kfold")

@@ -72,14 +72,55 @@ def _sources(data, want: str):
     return found
 
 
+def trained_tracks(model) -> set[str]:
+    """Every track id a model file records having trained on (train, early-stopping valid, or a tabular
+    run's ``tracks``), for leakage checks; empty when the file records none."""
+    meta = getattr(model, "meta_", None) or {}
+    record = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
+    return set(map(str, meta.get("train_tracks") or [])) | {
+        str(t) for key in ("train_tracks", "valid_tracks", "tracks") for t in (record.get(key) or [])}
+
+
+def score_tracks(clf, found: dict, tracks, *, desc: str = "score", progress: bool = True):
+    """``clf``'s probabilities (in ``clf.genres`` order) for ``tracks``, each read from its source in
+    ``found`` (see :func:`_sources`). Returns ({track: proba}, errors, counts per source kind); a track that
+    cannot be read is listed in errors and the rest go on."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from genrekit import spectrogram
+    from genrekit.errors import GenrekitError
+
+    scored: dict[str, np.ndarray] = {}
+    errors: list[dict[str, str]] = []
+    used = {"audio": 0, "image": 0, "features": 0, "image+features": 0}
+    for tid in tqdm(tracks, desc=desc, unit="track", disable=None if progress else True, leave=False):
+        label, kind, payload = found[tid]
+        try:
+            if kind == "audio":
+                r = clf.predict(payload)
+            elif kind == "image":
+                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(payload), file=str(payload))
+            elif kind == "image+features":
+                png, row = payload
+                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(png), row=row, file=str(png))
+            else:
+                r = clf.predict_precomputed(row=payload, file=tid)
+        except GenrekitError as exc:
+            errors.append({"track": str(tid), "error": str(exc)})
+            continue
+        used[kind] += 1
+        scored[str(tid)] = np.array([r.scores.get(g, 0.0) for g in clf.genres])
+    return scored, errors, used
+
+
 def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | None = None, seed: int = 0,
                    progress: bool = True) -> tuple[dict, dict]:
     """Predict every test track of ``protocol`` found in ``data``; returns (metrics, arrays for plots)."""
     import numpy as np
-    from tqdm import tqdm
 
     from genrekit import splits
-    from genrekit.errors import DatasetError, GenrekitError, LeakageError, SplitError
+    from genrekit.errors import DatasetError, LeakageError, SplitError
     from genrekit.evaluate import classification_metrics
 
     want = clf.input["type"]
@@ -100,39 +141,16 @@ def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | N
         raise DatasetError(
             f"{data}: test labels {', '.join(unknown)} are not among the model's classes ({', '.join(clf.genres)})"
         )
-    meta = getattr(clf.model, "meta_", None) or {}
-    record = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
-    trained_on = set(meta.get("train_tracks") or []) | set(record.get("train_tracks") or []) | set(
-        record.get("valid_tracks") or [])
-    overlap = sorted(trained_on.intersection(test))
+    overlap = sorted(trained_tracks(clf.model).intersection(map(str, test)))
     if overlap:
         raise LeakageError(
             f"the model was trained on {len(overlap)} of these test tracks (e.g. {overlap[0]}): its score would "
             "be inflated; evaluate it on a protocol whose test side it has not seen"
         )
-    from genrekit import spectrogram
-
-    y_true, y_pred, proba, errors = [], [], [], []
-    used = {"audio": 0, "image": 0, "features": 0, "image+features": 0}
-    for tid in tqdm(test, desc=f"evaluate ({protocol})", unit="track", disable=None if progress else True, leave=False):
-        label, kind, payload = found[tid]
-        try:
-            if kind == "audio":
-                r = clf.predict(payload)
-            elif kind == "image":
-                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(payload), file=str(payload))
-            elif kind == "image+features":
-                png, row = payload
-                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(png), row=row, file=str(png))
-            else:
-                r = clf.predict_precomputed(row=payload, file=tid)
-        except GenrekitError as exc:
-            errors.append({"track": str(tid), "error": str(exc)})
-            continue
-        used[kind] += 1
-        y_true.append(label)
-        y_pred.append(r.genre)
-        proba.append([r.scores.get(g, 0.0) for g in clf.genres])
+    scored, errors, used = score_tracks(clf, found, test, desc=f"evaluate ({protocol})", progress=progress)
+    y_true = [found[t][0] for t in scored]
+    proba = [scored[t] for t in scored]
+    y_pred = [clf.genres[int(np.argmax(p))] for p in proba]
     if not y_true:
         raise DatasetError(f"{data}: none of the {len(test)} {protocol} test tracks could be read")
     m = classification_metrics(y_true, y_pred, clf.genres)

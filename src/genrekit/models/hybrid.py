@@ -24,6 +24,19 @@ from genrekit.models.base import Estimator, load_model_file, save_model_file
 KIND = "hybrid"
 
 
+def combine_probas(member_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The hybrid rule on probabilities ``[n, k]`` (same class order): weighted mean log-probability,
+    renormalised. Weights are scaled to sum to 1."""
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (len(member_probas),) or (w < 0).any() or w.sum() <= 0:
+        raise ModelError("hybrid weights must be one non-negative number per member, not all zero")
+    w = w / w.sum()
+    logp = sum(wi * np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0))
+               for wi, p in zip(w, member_probas, strict=True))
+    z = np.exp(logp - logp.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
 class HybridModel(Estimator):
     """Members with their own inputs; ``weights`` (summing to 1) set how much each one counts."""
 
@@ -56,10 +69,7 @@ class HybridModel(Estimator):
         self._check_fitted()
         if len(member_probas) != len(self.members_):
             raise ModelError(f"expected {len(self.members_)} members' probabilities, got {len(member_probas)}")
-        logp = sum(w * np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0))
-                   for w, p in zip(self.weights_, member_probas, strict=True))
-        z = np.exp(logp - logp.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        return combine_probas(member_probas, self.weights_)
 
     def predict_proba(self, X) -> np.ndarray:
         """``X`` is a sequence holding each member's input (they differ in kind, so no single matrix)."""
