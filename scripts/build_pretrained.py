@@ -48,9 +48,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from genrekit import GENRES, datasets, splits
-    from genrekit.cli.evaluate_cmd import evaluate_model
     from genrekit.deep import train_run
-    from genrekit.evaluate import write_run_report
+    from genrekit.evaluate import evaluate_model, write_run_report
     from genrekit.models import load_model
     from genrekit.models.classic import SklearnModel
     from genrekit.models.hybrid import HybridModel

@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if (out / f"seed{seeds[0]}" / "fold0").is_dir():
         return _kfold_ensemble(args, seeds, out, t0, argv)
 
-    from genrekit.cli.evaluate_cmd import evaluate_model
-    from genrekit.evaluate import write_json, write_run_report
+    from genrekit.evaluate import evaluate_model, write_json, write_run_report
     from genrekit.models import load_model
     from genrekit.models.hybrid import HybridModel
     from genrekit.predict import GenreClassifier

@@ -141,7 +141,7 @@ def test_cli_usage_errors(tiny_model, tmp_path):
 
 
 def test_evaluate_refuses_tracks_the_model_trained_on(tiny_model, tmp_path):
-    from genrekit.cli.evaluate_cmd import evaluate_model
+    from genrekit.evaluate import evaluate_model
 
     for tid in ("blues.00001", "blues.00002", "metal.00001", "metal.00002"):
         g = tid.split(".")[0]

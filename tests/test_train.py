@@ -61,6 +61,16 @@ def test_fault_filtered_fits_on_train_tunes_on_valid(tmp_path):
     assert meta["trained_on"]["side"] == "train"
     assert set(meta["trained_on"]["tracks"]) <= set(ff["train"])
     assert not set(meta["trained_on"]["tracks"]) & (set(ff["valid"]) | set(ff["test"]))
+    # evaluate scores the file on the test side, and refuses every track (it trained on the train side)
+    from genrekit.errors import LeakageError
+    from genrekit.evaluate import evaluate_model
+    from genrekit.predict import GenreClassifier
+
+    clf = GenreClassifier.load(tmp_path / "run" / "model.safetensors")
+    metrics, _ = evaluate_model(clf, csv, protocol="fault-filtered", progress=False)
+    assert metrics["n_tracks"] == 20 and metrics["track_accuracy"] == pytest.approx(m["accuracy"])
+    with pytest.raises(LeakageError, match="trained on 20 of these test tracks"):
+        evaluate_model(clf, csv, protocol="all", progress=False)
 
 
 def test_mlp_run_writes_curves(csv30, tmp_path):

@@ -120,8 +120,13 @@ def compare_saved(
     from tqdm.auto import tqdm
 
     from genrekit import __version__, datasets, splits
-    from genrekit.cli.evaluate_cmd import _sources, score_tracks, trained_tracks
-    from genrekit.evaluate import classification_metrics
+    from genrekit.evaluate import (
+        classification_metrics,
+        model_meta,
+        score_tracks,
+        track_sources,
+        trained_tracks,
+    )
     from genrekit.models.hybrid import combine_probas
     from genrekit.predict import GenreClassifier
     from genrekit.train import write_comparison
@@ -140,14 +145,14 @@ def compare_saved(
         if len(files[p]) != n_folds:
             raise SplitError(f"{p} has {len(files[p])} fold models, {saved[0]} has {n_folds}: not the same folds")
         for i in range(n_folds):
-            rec = (clfs[(p, i)].model.meta_ or {}).get("trained_on") or {}
+            rec = model_meta(clfs[(p, i)]).get("trained_on") or {}
             if kfold and isinstance(rec, dict) and rec.get("protocol") not in (None, protocol):
                 raise SplitError(f"{files[p][i]} was trained under protocol {rec['protocol']}, not {protocol}")
 
     # every source the members read, and the tracks all of them can read
     found: dict[str, dict] = {}
     for key in {c.input["type"] for c in clfs.values()} | ({"features"} if tabular else set()):
-        found[key] = _sources(data, key)
+        found[key] = track_sources(data, key)
     universe = set.intersection(*(set(f) for f in found.values())) if found else set()
     if not universe:
         raise DatasetError(f"{data}: no track can be read by every member "
@@ -156,7 +161,7 @@ def compare_saved(
 
     # the folds: (tracks the tabular members fit on, test tracks)
     if kfold:
-        seen = [trained_tracks(clfs[(saved[0], i)].model) for i in range(n_folds)]
+        seen = [trained_tracks(clfs[(saved[0], i)]) for i in range(n_folds)]
         if not all(seen):
             raise SplitError(f"{saved[0]}: its fold models do not record their training tracks; cannot tell "
                              "their test tracks apart")
@@ -174,7 +179,7 @@ def compare_saved(
         outside = set()
     for p in saved:
         for i, (_, test) in enumerate(folds):
-            leak = trained_tracks(clfs[(p, i)].model).intersection(test)
+            leak = trained_tracks(clfs[(p, i)]).intersection(test)
             if leak:
                 raise LeakageError(
                     f"{files[p][i]} trained on {len(leak)} of fold {i}'s test tracks (e.g. {sorted(leak)[0]}): its "
