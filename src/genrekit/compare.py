@@ -261,9 +261,11 @@ def compare_saved(
         })
     result = {
         "protocol": protocol, "level": "track", "data": str(data), "seed": seed,
-        "folds_from": str(saved[0]) if saved else f"the {protocol} split",
+        "folds_from": str(saved[0]) if kfold else f"the {protocol} split",
         "how": ("saved models scored on the tracks their fold model never trained on; tabular names fitted per "
-                "fold on the tracks the reference model trained on; ensembles: weighted mean log-probability"),
+                "fold on the tracks that the first run's fold model trained on" if kfold else
+                f"saved models scored on the {protocol} test side (leakage-checked); tabular names fitted on its "
+                "train + valid sides") + "; ensembles: weighted mean log-probability of the members",
         "n_tracks": int(sum(len(te) for _, te in folds)), "tracks_outside_the_runs": len(outside),
         "errors": errors, "genrekit_version": __version__, "seconds": round(time.time() - t0, 2), "results": rows,
     }
