@@ -55,7 +55,8 @@ def parse_entry(entry: str) -> list[Member]:
     """``"runs/cnn+logreg@0.25"`` -> members; weights default to 1 (they are normalised when combined)."""
     members = []
     for part in entry.split("+"):
-        spec, _, w = part.strip().rpartition("@") if "@" in part else (part.strip(), "", "1")
+        part = part.strip()
+        spec, _, w = part.rpartition("@") if "@" in part and not Path(part).expanduser().exists() else (part, "", "1")
         if not spec:
             raise GenrekitError(f"{entry!r}: an empty member (write A+B, or A@0.75+B@0.25)")
         try:
@@ -93,7 +94,9 @@ def _fold_files(path: Path, kfold: bool) -> list[Path]:
         folds = sorted((d for d in path.glob("fold*") if d.name[4:].isdigit() and (d / "model.safetensors").is_file()),
                        key=lambda d: int(d.name[4:]))
         if not folds:
-            raise SplitError(f"{path}: no fold<i>/model.safetensors; train it with a k-fold protocol")
+            raise SplitError(f"{path}: no fold<i>/model.safetensors. Deep k-fold runs keep one model per fold; a "
+                             "tabular k-fold run keeps only its refit on every track, so name the tabular model "
+                             "(e.g. logreg) and compare fits it per fold")
         if [int(d.name[4:]) for d in folds] != list(range(len(folds))):
             raise SplitError(f"{path}: fold folders {[d.name for d in folds]} are not fold0..fold{len(folds) - 1}")
         return [d / "model.safetensors" for d in folds]
