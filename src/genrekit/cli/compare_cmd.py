@@ -54,7 +54,7 @@ def run(args) -> int:
             return 2
         result = compare_saved(models, args.data, args.protocol, args.out, args.seed, progress=not args.no_progress)
         print(comparison_markdown(result), end="")
-        print(f"\n{len(models)} entries, protocol {args.protocol}, folds from {result['folds_from']}, "
+        print(f"\n{len(models)} {'entry' if len(models) == 1 else 'entries'}, protocol {args.protocol}, folds from {result['folds_from']}, "
               f"{result['n_tracks']} test tracks, in {result['seconds']:.0f} s; written to {args.out}")
         if result["errors"]:
             print(f"{len(result['errors'])} tracks could not be read by a member (listed in comparison.json)",
