@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,6 @@ import numpy as np
 from genrekit.errors import DatasetError, GenrekitError, LeakageError, SplitError
 
 __all__ = ["compare_saved", "is_saved_entry", "parse_entry"]
-
-HOLDOUT = ("random", "fault-filtered")
 
 
 @dataclass(frozen=True)
@@ -132,13 +131,13 @@ def compare_saved(
     )
     from genrekit.models.hybrid import combine_probas
     from genrekit.predict import GenreClassifier
-    from genrekit.train import write_comparison
+    from genrekit.train import HOLDOUT_PROTOCOLS, _fit_fold, _summary, write_comparison
 
     t0 = time.time()
     parsed = {e: parse_entry(e) for e in entries}
     saved = list(dict.fromkeys(m.path for ms in parsed.values() for m in ms if m.path is not None))
     tabular = list(dict.fromkeys(m.name for ms in parsed.values() for m in ms if m.name is not None))
-    kfold = protocol not in HOLDOUT
+    kfold = protocol not in HOLDOUT_PROTOCOLS
     files = {p: _fold_files(p, kfold) for p in saved}
     clfs = {(p, i): GenreClassifier.load(f) for p in saved for i, f in enumerate(files[p])}
     if kfold and not saved:
@@ -169,10 +168,7 @@ def compare_saved(
             raise SplitError(f"{saved[0]}: its fold models do not record their training tracks; cannot tell "
                              "their test tracks apart")
         tests = [sorted(universe - s) for s in seen]
-        counts: dict[str, int] = {}
-        for te in tests:
-            for t in te:
-                counts[t] = counts.get(t, 0) + 1
+        counts = Counter(t for te in tests for t in te)
         outside = {t for t, c in counts.items() if c > 1}  # tracks the runs never saw: in no fold's test side
         folds = [(seen[i], [t for t in tests[i] if t not in outside]) for i in range(n_folds)]
     else:
@@ -211,24 +207,21 @@ def compare_saved(
             probas[(str(p), i)] = (list(clf.genres), scored)
             cost[str(p)] = cost.get(str(p), 0.0) + time.time() - t1
             bar.update()
+    if tabular:  # the table's own id for each track the members know
+        in_table = {t: str(table.track_ids[k]) for t, k in
+                    datasets.table_rows(table, universe.union(*(f for f, _ in folds))).items()}
+        ours = {v: t for t, v in in_table.items()}
     for name in tabular:
-        from genrekit.models.tabular import make_model
-
-        # GTZAN ids match the table as they are; a folder dataset's "genre/name" matches the table's file name
-        ids = {t: k for k, t in enumerate(map(str, table.track_ids))}
-        row = {t: ids.get(t, ids.get(t.rsplit("/", 1)[-1])) for t in universe | {t for f, _ in folds for t in f}}
-        row = {t: k for t, k in row.items() if k is not None}
         for i, (fit_tracks, test) in enumerate(folds):
             t1 = time.time()
-            fit = [row[t] for t in sorted(fit_tracks) if t in row]
-            if not fit:
-                raise DatasetError(f"{table.source if hasattr(table, 'source') else 'the feature table'}: none of "
-                                   f"fold {i}'s training tracks has a row; is it the table of this dataset?")
-            model = make_model(name, random_state=seed).fit(
-                table.X[fit], np.asarray(table.y)[fit].astype(str), feature_names=list(table.columns))
-            te = [t for t in test if t in row]
-            pr = model.predict_proba(table.X[[row[t] for t in te]]) if te else np.zeros((0, len(model.classes_)))
-            probas[(name, i)] = (list(map(str, model.classes_)), dict(zip(te, pr, strict=True)))
+            fold = splits.Fold(protocol, i, np.array(sorted(in_table[t] for t in fit_tracks if t in in_table)),
+                               np.array([], dtype=str), np.array(sorted(in_table[t] for t in test if t in in_table)))
+            if not len(fold.train):
+                raise DatasetError(f"{table.source or 'the feature table'}: none of fold {i}'s training tracks has a "
+                                   "row; is it the table of this dataset?")
+            r = _fit_fold(name, table, fold, seed=seed, params={}, aggregate="mean_log")
+            probas[(name, i)] = (list(map(str, r["classes"])),
+                                 {ours[t]: p for t, p in zip(r["track_ids"], r["track_proba"], strict=True)})
             cost[name] = cost.get(name, 0.0) + time.time() - t1
             bar.update()
     bar.close()
@@ -241,7 +234,7 @@ def compare_saved(
             if sorted(probas[(k, 0)][0]) != sorted(classes):
                 raise GenrekitError(f"{entry!r}: members disagree on their classes ({k}: {probas[(k, 0)][0]}, "
                                     f"{keys[0]}: {classes})")
-        accs, f1s, n = [], [], 0
+        scores, n = [], 0
         for i, (_, test) in enumerate(folds):
             tracks = [t for t in test if all(t in probas[(k, i)][1] for k in keys)]
             if not tracks:
@@ -252,15 +245,12 @@ def compare_saved(
                 mats.append(np.array([probas[(k, i)][1][t] for t in tracks])[:, order])
             both = combine_probas(mats, [m.weight for m in members])
             truth = [label[t] for t in tracks]
-            m = classification_metrics(truth, [classes[j] for j in both.argmax(1)], classes)
-            accs.append(m["accuracy"])
-            f1s.append(m["macro_f1"])
+            scores.append(classification_metrics(truth, [classes[j] for j in both.argmax(1)], classes))
             n += len(tracks)
         rows.append({
             "model": entry, "members": [{"member": m.spec, "weight": m.weight} for m in members],
-            "accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)) if len(accs) > 1 else 0.0,
-            "macro_f1": float(np.mean(f1s)), "n_folds": len(folds), "n_tracks": n,
-            "fold_accuracies": [float(a) for a in accs], "seconds": round(sum(cost[k] for k in set(keys)), 2),
+            **_summary(scores, False), "n_tracks": n, "fold_accuracies": [float(s["accuracy"]) for s in scores],
+            "seconds": round(sum(cost[k] for k in set(keys)), 2),
         })
     result = {
         "protocol": protocol, "level": "track", "data": str(data), "seed": seed,

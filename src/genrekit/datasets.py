@@ -187,6 +187,14 @@ class FeatureTable:
         )
 
 
+def table_rows(table: FeatureTable, track_ids: Iterable[str]) -> dict[str, int]:
+    """The row of each of ``track_ids`` in a one-row-per-track table. GTZAN ids match the table's as they
+    are; a folder dataset's ``genre/name`` ids match its file name. Ids without a row are left out."""
+    ids = {str(t): k for k, t in enumerate(table.track_ids)}
+    rows = {str(t): ids.get(str(t), ids.get(str(t).rsplit("/", 1)[-1])) for t in track_ids}
+    return {t: k for t, k in rows.items() if k is not None}
+
+
 def load_feature_table(
     path: str | os.PathLike,
     *,
