@@ -128,6 +128,11 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
     from genrekit.models import load_model
 
     data = load_logmels(args.data, progress=False)
+    table = None
+    if args.feature_weight is not None:
+        from genrekit import datasets
+
+        table = datasets.load_feature_table(Path(args.data) / "features_30_sec.csv")
     kw = {"valid_size": 0.15}
     if args.folds:
         kw["k"] = args.folds
@@ -158,7 +163,7 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
         row = {"fold": fold.index, "n_test_tracks": len(fold.test), "members_track": [a[0] for a in accs[:-1]],
                "track_accuracy": accs[-1][0], "slice_accuracy": accs[-1][1]}
         if args.feature_weight is not None:
-            row.update(_with_features(args, fold, tids, tp, classes, lab))
+            row.update(_with_features(args, table, fold, tids, tp, classes, lab))
         rows.append(row)
         extra = f", with features {row['features_track']:.3f} (features alone {row['features_alone_track']:.3f})" \
             if args.feature_weight is not None else ""
@@ -167,7 +172,7 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
     return rows
 
 
-def _with_features(args, fold, tids, track_proba, classes, lab) -> dict:
+def _with_features(args, table, fold, tids, track_proba, classes, lab) -> dict:
     """The fold's deep ensemble blended with a logistic regression on the Kaggle feature table, fitted on
     the same tracks the members trained on (train + valid when refitting), with the shipped model's fixed
     recipe (C 0.3, no HPSS columns, ``--feature-weight``): nothing here is chosen on the fold's test tracks."""
@@ -177,18 +182,16 @@ def _with_features(args, fold, tids, track_proba, classes, lab) -> dict:
     from genrekit.models.classic import SklearnModel
     from genrekit.models.hybrid import combine_probas
 
-    table = datasets.load_feature_table(Path(args.data) / "features_30_sec.csv")
     cols = [c for c in datasets.FEATURE_COLUMNS if not c.startswith(("harmony_", "perceptr_"))]
     ci = [table.columns.index(c) for c in cols]
-    # GTZAN ids match as they are; a folder dataset's ids ("genre/name") match the table's file names
-    row_of = {str(t): i for i, t in enumerate(table.track_ids)}
 
     def rows(ids) -> list[int]:
-        found = [row_of.get(str(t), row_of.get(str(t).rsplit("/", 1)[-1])) for t in ids]
-        missing = [str(t) for t, r in zip(ids, found, strict=True) if r is None]
+        ids = [str(t) for t in ids]
+        found = datasets.table_rows(table, ids)
+        missing = [t for t in ids if t not in found]
         if missing:
             raise SystemExit(f"features_30_sec.csv lacks {len(missing)} of the fold's tracks, e.g. {missing[:3]}")
-        return found
+        return [found[t] for t in ids]
 
     fit = rows(sorted(set(map(str, fold.train)) | (set(map(str, fold.valid)) if args.refit else set())))
     tab = SklearnModel("logreg", tune=False, params={"C": 0.3}, random_state=0).fit(
