@@ -24,13 +24,18 @@ from genrekit.models.base import Estimator, load_model_file, save_model_file
 KIND = "hybrid"
 
 
+def normalised_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` (default: equal) checked, one non-negative number per member, and scaled to sum to 1."""
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
+        raise ModelError("hybrid weights must be one non-negative number per member, not all zero")
+    return w / w.sum()
+
+
 def combine_probas(member_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """The hybrid rule on probabilities ``[n, k]`` (same class order): weighted mean log-probability,
     renormalised. Weights are scaled to sum to 1."""
-    w = np.asarray(weights, dtype=float)
-    if w.shape != (len(member_probas),) or (w < 0).any() or w.sum() <= 0:
-        raise ModelError("hybrid weights must be one non-negative number per member, not all zero")
-    w = w / w.sum()
+    w = normalised_weights(weights, len(member_probas))
     logp = sum(wi * np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0))
                for wi, p in zip(w, member_probas, strict=True))
     z = np.exp(logp - logp.max(axis=1, keepdims=True))
@@ -53,11 +58,8 @@ class HybridModel(Estimator):
         classes = [list(map(str, m.classes_)) for m in self.members]
         if any(c != classes[0] for c in classes):
             raise ModelError(f"hybrid members disagree on their classes: {classes}")
-        w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=float)
-        if w.shape != (len(self.members),) or (w < 0).any() or w.sum() <= 0:
-            raise ModelError("hybrid weights must be one non-negative number per member, not all zero")
         self.members_ = list(self.members)
-        self.weights_ = w / w.sum()
+        self.weights_ = normalised_weights(self.weights, len(self.members))
         self.classes_ = np.array(classes[0])
         self.input_ = {"type": "hybrid", "members": [m.input_ if hasattr(m, "input_") else m.meta_["input"]
                                                       for m in self.members_]}
