@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.engine import atomic_write_bytes
-from genrekit.errors import GenrekitError
+from genrekit.metrics import aggregate_tracks, classification_metrics
 
 __all__ = [
     "aggregate_tracks",
@@ -30,90 +30,6 @@ __all__ = [
     "write_json",
     "write_run_report",
 ]
-
-
-def classification_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
-
-    ``classes`` fixes the row/column order of the confusion matrix (true label = row), so matrices
-    from different folds or models can be added up and compared.
-    """
-    y_true = np.asarray(y_true).astype(str)
-    y_pred = np.asarray(y_pred).astype(str)
-    classes = [str(c) for c in classes]
-    if y_true.shape != y_pred.shape:
-        raise GenrekitError(f"y_true has {y_true.shape[0]} labels but y_pred has {y_pred.shape[0]}")
-    if y_true.size == 0:
-        raise GenrekitError("cannot score an empty set of predictions")
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(y_true.tolist()) - index.keys())
-    if unknown:
-        raise GenrekitError(f"labels {unknown} are not among the classes {classes}")
-    k = len(classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(y_true, y_pred, strict=True):
-        if p in index:  # a prediction outside the class list counts as wrong but has no column
-            confusion[index[t], index[p]] += 1
-    tp = np.diag(confusion).astype(float)
-    support = confusion.sum(axis=1).astype(float)
-    predicted = confusion.sum(axis=0).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0
-    per_class = {
-        c: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, c in enumerate(classes)
-    }
-    return {
-        "accuracy": float(np.mean(y_true == y_pred)),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "n": int(y_true.size),
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "classes": classes,
-    }
-
-
-def aggregate_tracks(
-    track_ids: Sequence[str], proba: np.ndarray, *, method: str = "mean_log"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Combine segment probabilities into one row per track (sorted track ids).
-
-    ``mean_log`` averages log-probabilities (a product of experts, robust to one confident wrong
-    segment only when the others disagree strongly); ``vote`` counts each segment's arg-max, the
-    tutorials' majority vote. Rows of the result sum to 1.
-    """
-    track_ids = np.asarray(track_ids).astype(str)
-    proba = np.asarray(proba, dtype=np.float64)
-    if proba.ndim != 2 or proba.shape[0] != track_ids.shape[0]:
-        raise GenrekitError(
-            f"proba must be [n_segments, n_classes] matching {track_ids.shape[0]} track ids, got {proba.shape}"
-        )
-    if method not in ("mean_log", "vote"):
-        raise GenrekitError(f"unknown aggregation method {method!r}: use 'mean_log' or 'vote'")
-    unique, inverse = np.unique(track_ids, return_inverse=True)
-    n_tracks, k = unique.shape[0], proba.shape[1]
-    counts = np.bincount(inverse, minlength=n_tracks).astype(np.float64)[:, None]
-    out = np.zeros((n_tracks, k), dtype=np.float64)
-    if method == "vote":
-        np.add.at(out, (inverse, np.argmax(proba, axis=1)), 1.0)
-        # Ties go to the class with the larger summed probability: add a tiny tie-breaker.
-        tie = np.zeros_like(out)
-        np.add.at(tie, inverse, proba)
-        out = out + 1e-6 * tie / counts
-    else:
-        np.add.at(out, inverse, np.log(np.clip(proba, 1e-12, 1.0)))
-        out = out / counts
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-    out = out / out.sum(axis=1, keepdims=True)
-    return unique, out
 
 
 def json_safe(obj: Any) -> Any:

@@ -386,7 +386,7 @@ class DeepModel(Estimator):
                 rec["valid_acc"] = float(np.mean(self.classes_[proba.argmax(1)] == y_valid))
                 score = rec["valid_acc"]
                 if groups_valid is not None:
-                    from genrekit.evaluate import aggregate_tracks
+                    from genrekit.metrics import aggregate_tracks
 
                     tids, tp = aggregate_tracks(np.asarray(groups_valid).astype(str), proba)
                     lab = dict(zip(np.asarray(groups_valid).astype(str), y_valid, strict=True))
@@ -509,7 +509,7 @@ class DeepModel(Estimator):
         The matrix is cut into the model's slices (50% overlap unless told) and the slice predictions are
         combined by mean log-probability (``method="mean_log"``) or majority vote (``"vote"``).
         """
-        from genrekit.evaluate import aggregate_tracks
+        from genrekit.metrics import aggregate_tracks
         from genrekit.spectrogram import slices
 
         self._check_fitted()
