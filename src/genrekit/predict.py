@@ -19,6 +19,7 @@ import numpy as np
 
 from genrekit import audio
 from genrekit.errors import GenrekitError, ModelError
+from genrekit.metrics import PROBA_FLOOR, mean_log_proba
 
 BLOCK_SECONDS = 30.0
 DEFAULT_MODEL_NAME = "genrekit-gtzan-default.safetensors"
@@ -93,12 +94,6 @@ def record_for(clf: GenreClassifier, path: str, *, top_k: int = 3, segments: boo
         return error_record(path, str(exc), segments=segments)
     except (OSError, ValueError, MemoryError) as exc:
         return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=segments)
-
-
-def _softmax_rows(logp: np.ndarray) -> np.ndarray:
-    z = logp - logp.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class GenreClassifier:
@@ -321,12 +316,12 @@ class GenreClassifier:
         """Mean log-probability over each member's windows, members combined by the model's weights;
         the timeline is the spectrogram member's windows, blended with the other members' block scores."""
 
-        def norm(p):
-            p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
+        def norm(p):  # floored and renormalised: these are also the timeline's scores
+            p = np.clip(np.asarray(p, dtype=np.float64), PROBA_FLOOR, 1.0)
             return p / p.sum(axis=1, keepdims=True)
 
-        def mean_log(p):
-            return _softmax_rows(np.log(p).mean(axis=0, keepdims=True))
+        def mean_log(p):  # the windows' rule, one [1, k] row (already floored)
+            return mean_log_proba(p, floor=None)[None]
 
         per_member = [norm(np.concatenate([b[m][0] for b in blocks])) for m in range(len(self.members))]
         track = [mean_log(p) for p in per_member]
