@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import DatasetError, GenrekitError
+from genrekit.models.registry import model_names
 
-DEEP_MODELS = ("tutorial", "cnn", "cnn-bn", "resnet", "shortchunk", "shortchunk-res")
+DEEP_MODELS = model_names("deep")  # the registry is the one list of model names
 DEFAULT_MODEL = "shortchunk"
 CACHE_VERSION = 1
 
