@@ -304,14 +304,6 @@ class GenreClassifier:
                 parts.append((model.predict_proba(np.asarray(vec, dtype=np.float64).reshape(1, -1)), [(0.0, seconds)]))
         return self._aggregate([parts], top_k=top_k, duration=seconds, file=file)
 
-    def predict_logmel(self, levels: np.ndarray, *, top_k: int = 3, file: str | None = None) -> Prediction:
-        """Classify a precomputed log-mel matrix of one track (spectrogram models)."""
-        return self.predict_precomputed(levels=levels, top_k=top_k, file=file)
-
-    def predict_features(self, row, *, top_k: int = 3, file: str | None = None, seconds: float = 30.0) -> Prediction:
-        """Classify one precomputed feature row (feature models)."""
-        return self.predict_precomputed(row=row, top_k=top_k, file=file, seconds=seconds)
-
     def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None) -> Prediction:
         """Mean log-probability over each member's windows, members combined by the model's weights;
         the timeline is the spectrogram member's windows, blended with the other members' block scores."""

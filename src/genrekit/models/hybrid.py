@@ -15,7 +15,6 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -104,6 +103,3 @@ class HybridModel(Estimator):
         model = cls(members, weights=meta["weights"]).fit()
         model.meta_ = meta
         return model
-
-    def member_inputs(self) -> list[dict[str, Any]]:
-        return list(self.input_["members"])
