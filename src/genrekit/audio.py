@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genrekit.dsp import N_FFT, SR  # the default rate, and the shortest input any analysis takes
 from genrekit.errors import (
     AudioError,
     AudioFileNotFoundError,
@@ -28,9 +29,6 @@ from genrekit.errors import (
     NonFiniteAudioError,
     UnsupportedFormatError,
 )
-
-SR = 22050
-N_FFT = 2048
 
 SOUNDFILE_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".au", ".snd", ".aif", ".aiff", ".aifc", ".caf", ".w64", ".rf64"}

@@ -142,10 +142,10 @@ def add_noise(x, *, db_range: tuple[float, float] = (-60.0, -30.0), top_db: floa
 
 
 def _mel_centres(n_mels: int, sr: int, fmax: float | None = None) -> np.ndarray:
-    from genrekit.spectrogram import hz_to_mel, mel_to_hz
+    """Centre frequency (Hz) of each of ``n_mels`` bands of the log-mel front end's filterbank."""
+    from genrekit.dsp import mel_frequencies
 
-    fmax = sr / 2 if fmax is None else fmax
-    return mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(fmax), n_mels + 2))[1:-1]
+    return mel_frequencies(n_mels + 2, fmin=0.0, fmax=sr / 2 if fmax is None else fmax)[1:-1]
 
 
 def pitch_shift(x, *, semitones, sr: int = 22050):

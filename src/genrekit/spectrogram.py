@@ -12,24 +12,28 @@ The images sample the time axis coarsely (336 pixels for 1293 frames); :func:`to
 same sampling to an audio matrix, so models trained on images can be fed audio that looks like their
 training data (recorded as ``"time_resolution": "image"`` in a model's input description).
 
-librosa is never imported here: the slaney mel filterbank is rebuilt in numpy (tests compare it).
+librosa is never imported here: the mel filterbank and the decibels are :mod:`genrekit.dsp`'s, the
+same as the GTZAN features use (tests compare them with librosa).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from genrekit.dsp import HOP_LENGTH, N_FFT, N_MELS, SR, amplitude_to_db, hz_to_mel, mel_filterbank, mel_to_hz
 from genrekit.errors import DatasetError, FeatureError
 
-SR = 22050
-N_FFT = 2048
-HOP_LENGTH = 512
-N_MELS = 128
+__all__ = [
+    "CLIP_FRAMES", "HOP_LENGTH", "IMAGE_COLS", "IMAGE_ROWS", "IMAGE_SIZE", "N_FFT", "N_MELS", "NORMALISATION",
+    "SLICE_SECONDS", "SR", "TOP_DB", "hz_to_mel", "image_levels_to_grid", "input_description", "invert_image",
+    "invert_image_cached", "logmel", "logmel_for_input", "mel_filterbank", "mel_to_hz", "melspectrogram",
+    "power_to_levels", "slice_frames", "slice_starts", "slices", "to_image_grid",
+]
+
 TOP_DB = 80.0
 SLICE_SECONDS = 3.0
 CLIP_FRAMES = 1293  # frames of a 30 s GTZAN clip (661794 samples) at hop 512 with centring
@@ -41,66 +45,6 @@ IMAGE_COLS = (54, 390)  # plotted area, half-open: 336 columns = 30 s
 IMAGE_INVERSION_VERSION = 1  # bump when invert_image changes, to invalidate caches
 
 NORMALISATION = {"type": "db_minmax", "ref": "max", "top_db": TOP_DB, "db": "amplitude_to_db(mel power)"}
-
-
-# ----------------------------------------------------------------------------------------- mel filters
-def hz_to_mel(freqs: np.ndarray | float, *, htk: bool = False) -> np.ndarray:
-    """Slaney's mel scale (linear below 1 kHz, log above), or HTK's; matches librosa.hz_to_mel."""
-    freqs = np.asanyarray(freqs, dtype=np.float64)
-    if htk:
-        return 2595.0 * np.log10(1.0 + freqs / 700.0)
-    f_sp = 200.0 / 3
-    mels = freqs / f_sp
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(
-        freqs >= min_log_hz, min_log_mel + np.log(np.maximum(freqs, 1e-10) / min_log_hz) / logstep, mels
-    )
-
-
-def mel_to_hz(mels: np.ndarray | float, *, htk: bool = False) -> np.ndarray:
-    """Inverse of :func:`hz_to_mel`."""
-    mels = np.asanyarray(mels, dtype=np.float64)
-    if htk:
-        return 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
-    f_sp = 200.0 / 3
-    freqs = f_sp * mels
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
-
-
-@lru_cache(maxsize=16)
-def _mel_filterbank_cached(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool) -> np.ndarray:
-    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-    mel_pts = mel_to_hz(np.linspace(hz_to_mel(fmin, htk=htk), hz_to_mel(fmax, htk=htk), n_mels + 2), htk=htk)
-    fdiff = np.diff(mel_pts)
-    ramps = mel_pts[:, None] - fftfreqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    enorm = 2.0 / (mel_pts[2 : n_mels + 2] - mel_pts[:n_mels])  # slaney area normalisation
-    weights *= enorm[:, None]
-    weights.setflags(write=False)
-    return weights
-
-
-def mel_filterbank(
-    *, sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0,
-    fmax: float | None = None, htk: bool = False,
-) -> np.ndarray:
-    """Triangular mel filters ``[n_mels, 1 + n_fft // 2]`` equal to ``librosa.filters.mel`` (slaney norm).
-
-    Built here in numpy so genrekit needs no librosa at run time.
-    """
-    if n_mels < 1 or n_fft < 2 or sr <= 0:
-        raise FeatureError(f"invalid mel filterbank parameters: sr={sr}, n_fft={n_fft}, n_mels={n_mels}")
-    fmax = float(sr) / 2 if fmax is None else float(fmax)
-    return _mel_filterbank_cached(int(sr), int(n_fft), int(n_mels), float(fmin), fmax, bool(htk)).astype(
-        np.float32
-    )
 
 
 # ------------------------------------------------------------------------------------------ front end
@@ -131,7 +75,7 @@ def melspectrogram(
     if not np.all(np.isfinite(y)):
         raise FeatureError("melspectrogram: the audio contains NaN or infinity")
     dev = _torch_device(device)
-    fb = torch.from_numpy(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)).to(dev)
+    fb = torch.tensor(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax), device=dev)
     x = torch.from_numpy(y).to(dev)
     pad = n_fft // 2
     if pad_mode == "reflect" and x.numel() <= pad:
@@ -155,8 +99,7 @@ def power_to_levels(mel_power: np.ndarray, *, top_db: float = TOP_DB, amin: floa
     gives all zeros rather than dividing by zero.
     """
     p = np.abs(np.asarray(mel_power, dtype=np.float64))
-    db = 20.0 * np.log10(np.maximum(p, amin)) - 20.0 * np.log10(max(float(p.max(initial=0.0)), amin))
-    db = np.maximum(db, db.max(initial=0.0) - top_db)
+    db = amplitude_to_db(p, ref=float(p.max(initial=0.0)), amin=amin, top_db=top_db)
     lo, hi = float(db.min(initial=0.0)), float(db.max(initial=0.0))
     if hi - lo <= 1e-9:
         return np.zeros(p.shape, dtype=np.float32)
@@ -359,23 +302,20 @@ def invert_image(
     return image_levels_to_grid(_nearest_level(area), n_mels=n_mels, n_frames=n_frames)
 
 
-def cache_dir() -> Path:
-    """genrekit's cache folder: ``$XDG_CACHE_HOME/genrekit`` (``~/.cache/genrekit``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "genrekit"
-
-
 def invert_image_cached(
     png_path: str | os.PathLike, *, n_mels: int = N_MELS, n_frames: int = CLIP_FRAMES,
     cache: str | os.PathLike | None = None,
 ) -> np.ndarray:
-    """:func:`invert_image`, cached as ``.npy`` keyed by the PNG's content (re-runs skip the decoding)."""
+    """:func:`invert_image`, cached as ``<cache>/<content digest>-v<version>-<mels>x<frames>.npy`` (default
+    ``cache``: ``<genrekit cache>/images``), so re-runs skip the decoding and a renamed PNG still hits."""
+    from genrekit import engine
+
     path = Path(png_path)
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+        digest = engine.file_digest(path)[:32]
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read image ({exc})") from None
-    folder = Path(cache) if cache is not None else cache_dir() / "images"
+    folder = Path(cache) if cache is not None else engine.cache_root() / "images"
     target = folder / f"{digest}-v{IMAGE_INVERSION_VERSION}-{n_mels}x{n_frames}.npy"
     if target.is_file():
         try:
@@ -386,11 +326,8 @@ def invert_image_cached(
             pass  # damaged cache entry: recompute
     arr = invert_image(path, n_mels=n_mels, n_frames=n_frames)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        with engine.atomic_writer(target, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, target)
     except OSError:
         pass  # a read-only cache only costs speed
     return arr
