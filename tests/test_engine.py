@@ -45,7 +45,38 @@ def test_atomic_writer_leaves_old_file_on_error(tmp_path):
             pass
 
 
+def test_atomic_path_for_writers_that_want_a_file_name(tmp_path):
+    p = tmp_path / "fig.png"
+    with engine.atomic_path(p, suffix=".png") as tmp:
+        assert tmp.name.startswith(".fig.png.") and tmp.suffix == ".png" and tmp.parent == tmp_path
+        tmp.write_bytes(b"png bytes")
+        assert not p.exists()  # nothing at the target until the block ends
+    assert p.read_bytes() == b"png bytes" and sorted(x.name for x in tmp_path.iterdir()) == ["fig.png"]
+    with pytest.raises(OSError), engine.atomic_path(p) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+    assert p.read_bytes() == b"png bytes" and sorted(x.name for x in tmp_path.iterdir()) == ["fig.png"]
+
+
 # ---------------------------------------------------------------------------------------------- cache
+
+
+def test_cache_arrays_and_the_flat_cache_key(tmp_path):
+    import numpy as np
+
+    f = tmp_path / "clip.wav"
+    f.write_bytes(b"audio bytes")
+    c = engine.Cache("logmel", {"n_mels": 128}, root=tmp_path / "c")
+    k = c.key(f)
+    assert c.get_array(k) is None
+    c.put_array(k, np.arange(6, dtype=np.float32).reshape(2, 3))
+    got = c.get_array(k)
+    assert got.dtype == np.float32 and got.tolist() == [[0, 1, 2], [3, 4, 5]]
+    next(c.dir.rglob("*.npy")).write_bytes(b"torn")
+    assert c.get_array(k) is None and not list(c.dir.rglob("*.npy"))  # a damaged entry is a miss, removed
+    key = engine.cache_key(f, {"n_mels": 128})
+    assert key == f"{engine.settings_digest({'n_mels': 128})}-{engine.file_digest(f)}" == f"{c.dir.name}-{k}"
+    assert engine.cache_key(f, {"n_mels": 64}) != key
 
 
 def test_cache_roundtrip_keys_and_settings(tmp_path, monkeypatch):
@@ -126,3 +157,52 @@ def test_limit_blas_threads_caps_loaded_blas():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     first, threads = r.stdout.split(" ", 1)
     assert first == "1" and set(eval(threads)) <= {1}, r.stdout + r.stderr
+
+
+def test_workers_exit_when_the_batch_process_is_killed(tmp_path):
+    """A parent killed with SIGKILL cannot shut its pool down: its workers must not linger (each may hold
+    a model in memory), neither fork workers nor forkserver ones."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for method in ("fork", "forkserver"):
+        marks = tmp_path / method
+        marks.mkdir()
+        code = (
+            "import os, time\n"
+            "from genrekit import engine\n"
+            "def slow(i):\n"
+            f"    open(os.path.join({str(marks)!r}, str(os.getpid())), 'w').close()\n"
+            "    time.sleep(60)\n"
+            "    return i\n"
+            "if __name__ == '__main__':\n"
+            f"    list(engine.run_local(slow, range(4), jobs=2, progress=False, start_method={method!r}))\n"
+        )
+        script = tmp_path / f"run_{method}.py"
+        script.write_text(code)
+        proc = subprocess.Popen([sys.executable, str(script)])
+        deadline = time.monotonic() + 60
+        while len(list(marks.iterdir())) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        workers = [int(p.name) for p in marks.iterdir()]
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"{method} workers outlived their parent: {workers}"
+            time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped) counts as gone
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False

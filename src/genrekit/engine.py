@@ -1,10 +1,12 @@
-"""Running work over many items: a local process pool that never lets one bad item stop the batch, a
-content-addressed cache, and atomic file writes.
+"""Running work over many items: the one local process pool (it never lets one bad item stop the
+batch), the one content-addressed cache, and the one atomic file write.
 
-Batch commands (features, predict, a later Ray engine) share these so that they behave alike: every
-item ends as a result or an :class:`ItemError` with a reason; a cached item is never recomputed; a run
-killed half-way (even by SIGKILL) leaves complete cache entries and either the old output file or the
-new one, never half of one. Nothing here imports numpy, torch or librosa, so worker start-up is cheap.
+Every writer in genrekit (tables, journals, Parquet parts, caches, model files, metrics, figures, ONNX
+exports) goes through :func:`atomic_writer` / :func:`atomic_path`, so a run killed at any moment (even by
+SIGKILL or a power cut: the data is fsynced before the rename) leaves either the old file or the
+complete new one, never half of one. Every item of a batch ends as a result or an :class:`ItemError`
+with a reason; a cached item is never recomputed. Nothing here imports numpy, torch or librosa, so
+worker start-up is cheap.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -28,8 +32,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = [
-    "Cache", "ItemError", "atomic_write_bytes", "atomic_write_text", "atomic_writer", "cache_root",
-    "file_digest", "limit_blas_threads", "run_local",
+    "Cache", "ItemError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer", "cache_key",
+    "cache_root", "file_digest", "limit_blas_threads", "run_local", "safe_start_method", "settings_digest",
 ]
 
 
@@ -45,27 +49,42 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) 
     """
     if "w" not in mode and "x" not in mode:
         raise ValueError("atomic_writer only writes: use mode 'w' or 'wb'")
+    with atomic_path(path) as tmp, open(tmp, mode.replace("x", "w"), **open_kwargs) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that want a file name (pyarrow, matplotlib, ONNX):
+    when the block ends without an exception the file is fsynced and renamed over ``path``.
+
+    ``suffix`` ends the temporary name (``".png"`` for writers that infer the format from it); names
+    start with a dot, so folder listings and dataset readers skip a leftover. On an exception the
+    temporary file is removed and ``path`` is untouched."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, mode.replace("x", "w"), **open_kwargs) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:  # whoever wrote it has closed it: make its bytes durable
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (newlines as given: no platform translation)."""
     with atomic_writer(path, "w", encoding=encoding, newline="") as f:
         f.write(text)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
     with atomic_writer(path, "wb") as f:
         f.write(data)
 
@@ -88,18 +107,27 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _settings_digest(settings: Mapping[str, Any]) -> str:
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """16 hex digits naming a settings mapping (key order does not matter): the cache's folder name."""
     blob = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-class Cache:
-    """JSON results keyed by file content and the settings that produced them.
+def cache_key(path: str | os.PathLike, settings: Mapping[str, Any]) -> str:
+    """``<settings digest>-<content digest>``: what a result computed from ``path``'s bytes under
+    ``settings`` is filed under, for caches that want one flat name per entry. :class:`Cache` files
+    its entries under the same two digests (a folder per settings digest)."""
+    return f"{settings_digest(settings)}-{file_digest(path)}"
 
-    Entries live in ``<root>/<namespace>/<settings digest>/<aa>/<content digest>.json`` and are written
-    atomically, so a killed run leaves only complete entries. Hashing is skipped for a file whose
-    path, size, mtime and inode match a digest recorded earlier (the second run over 1000 clips then
-    reads no audio at all). ``enabled=False`` makes every lookup a miss and stores nothing.
+
+class Cache:
+    """Results keyed by file content and the settings that produced them: JSON values
+    (:meth:`get` / :meth:`put`) or numpy arrays (:meth:`get_array` / :meth:`put_array`).
+
+    Entries live in ``<root>/<namespace>/<settings digest>/<aa>/<content digest>.json`` (``.npy``) and are
+    written atomically, so a killed run leaves only complete entries. Hashing is skipped for a file
+    whose path, size, mtime and inode match a digest recorded earlier (the second run over 1000 clips
+    then reads no audio at all). ``enabled=False`` makes every lookup a miss and stores nothing.
     """
 
     def __init__(self, namespace: str, settings: Mapping[str, Any], *, root: str | os.PathLike | None = None,
@@ -110,7 +138,7 @@ class Cache:
         self.settings = dict(settings)
         self.enabled = enabled
         self.root = Path(root) if root is not None else cache_root()
-        self.dir = self.root / namespace / _settings_digest(self.settings)
+        self.dir = self.root / namespace / settings_digest(self.settings)
         self._settings_written = False
 
     # -- keys
@@ -133,8 +161,13 @@ class Cache:
                 atomic_write_text(memo, digest)
         return digest
 
-    def _entry(self, key: str) -> Path:
-        return self.dir / key[:2] / f"{key}.json"
+    def _entry(self, key: str, ext: str = ".json") -> Path:
+        return self.dir / key[:2] / f"{key}{ext}"
+
+    def _write_settings(self) -> None:
+        if not self._settings_written:
+            atomic_write_text(self.dir / "settings.json", json.dumps(self.settings, sort_keys=True, indent=1, default=str))
+            self._settings_written = True
 
     # -- values
     def get(self, key: str) -> Any | None:
@@ -153,12 +186,37 @@ class Cache:
             return None
 
     def put(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value (NaN allowed) for ``key``."""
         if not self.enabled:
             return
-        if not self._settings_written:
-            atomic_write_text(self.dir / "settings.json", json.dumps(self.settings, sort_keys=True, indent=1, default=str))
-            self._settings_written = True
+        self._write_settings()
         atomic_write_text(self._entry(key), json.dumps({"value": value}, allow_nan=True))
+
+    def get_array(self, key: str):
+        """The stored numpy array, or None on a miss (an unreadable entry counts as a miss and is removed)."""
+        if not self.enabled:
+            return None
+        import numpy as np
+
+        e = self._entry(key, ".npy")
+        try:
+            return np.load(e, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                e.unlink()
+            return None
+
+    def put_array(self, key: str, array) -> None:
+        """Store a numpy array (``.npy``, no pickle) for ``key``."""
+        if not self.enabled:
+            return
+        import numpy as np
+
+        self._write_settings()
+        with atomic_writer(self._entry(key, ".npy"), "wb") as f:
+            np.save(f, array, allow_pickle=False)
 
     def __contains__(self, key: str) -> bool:
         return self.enabled and self._entry(key).is_file()
@@ -175,7 +233,7 @@ class ItemError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.kind}: {self.message}" if self.message else self.kind
+        return ": ".join(part for part in (self.kind, self.message) if part)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ItemError:
@@ -195,9 +253,21 @@ def limit_blas_threads(n: int = 1) -> None:
         threadpool_limits(n)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts the pool down
     limit_blas_threads(1)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="genrekit-parent-watch").start()
+
+
+def _exit_with(parent: int, interval: float = 1.0) -> None:
+    """End this worker once the process that runs the batch is gone: killed with SIGKILL, it cannot shut
+    its pool down, and idle workers (each holding a model) would otherwise linger for ever."""
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(parent, 0)
+        except OSError:  # ESRCH: gone; EPERM: the pid now names someone else's process, so ours is gone too
+            os._exit(1)
 
 
 def _call(func: Callable[[T], R], item: T) -> R | ItemError:
@@ -226,8 +296,9 @@ def run_local(
     """Apply ``func`` to every item, yielding ``(item, result)`` or ``(item, ItemError)`` as each ends.
 
     ``jobs <= 1`` (or a single item) runs in this process; otherwise a process pool of ``jobs`` workers
-    (fork where available: no re-import, fast start). ``func`` must be a module-level function (or a
-    functools.partial of one). An exception in ``func`` fails that item only. A worker that dies (out
+    (fork where available: no re-import, fast start; pass ``start_method=safe_start_method()`` when this
+    process holds torch or OpenMP threads). ``func`` must be picklable (a module-level function, a
+    functools.partial of one, a bound method or a small callable object). An exception in ``func`` fails that item only. A worker that dies (out
     of memory, segfault) breaks the pool: the items it held are retried once, alone, in a fresh pool,
     and fail with the reason if they break it again. Results come in completion order.
     """
@@ -248,6 +319,12 @@ def run_local(
         bar.close()
 
 
+def safe_start_method() -> str:
+    """``"forkserver"`` where the platform has it, else ``"spawn"``: the start method for a pool whose
+    parent holds torch or OpenMP threads, which a forked child may deadlock on."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _context(start_method: str | None):
     methods = multiprocessing.get_all_start_methods()
     method = start_method or ("fork" if "fork" in methods else "spawn")
@@ -262,7 +339,8 @@ def _run_pool(func, items, jobs, bar, start_method):
     while pending or suspects:
         alone = bool(suspects)
         workers = 1 if alone else min(jobs, len(pending))
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(os.getpid(),))
         inflight: dict[Future, int] = {}
         broken = False
         try:
