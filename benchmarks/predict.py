@@ -70,14 +70,14 @@ def main() -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from genrekit.cli.predict_cmd import _classify, _init_worker
+    from genrekit.batch import PredictTask
 
+    task = PredictTask(model=args.model, backend="torch", top_k=3, segments=False)  # what `genrekit predict` runs
     for jobs in (1, 2):
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("forkserver"), initializer=_init_worker,
-                                 initargs=(args.model, "torch")) as ex:
-            list(ex.map(_classify, [str(f) for f in files[:jobs * 2]], [3] * jobs * 2, [False] * jobs * 2))
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("forkserver"), initializer=task.classifier) as ex:
+            list(ex.map(task, [str(f) for f in files[:jobs * 2]]))
             t0 = time.perf_counter()
-            recs = list(ex.map(_classify, [str(f) for f in files], [3] * len(files), [False] * len(files)))
+            recs = list(ex.map(task, [str(f) for f in files]))
             wall = time.perf_counter() - t0
         bad = sum(r["error"] is not None for r in recs)
         print(f"warm throughput, jobs {jobs}: {len(files) / wall:.1f} clips/s ({len(files)} clips in {wall:.1f} s, "

@@ -66,9 +66,9 @@ def _files(root: Path) -> list[str]:
 
 
 def _local(files, model, **kw):
-    from genrekit.cli.predict_cmd import classify_paths
+    from genrekit.batch import LocalEngine, predict_records
 
-    return list(classify_paths(files, model=str(model), backend="torch", jobs=1, progress=False, **kw))
+    return list(predict_records(files, str(model), LocalEngine(jobs=1, progress=False), backend="torch", **kw))
 
 
 # ============================================================================================ equality
@@ -171,7 +171,8 @@ def test_killed_run_resumes_without_redoing_finished_inputs(ray_address, tiny_mo
 # ============================================================================================ worker deaths
 @pytest.mark.ray
 def test_worker_killed_once_is_retried_and_the_run_completes(ray_address, tiny_model, music, tmp_path):
-    from genrekit.engine_ray import PredictTask, predict_ray
+    from genrekit.batch import PredictTask
+    from genrekit.engine_ray import predict_ray
 
     files = _files(music)
     task = CrashOn(PredictTask(model=tiny_model, backend="torch", top_k=3, segments=False), "clip03.wav",
@@ -183,7 +184,8 @@ def test_worker_killed_once_is_retried_and_the_run_completes(ray_address, tiny_m
 
 @pytest.mark.ray
 def test_file_that_always_kills_its_worker_is_listed_and_the_rest_complete(ray_address, tiny_model, music):
-    from genrekit.engine_ray import PredictTask, predict_ray
+    from genrekit.batch import PredictTask
+    from genrekit.engine_ray import predict_ray
 
     files = _files(music)
     task = CrashOn(PredictTask(model=tiny_model, backend="torch", top_k=3, segments=False), "clip03.wav")

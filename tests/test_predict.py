@@ -83,7 +83,7 @@ def test_cli_predict_json_with_bad_files(tiny_model, tmp_path, capsys):
 
 
 def test_cli_predict_out_resumes_from_journal(tiny_model, tmp_path):
-    from genrekit.journal import Journal
+    from genrekit.batch import JournalSink as Journal
     from genrekit.predict import GenreClassifier as GC
 
     for i in range(3):

@@ -18,15 +18,7 @@ import numpy as np
 
 from genrekit import GENRES
 from genrekit.errors import AudioError, DatasetError
-
-# The 57 feature columns of Kaggle's features_30_sec.csv / features_3_sec.csv, in their order.
-FEATURE_COLUMNS: list[str] = [
-    "chroma_stft_mean", "chroma_stft_var", "rms_mean", "rms_var",
-    "spectral_centroid_mean", "spectral_centroid_var", "spectral_bandwidth_mean", "spectral_bandwidth_var",
-    "rolloff_mean", "rolloff_var", "zero_crossing_rate_mean", "zero_crossing_rate_var",
-    "harmony_mean", "harmony_var", "perceptr_mean", "perceptr_var", "tempo",
-    *[f"mfcc{i}_{s}" for i in range(1, 21) for s in ("mean", "var")],
-]
+from genrekit.features import FEATURE_COLUMNS
 
 # Kaggle's copy of this clip does not decode; skipped with a warning wherever it fails.
 KNOWN_CORRUPT = {"jazz.00054": "Kaggle's genres_original/jazz/jazz.00054.wav is a known-corrupt file"}
@@ -51,6 +43,16 @@ def track_id(name: str | os.PathLike) -> str | None:
     """Canonical GTZAN track id (``blues.00012``) from any of its file names, else None."""
     parsed = parse_name(name)
     return parsed[0] if parsed else None
+
+
+def segment_filename(path: str | os.PathLike, segment: int | None) -> str:
+    """The file name of a row: the file's own, or ``<stem>.<i><ext>`` for window ``i`` as in Kaggle's
+    3-second table (``blues.00000.wav`` -> ``blues.00000.3.wav``)."""
+    p = Path(path)
+    if segment is None:
+        return p.name
+    stem, ext = (p.name[: -len(p.suffix)], p.suffix) if p.suffix else (p.name, "")
+    return f"{stem}.{segment}{ext}"
 
 
 def genre_of(tid: str) -> str | None:

@@ -1,9 +1,11 @@
-"""Batch work on Ray: predictions and features over libraries bigger than one machine.
+"""The Ray engine of :mod:`genrekit.batch`: predictions and features over libraries bigger than one machine.
 
 Ray (an optional extra: ``pip install 'genrekit[ray]'``) schedules the work; genrekit only cuts the input
-list into batches, ships one batch per task and puts the answers back in input order. Each worker process
-loads the model once (a per-process cache keyed by the model file's sha256) and reuses it for every
-batch it runs, so a library of 100,000 files costs one model load per worker, not per file.
+list into batches, ships one batch per task and puts the answers back in input order. :class:`RayEngine`
+runs the same per-file tasks as the local engine (``batch.PredictTask``, ``FeatureSettings.analyse``), so
+the records and rows are the same; each worker process loads the model once (``batch.PredictTask``'s
+per-process cache, keyed by the model file's sha256) and reuses it for every batch it runs, so a library
+of 100,000 files costs one model load per worker, not per file.
 
 Failures stay per file, as with the local engine: a file that cannot be read gives its error record. A
 worker that dies (out of memory, a crash in native code, a lost node) makes Ray retry the batch
@@ -17,12 +19,10 @@ file given with ``--model`` is shipped through Ray's object store, so it need on
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from genrekit.engine import ItemError
@@ -35,7 +35,7 @@ T = TypeVar("T")
 MAX_BATCH_SIZE = 32
 DEFAULT_MAX_RETRIES = 2
 
-__all__ = ["MAX_BATCH_SIZE", "auto_batch_size", "features_ray", "predict_ray", "ray_map", "require_ray"]
+__all__ = ["MAX_BATCH_SIZE", "RayEngine", "auto_batch_size", "features_ray", "predict_ray", "ray_map", "require_ray"]
 
 
 class RayEngineError(GenrekitError):
@@ -217,62 +217,24 @@ def _retry_alone(ray, task, fn_ref, batch: list, cwd: str, exc: BaseException) -
     return out
 
 
-# ============================================================================================ predict
-_CLASSIFIERS: dict[tuple, Any] = {}
+# ============================================================================================ batch engine
+@dataclass
+class RayEngine:
+    """:class:`genrekit.batch.Engine` on Ray: ``map`` runs a per-file task as Ray tasks (see :func:`ray_map`)
+    and yields in input order. A task with a ``portable()`` method (``batch.PredictTask``) is shipped
+    in its portable form, carrying the model's bytes to machines that cannot see the driver's disk."""
 
+    address: str | None = None
+    num_cpus: int | None = None
+    batch_size: int | None = None
+    max_retries: int = DEFAULT_MAX_RETRIES
+    progress: bool = True
 
-class _ModelBlob:
-    """A model file's bytes, so workers on other machines need not see the driver's disk."""
-
-    def __init__(self, path: str | os.PathLike):
-        p = Path(path)
-        try:
-            self.data = p.read_bytes()
-        except OSError as exc:
-            from genrekit.errors import ModelError
-
-            raise ModelError(f"{p}: cannot read the model file ({exc.strerror or exc})") from exc
-        self.name = p.name
-        self.sha256 = hashlib.sha256(self.data).hexdigest()
-
-    def materialise(self) -> Path:
-        """The model as a local file (written once per machine, atomically, under the temp folder)."""
-        d = Path(tempfile.gettempdir()) / "genrekit-ray-models" / self.sha256
-        p = d / self.name
-        if not p.is_file():
-            from genrekit.engine import atomic_write_bytes
-
-            atomic_write_bytes(p, self.data)
-        return p
-
-
-class PredictTask:
-    """``path -> record`` exactly as the local engine makes it (``genrekit predict``'s records)."""
-
-    def __init__(self, *, model: str | os.PathLike | None, backend: str, top_k: int, segments: bool):
-        self.blob = _ModelBlob(model) if model is not None else None
-        self.backend = backend
-        self.top_k = int(top_k)
-        self.segments = bool(segments)
-
-    def classifier(self):
-        """This process's classifier for the model: loaded on first use, then reused by every batch."""
-        key = (self.blob.sha256 if self.blob else None, self.backend)
-        clf = _CLASSIFIERS.get(key)
-        if clf is None:
-            import torch
-
-            torch.set_num_threads(1)
-            from genrekit.predict import GenreClassifier
-
-            clf = GenreClassifier.load(self.blob.materialise() if self.blob else None, backend=self.backend)
-            _CLASSIFIERS[key] = clf
-        return clf
-
-    def __call__(self, path: str) -> dict[str, Any]:
-        from genrekit.predict import record_for
-
-        return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments)
+    def map(self, task: Callable[[str], Any], items: Sequence[str], *, desc: str = "ray") -> Iterator[tuple[str, Any]]:
+        portable = getattr(task, "portable", None)
+        yield from ray_map(portable() if portable else task, items, address=self.address, num_cpus=self.num_cpus,
+                           batch_size=self.batch_size, max_retries=self.max_retries, progress=self.progress,
+                           desc=desc)
 
 
 def predict_ray(
@@ -289,32 +251,16 @@ def predict_ray(
     max_retries: int = DEFAULT_MAX_RETRIES,
     task: Callable[[str], dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Records for ``files`` in input order, computed as Ray tasks: the local engine's records exactly.
+    """Records for ``files`` in input order, computed as Ray tasks: the local engine's records exactly
+    (``batch.predict_records`` on a :class:`RayEngine`).
 
     ``task`` replaces the per-file function (tests use it to kill a worker on a chosen file)."""
-    from genrekit.predict import error_record
+    from genrekit.batch import PredictTask, predict_records
 
-    fn = task if task is not None else PredictTask(model=model, backend=backend, top_k=top_k, segments=segments)
-    for path, res in ray_map(fn, [str(f) for f in files], address=address, num_cpus=num_cpus,
-                             batch_size=batch_size, max_retries=max_retries, progress=progress, desc="predict"):
-        if isinstance(res, ItemError):
-            res = error_record(path, f"{path}: {res}", segments=segments)
-        yield res
-
-
-# ============================================================================================ features
-class FeaturesTask:
-    """``path -> analysis`` (genrekit.features.analyse_file): the cacheable, name-independent part."""
-
-    def __init__(self, *, segment_seconds: float | None, extended: bool, hpss: str = "fast"):
-        self.segment_seconds = segment_seconds
-        self.extended = bool(extended)
-        self.hpss = hpss
-
-    def __call__(self, path: str) -> list[dict[str, object]]:
-        from genrekit.features import analyse_file
-
-        return analyse_file(path, segment_seconds=self.segment_seconds, extended=self.extended, hpss=self.hpss)
+    engine = RayEngine(address=address, num_cpus=num_cpus, batch_size=batch_size, max_retries=max_retries,
+                       progress=progress)
+    fn = task or PredictTask(model=model, backend=backend, top_k=top_k, segments=segments)
+    yield from predict_records(files, model, engine, top_k=top_k, segments=segments, backend=backend, task=fn)
 
 
 def features_ray(
@@ -329,10 +275,11 @@ def features_ray(
     num_cpus: int | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> Iterator[tuple[str, Any]]:
-    """``(path, analysis | ItemError)`` for every file, in input order, computed as Ray tasks.
+    """``(path, analysis | ItemError)`` for every file, in input order, computed as Ray tasks (no cache:
+    ``batch.feature_rows`` on a :class:`RayEngine` adds it)."""
+    from genrekit.features import FeatureSettings
 
-    The same contract as ``engine.run_local(features._analyse, ...)``, so ``genrekit features`` caches and
-    writes the results exactly as it does for the local engine."""
-    fn = FeaturesTask(segment_seconds=segment_seconds, extended=extended, hpss=hpss)
-    yield from ray_map(fn, [str(f) for f in files], address=address, num_cpus=num_cpus, batch_size=batch_size,
-                       max_retries=max_retries, progress=progress, desc="features")
+    settings = FeatureSettings(segment_seconds=segment_seconds, extended=bool(extended), hpss=hpss)
+    engine = RayEngine(address=address, num_cpus=num_cpus, batch_size=batch_size, max_retries=max_retries,
+                       progress=progress)
+    yield from engine.map(settings.analyse, [str(f) for f in files], desc="features")

@@ -19,6 +19,7 @@ arrays shaped ``(..., n_freq, n_frames)``); :func:`extract` is the fast path tha
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,13 +27,29 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
-from genrekit.datasets import FEATURE_COLUMNS
+from genrekit import dsp
+from genrekit.dsp import (
+    HOP_LENGTH,
+    N_FFT,
+    N_MELS,
+    SR,
+    fft_frequencies,
+    frame_count,
+    hann_window,
+    mel_filterbank,
+    power_to_db,
+    stft_frames,
+)
 from genrekit.errors import FeatureError
 
-SR = 22050
-N_FFT = 2048
-HOP = 512
-N_MELS = 128
+# The 57 feature columns of Kaggle's features_30_sec.csv / features_3_sec.csv, in their order.
+FEATURE_COLUMNS: list[str] = [
+    "chroma_stft_mean", "chroma_stft_var", "rms_mean", "rms_var",
+    "spectral_centroid_mean", "spectral_centroid_var", "spectral_bandwidth_mean", "spectral_bandwidth_var",
+    "rolloff_mean", "rolloff_var", "zero_crossing_rate_mean", "zero_crossing_rate_var",
+    "harmony_mean", "harmony_var", "perceptr_mean", "perceptr_var", "tempo",
+    *[f"mfcc{i}_{s}" for i in range(1, 21) for s in ("mean", "var")],
+]
 N_MFCC = 20
 HPSS_KERNEL = 31
 # Frames per block for long inputs (~30 s): a 30 s clip (1293 frames) is one block, so it is computed in one go.
@@ -53,10 +70,10 @@ EXTENDED_COLUMNS: list[str] = [
 ]
 
 __all__ = [
-    "EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS",
-    "chroma_filterbank", "chroma_stft", "columns", "delta", "estimate_tuning", "extract", "extract_file",
-    "extract_segments", "analyse_file", "feature_table", "rows_from_analysis", "fft_frequencies", "hpss", "median_filter", "remedian_filter", "mel_filterbank", "melspectrogram",
-    "mfcc", "onset_strength", "power_to_db", "rms", "spectral_bandwidth", "spectral_centroid",
+    "EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS", "FeatureSettings",
+    "analyse_file", "chroma_filterbank", "chroma_stft", "columns", "delta", "estimate_tuning", "extract",
+    "extract_segments", "fft_frequencies", "hpss", "median_filter", "remedian_filter", "mel_filterbank",
+    "melspectrogram", "mfcc", "onset_strength", "power_to_db", "rms", "spectral_bandwidth", "spectral_centroid",
     "spectral_contrast", "spectral_flatness", "spectral_rolloff", "stft", "tempo", "tonnetz",
     "zero_crossing_rate",
 ]
@@ -73,66 +90,6 @@ _all_columns = columns  # extract() takes a `columns=` argument that shadows the
 
 
 # ============================================================================================ filterbanks
-
-
-@lru_cache(maxsize=8)
-def _hann(n: int) -> np.ndarray:
-    """Periodic Hann window (scipy.signal.get_window('hann', n, fftbins=True)), float64, read-only."""
-    w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-    w.flags.writeable = False
-    return w
-
-
-@lru_cache(maxsize=8)
-def _hann32(n: int) -> np.ndarray:
-    w = _hann(n).astype(np.float32)
-    w.flags.writeable = False
-    return w
-
-
-def fft_frequencies(*, sr: float = SR, n_fft: int = N_FFT) -> np.ndarray:
-    """Centre frequency (Hz) of each rfft bin."""
-    return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, log above."""
-    f = np.asanyarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3
-    mels = f / f_sp
-    min_log_mel = 1000.0 / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(f >= 1000.0, min_log_mel + np.log(np.maximum(f, 1e-300) / 1000.0) / logstep, mels)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asanyarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_mel = 1000.0 / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, 1000.0 * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-@lru_cache(maxsize=16)
-def _mel_filterbank(sr: float, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    fftfreqs = fft_frequencies(sr=sr, n_fft=n_fft)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = np.subtract.outer(mel_f, fftfreqs)
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]  # Slaney area normalisation
-    out = weights.astype(np.float32)
-    out.flags.writeable = False
-    return out
-
-
-def mel_filterbank(
-    *, sr: float = SR, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0, fmax: float | None = None
-) -> np.ndarray:
-    """Slaney-normalised mel filterbank ``(n_mels, 1 + n_fft // 2)``, as librosa.filters.mel (cached)."""
-    return _mel_filterbank(float(sr), int(n_fft), int(n_mels), float(fmin), float(sr) / 2 if fmax is None else float(fmax))
 
 
 @lru_cache(maxsize=32)
@@ -185,23 +142,10 @@ def _check_audio(y: np.ndarray, *, n_fft: int = N_FFT) -> np.ndarray:
     return validate(y, name="waveform", min_samples=n_fft)
 
 
-def _n_frames(n: int, hop: int) -> int:
-    return 1 + n // hop
-
-
-def _stft_frames(y_pad: np.ndarray, f0: int, f1: int, *, n_fft: int, hop: int) -> np.ndarray:
-    """rfft of frames ``f0..f1`` of a padded signal, time-major ``(frames, 1 + n_fft // 2)`` complex64."""
-    frames = np.lib.stride_tricks.as_strided(
-        y_pad[f0 * hop :], shape=(f1 - f0, n_fft), strides=(hop * y_pad.strides[0], y_pad.strides[0]), writeable=False
-    )
-    return scipy.fft.rfft(frames * _hann32(n_fft), axis=1)
-
-
-def stft(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP, pad_mode: str = "reflect") -> np.ndarray:
-    """Centred Hann STFT ``(1 + n_fft // 2, frames)`` complex64, librosa 0.7's (reflect-padded) convention."""
-    y = _check_audio(y, n_fft=n_fft)
-    y_pad = np.pad(y, n_fft // 2, mode=pad_mode)
-    return _stft_frames(y_pad, 0, _n_frames(y.size, hop_length), n_fft=n_fft, hop=hop_length).T
+def stft(y: np.ndarray, *, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH, pad_mode: str = "reflect") -> np.ndarray:
+    """:func:`genrekit.dsp.stft` of a checked waveform (mono, finite, at least one frame), as every
+    feature here takes it: centred Hann STFT ``(1 + n_fft // 2, frames)`` complex64, reflect-padded."""
+    return dsp.stft(_check_audio(y, n_fft=n_fft), n_fft=n_fft, hop_length=hop_length, pad_mode=pad_mode)
 
 
 def _magnitude(y, S, *, n_fft, hop_length, power: float = 1.0) -> np.ndarray:
@@ -246,7 +190,7 @@ def median_filter(x: np.ndarray, *, size: int = HPSS_KERNEL, axis: int = -1) -> 
 
 def spectral_centroid(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP,
+    hop_length: int = HOP_LENGTH,
 ) -> np.ndarray:
     """Magnitude-weighted mean frequency per frame (Hz), ``(frames,)``."""
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length)
@@ -255,7 +199,7 @@ def spectral_centroid(
 
 def spectral_bandwidth(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP,
+    hop_length: int = HOP_LENGTH,
 ) -> np.ndarray:
     """Magnitude-weighted standard deviation of frequency around the centroid (p=2), ``(frames,)``."""
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length)
@@ -307,7 +251,7 @@ def _spectral_shape(S_tf: np.ndarray, freqs: np.ndarray, roll_percent: float = 0
 
 def spectral_rolloff(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP, roll_percent: float = 0.85,
+    hop_length: int = HOP_LENGTH, roll_percent: float = 0.85,
 ) -> np.ndarray:
     """Frequency below which ``roll_percent`` of each frame's magnitude lies, ``(frames,)``."""
     if not 0.0 < roll_percent < 1.0:
@@ -317,7 +261,7 @@ def spectral_rolloff(
 
 
 def spectral_flatness(
-    *, y: np.ndarray | None = None, S: np.ndarray | None = None, n_fft: int = N_FFT, hop_length: int = HOP,
+    *, y: np.ndarray | None = None, S: np.ndarray | None = None, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
     amin: float = 1e-10, power: float = 2.0,
 ) -> np.ndarray:
     """Geometric over arithmetic mean of the power spectrum per frame (1 = white noise, 0 = a tone)."""
@@ -332,12 +276,12 @@ def _flatness(P_tf: np.ndarray, amin: float = 1e-10) -> np.ndarray:
 
 def spectral_contrast(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP, fmin: float = 200.0, n_bands: int = N_CONTRAST_BANDS, quantile: float = 0.02,
+    hop_length: int = HOP_LENGTH, fmin: float = 200.0, n_bands: int = N_CONTRAST_BANDS, quantile: float = 0.02,
 ) -> np.ndarray:
     """Peak-minus-valley level (dB) in octave sub-bands, ``(n_bands + 1, frames)`` (librosa's definition)."""
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length)
     peak, valley = _contrast_peaks(np.ascontiguousarray(S.T), fft_frequencies(sr=sr, n_fft=2 * (S.shape[-2] - 1)), sr, fmin, n_bands, quantile)
-    return _db(peak) - _db(valley)
+    return power_to_db(peak) - power_to_db(valley)
 
 
 @lru_cache(maxsize=8)
@@ -379,14 +323,14 @@ def _contrast_peaks(S_tf, freqs, sr, fmin=200.0, n_bands=N_CONTRAST_BANDS, quant
 
 
 def rms(
-    *, y: np.ndarray | None = None, S: np.ndarray | None = None, frame_length: int = N_FFT, hop_length: int = HOP,
+    *, y: np.ndarray | None = None, S: np.ndarray | None = None, frame_length: int = N_FFT, hop_length: int = HOP_LENGTH,
 ) -> np.ndarray:
     """Root-mean-square level per frame, ``(frames,)``: from centred, reflect-padded frames of ``y``
     (Kaggle's definition), or from a magnitude spectrogram ``S`` by Parseval as librosa does."""
     if y is not None:
         y = _check_audio(y, n_fft=frame_length)
         y_pad = np.pad(y, frame_length // 2, mode="reflect")
-        return _rms_frames(y_pad, _n_frames(y.size, hop_length), frame_length, hop_length)
+        return _rms_frames(y_pad, frame_count(y.size, hop_length=hop_length), frame_length, hop_length)
     if S is None:
         raise FeatureError("give either a waveform y= or a spectrogram S=")
     x = np.abs(np.asarray(S)) ** 2
@@ -412,10 +356,10 @@ def _rms_frames(y_pad: np.ndarray, n_frames: int, frame_length: int, hop: int) -
     return np.sqrt(np.maximum(energy, 0.0) / frame_length)
 
 
-def zero_crossing_rate(y: np.ndarray, *, frame_length: int = N_FFT, hop_length: int = HOP) -> np.ndarray:
+def zero_crossing_rate(y: np.ndarray, *, frame_length: int = N_FFT, hop_length: int = HOP_LENGTH) -> np.ndarray:
     """Fraction of sign changes per centred frame (edge padding, |x| <= 1e-10 counts as zero, as librosa)."""
     y = _check_audio(y, n_fft=frame_length)
-    return _zcr(y, _n_frames(y.size, hop_length), frame_length, hop_length)
+    return _zcr(y, frame_count(y.size, hop_length=hop_length), frame_length, hop_length)
 
 
 def _zcr(y: np.ndarray, n_frames: int, frame_length: int, hop: int) -> np.ndarray:
@@ -440,25 +384,11 @@ def _zcr(y: np.ndarray, n_frames: int, frame_length: int, hop: int) -> np.ndarra
 
 def melspectrogram(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP, n_mels: int = N_MELS,
+    hop_length: int = HOP_LENGTH, n_mels: int = N_MELS,
 ) -> np.ndarray:
     """Mel power spectrogram ``(n_mels, frames)``; ``S`` is a power spectrogram if given."""
     S = _magnitude(y, S, n_fft=n_fft, hop_length=hop_length, power=2.0)
     return mel_filterbank(sr=sr, n_fft=2 * (S.shape[-2] - 1), n_mels=n_mels) @ S
-
-
-def power_to_db(S: np.ndarray, *, amin: float = 1e-10, top_db: float | None = 80.0) -> np.ndarray:
-    """10 log10(max(amin, S)) relative to 1, floored ``top_db`` below the peak (librosa, ref=1)."""
-    log_spec = 10.0 * np.log10(np.maximum(amin, S))
-    if top_db is not None:
-        if top_db < 0:
-            raise FeatureError("top_db must be non-negative")
-        log_spec = np.maximum(log_spec, log_spec.max() - top_db)
-    return log_spec
-
-
-def _db(S: np.ndarray) -> np.ndarray:
-    return power_to_db(S)
 
 
 def mfcc(
@@ -543,7 +473,7 @@ def _tuning_from_candidates(pitch: np.ndarray, mag: np.ndarray, *, resolution: f
 
 def estimate_tuning(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP,
+    hop_length: int = HOP_LENGTH,
 ) -> float:
     """Deviation of the recording from A440 tuning, in fractions of a semitone (resolution 0.01).
 
@@ -563,7 +493,7 @@ def _chroma_frames(P_tf: np.ndarray, fb: np.ndarray) -> np.ndarray:
 
 def chroma_stft(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP, tuning: float | None = None, n_chroma: int = 12,
+    hop_length: int = HOP_LENGTH, tuning: float | None = None, n_chroma: int = 12,
 ) -> np.ndarray:
     """Chromagram ``(12, frames)`` from a power spectrogram, each frame scaled to max 1, with tuning
     estimated from the signal unless given (it shifts the filterbank; Kaggle's values depend on it)."""
@@ -713,7 +643,7 @@ class _HarmonicStats:
         self.carry = np.zeros(n_fft - hop, dtype=np.float32)
         self.valid = (n_frames - 1) * hop  # output samples before zero padding
         self.sums = np.zeros(4)  # sum h, sum h^2, sum p, sum p^2
-        w = _hann(n_fft)
+        w = hann_window(n_fft)
         self.w2 = w * w
         self.wss_inner = float(np.sum(self.w2.reshape(self.ratio, hop), axis=0).mean())
 
@@ -737,7 +667,7 @@ class _HarmonicStats:
     def add(self, spec_h: np.ndarray, f0: int, f1: int) -> None:
         hop, n_fft, nb, r = self.hop, self.n_fft, f1 - f0, self.ratio
         frames = scipy.fft.irfft(spec_h, n=n_fft, axis=1)
-        frames *= _hann32(n_fft)
+        frames *= hann_window(n_fft, dtype=np.float32)
         buf = np.zeros((nb + r - 1, hop), dtype=np.float32)
         buf[: r - 1] += self.carry.reshape(r - 1, hop)
         f3 = frames.reshape(nb, r, hop)
@@ -764,7 +694,7 @@ class _HarmonicStats:
 
 
 def hpss(
-    y: np.ndarray, *, kernel_size: int = HPSS_KERNEL, n_fft: int = N_FFT, hop_length: int = HOP, mode: str = "exact",
+    y: np.ndarray, *, kernel_size: int = HPSS_KERNEL, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH, mode: str = "exact",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic and percussive waveforms (librosa.effects.hpss, median kernel 31, soft masks).
 
@@ -772,15 +702,15 @@ def hpss(
     ``hop * (frames - 1)`` samples then zero-padded to ``len(y)``. :func:`extract` never builds these
     arrays; it streams their mean and variance instead."""
     y = _check_audio(y, n_fft=n_fft)
-    T = _n_frames(y.size, hop_length)
-    D = _stft_frames(np.pad(y, n_fft // 2, mode="reflect"), 0, T, n_fft=n_fft, hop=hop_length)
+    T = frame_count(y.size, hop_length=hop_length)
+    D = stft_frames(np.pad(y, n_fft // 2, mode="reflect"), 0, T, n_fft=n_fft, hop_length=hop_length)
     mask = _hpss_masks(np.abs(D), 0, T, kernel_size, mode=mode)
     out = []
     for spec in (D * mask, D * (1 - mask)):
-        frames = scipy.fft.irfft(spec, n=n_fft, axis=1) * _hann32(n_fft)
+        frames = scipy.fft.irfft(spec, n=n_fft, axis=1) * hann_window(n_fft, dtype=np.float32)
         full = np.zeros(n_fft + hop_length * (T - 1))
         wss = np.zeros_like(full)
-        w2 = _hann(n_fft) ** 2
+        w2 = hann_window(n_fft) ** 2
         for t in range(T):
             full[t * hop_length : t * hop_length + n_fft] += frames[t]
             wss[t * hop_length : t * hop_length + n_fft] += w2
@@ -798,7 +728,7 @@ def hpss(
 
 def onset_strength(
     *, y: np.ndarray | None = None, sr: float = SR, S: np.ndarray | None = None, n_fft: int = N_FFT,
-    hop_length: int = HOP,
+    hop_length: int = HOP_LENGTH,
 ) -> np.ndarray:
     """Spectral-flux onset envelope as beat_track computes it: median over mel bands of the positive
     dB increase between frames, shifted to frame centres. ``S`` is a log-mel spectrogram in dB."""
@@ -809,7 +739,7 @@ def onset_strength(
     return _onset_from_db(np.asarray(S), n_fft=n_fft, hop=hop_length)
 
 
-def _onset_from_db(S_db: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
+def _onset_from_db(S_db: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP_LENGTH) -> np.ndarray:
     T = S_db.shape[-1]
     diff = np.ascontiguousarray((S_db[:, 1:] - S_db[:, :-1]).T)
     np.maximum(diff, 0.0, out=diff)
@@ -819,7 +749,7 @@ def _onset_from_db(S_db: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> n
 
 
 def tempo(
-    *, y: np.ndarray | None = None, sr: float = SR, onset_envelope: np.ndarray | None = None, hop_length: int = HOP,
+    *, y: np.ndarray | None = None, sr: float = SR, onset_envelope: np.ndarray | None = None, hop_length: int = HOP_LENGTH,
     start_bpm: float = 120.0, std_bpm: float = 1.0, ac_size: float = 8.0, max_tempo: float = 320.0,
     prior: str = "product",
 ) -> float:
@@ -861,7 +791,7 @@ def _mean_tempogram(env: np.ndarray, win: int, chunk: int = 4096) -> np.ndarray:
     half = win // 2
     padded = np.pad(env, half, mode="linear_ramp", end_values=(0, 0))
     frames = np.lib.stride_tricks.sliding_window_view(padded, win)[:n]
-    w = _hann(win).astype(np.float32)
+    w = hann_window(win, dtype=np.float32)
     n_pad = scipy.fft.next_fast_len(2 * win - 1, real=True)
     acc = np.zeros(win)
     tiny = np.finfo(np.float32).tiny
@@ -906,7 +836,7 @@ def extract(
     than ``block_frames`` frames are processed block by block with identical results (bounded memory).
     Raises EmptyAudioError for fewer than 2048 samples and NonFiniteAudioError for NaN/inf samples.
     """
-    n_fft, hop = N_FFT, HOP
+    n_fft, hop = N_FFT, HOP_LENGTH
     y = _check_audio(y, n_fft=n_fft)
     if columns is not None:
         known = set(_all_columns(extended=True))
@@ -918,7 +848,7 @@ def extract(
     if hpss not in HPSS_MODES:
         raise FeatureError(f"hpss must be one of {', '.join(HPSS_MODES)}, got {hpss!r}")
     n = y.size
-    T = _n_frames(n, hop)
+    T = frame_count(n, hop_length=hop)
     y_pad = np.pad(y, n_fft // 2, mode="reflect")
     freqs = fft_frequencies(sr=sr, n_fft=n_fft)
     melfb = mel_filterbank(sr=sr, n_fft=n_fft)
@@ -940,7 +870,7 @@ def extract(
 
     for f0, f1 in blocks:
         c0, c1 = max(0, f0 - h), min(T, f1 + h)
-        D_ctx = _stft_frames(y_pad, c0, c1, n_fft=n_fft, hop=hop)
+        D_ctx = stft_frames(y_pad, c0, c1, n_fft=n_fft, hop_length=hop)
         S_ctx = np.abs(D_ctx)
         lo, hi = f0 - c0, f1 - c0
         S = S_ctx[lo:hi]
@@ -966,7 +896,7 @@ def extract(
     chroma_fb = chroma_filterbank(sr=sr, n_fft=n_fft, tuning=tuning)
     chroma = np.empty((12, T), dtype=np.float32)
     for f0, f1 in blocks:
-        P = kept_power if single else np.square(np.abs(_stft_frames(y_pad, f0, f1, n_fft=n_fft, hop=hop)))
+        P = kept_power if single else np.square(np.abs(stft_frames(y_pad, f0, f1, n_fft=n_fft, hop_length=hop)))
         chroma[:, f0:f1] = _chroma_frames(P, chroma_fb)
     del kept_power
 
@@ -987,7 +917,7 @@ def extract(
     values += [v for pair in zip(mm, mv, strict=True) for v in pair]
     names = FEATURE_COLUMNS
     if extended:
-        contrast = _db(peak) - _db(valley)
+        contrast = power_to_db(peak) - power_to_db(valley)
         cm, cv = _mean_var(contrast, axis=1)
         values += [v for pair in zip(cm, cv, strict=True) for v in pair]
         values.extend(_mean_var(flatness))
@@ -1026,21 +956,17 @@ def _check_segment(segment_seconds: float, sr: int) -> None:
         )
 
 
-def _identity(path: Path) -> tuple[str, str]:
-    from genrekit.datasets import label_from_path, track_id
-
-    return track_id(path.name) or path.stem, label_from_path(path)
-
-
 def analyse_file(
     path: str | os.PathLike, *, segment_seconds: float | None = None, extended: bool = False, sr: int = SR,
     hpss: str = "fast",
 ) -> list[dict[str, object]]:
-    """The content-dependent part of :func:`extract_file`, JSON-ready for caching:
+    """A file's feature values, JSON-ready for caching:
     ``[{"segment": index or None, "length": samples, "values": [...]}, ...]``.
 
-    It depends only on the file's bytes and the settings (not on its name), so identical files share
-    one cache entry."""
+    Without ``segment_seconds``: one entry for the whole file (Kaggle's 30 s table), analysed block by
+    block. With it: one entry per window, the file decoded window by window (any length). It depends
+    only on the file's bytes and the settings, not on its name, so identical files share one cache
+    entry; ``genrekit.batch`` names the rows (``batch.extract_file``)."""
     from genrekit import audio
 
     p = Path(path)
@@ -1065,96 +991,33 @@ def analyse_file(
     return out
 
 
-def rows_from_analysis(path: str | os.PathLike, analysis: list[dict], *, extended: bool = False) -> list[dict[str, object]]:
-    """Feature rows named after ``path``: ``filename, length, <features>, label, track_id``.
+@dataclass(frozen=True)
+class FeatureSettings:
+    """What a file's feature values depend on besides its bytes: one row per file or per window of
+    ``segment_seconds``, the extended columns, the HPSS mode and the sample rate.
 
-    Segment rows are named ``<stem>.<i><ext>`` like Kaggle's 3-second table (``blues.00000.0.wav``)."""
-    p = Path(path)
-    tid, label = _identity(p)
-    names = columns(extended=extended)
-    stem, ext = (p.name[: -len(p.suffix)], p.suffix) if p.suffix else (p.name, "")
-    rows = []
-    for a in analysis:
-        if len(a["values"]) != len(names):
-            raise FeatureError(f"{p}: {len(a['values'])} values for {len(names)} columns (stale cache entry?)")
-        name = p.name if a["segment"] is None else f"{stem}.{a['segment']}{ext}"
-        rows.append({"filename": name, "length": int(a["length"]), **dict(zip(names, a["values"], strict=True)),
-                     "label": label, "track_id": tid})
-    return rows
+    :meth:`cache_settings` is the one definition of the feature cache's settings, so every path that
+    computes features (``genrekit features``, training on audio, Ray) finds the others' results."""
 
+    segment_seconds: float | None = None
+    extended: bool = False
+    hpss: str = "fast"
+    sr: int = SR
 
-def extract_file(
-    path: str | os.PathLike, *, segment_seconds: float | None = None, extended: bool = False, sr: int = SR,
-    hpss: str = "fast",
-) -> list[dict[str, object]]:
-    """Feature rows for one audio file: ``filename, length, <features>, label, track_id``.
+    def __post_init__(self) -> None:
+        if self.hpss not in HPSS_MODES:
+            raise FeatureError(f"hpss must be one of {', '.join(HPSS_MODES)}, got {self.hpss!r}")
 
-    Without ``segment_seconds``: one row for the whole file (Kaggle's 30 s table). With it: one row per
-    window, named ``<stem>.<i><ext>`` like Kaggle's 3-second table (``blues.00000.0.wav``); ``length`` is
-    a sample count and ``label`` the genre-named parent folder ('' otherwise). In segment mode long
-    files are decoded window by window; otherwise they are analysed block by block.
-    """
-    analysis = analyse_file(path, segment_seconds=segment_seconds, extended=extended, sr=sr, hpss=hpss)
-    return rows_from_analysis(path, analysis, extended=extended)
+    def cache_settings(self) -> dict[str, object]:
+        """The settings a cached analysis is filed under (with :data:`FEATURES_VERSION`)."""
+        return {"features": FEATURES_VERSION, "sr": self.sr, "segment_seconds": self.segment_seconds,
+                "extended": bool(self.extended), "hpss": self.hpss}
 
+    def columns(self) -> list[str]:
+        """The feature columns these settings produce, in order."""
+        return columns(extended=self.extended)
 
-def _analyse_job(path: str, *, segment_seconds: float | None, extended: bool) -> list[dict[str, object]]:
-    return analyse_file(path, segment_seconds=segment_seconds, extended=extended)
-
-
-def feature_table(
-    tracks, *, segment_seconds: float | None = None, extended: bool = False, jobs: int | None = None,
-    progress: bool = True, use_cache: bool = True,
-):
-    """A :class:`genrekit.datasets.FeatureTable` for ``tracks`` (from ``datasets.scan_audio``), computed
-    in worker processes through the same content cache as ``genrekit features``.
-
-    Files that fail are skipped with a warning naming them and the reason; FeatureError if none worked."""
-    import functools
-    import warnings
-
-    from genrekit import engine
-    from genrekit.datasets import FeatureTable
-
-    tracks = list(tracks)
-    settings = {"features": FEATURES_VERSION, "sr": SR, "segment_seconds": segment_seconds, "extended": bool(extended)}
-    cache = engine.Cache("features", settings, enabled=use_cache)
-    results: dict[str, list] = {}
-    keys: dict[str, str] = {}
-    todo: list[str] = []
-    failed: list[str] = []
-    for t in tracks:
-        try:
-            keys[str(t.path)] = k = cache.key(t.path)
-        except OSError as exc:
-            failed.append(f"{t.path}: {exc}")
-            continue
-        hit = cache.get(k)
-        if hit is None:
-            todo.append(str(t.path))
-        else:
-            results[str(t.path)] = hit
-    work = functools.partial(_analyse_job, segment_seconds=segment_seconds, extended=bool(extended))
-    for path, res in engine.run_local(work, todo, jobs=jobs or os.cpu_count() or 1, progress=progress, desc="features"):
-        if isinstance(res, engine.ItemError):
-            failed.append(f"{path}: {res}")
-            continue
-        results[path] = res
-        cache.put(keys[path], res)
-    if failed:
-        warnings.warn(f"{len(failed)} file(s) skipped: " + "; ".join(failed), stacklevel=2)
-    X, y, tids, names, segs = [], [], [], [], []
-    for t in tracks:
-        for a in results.get(str(t.path), []):
-            X.append(a["values"])
-            y.append(t.label)
-            tids.append(t.track_id)
-            p = Path(t.path)
-            names.append(p.name if a["segment"] is None else f"{p.name[: -len(p.suffix)] if p.suffix else p.name}.{a['segment']}{p.suffix}")
-            segs.append(-1 if a["segment"] is None else a["segment"])
-    if not X:
-        raise FeatureError("no features could be computed: " + ("; ".join(failed) or "no tracks given"))
-    return FeatureTable(
-        np.asarray(X, dtype=np.float64), np.asarray(y), np.asarray(tids), np.asarray(names),
-        columns(extended=extended), None if segment_seconds is None else np.asarray(segs), source="genrekit.features",
-    )
+    def analyse(self, path: str | os.PathLike) -> list[dict[str, object]]:
+        """:func:`analyse_file` with these settings (picklable, so process pools and Ray can run it)."""
+        return analyse_file(path, segment_seconds=self.segment_seconds, extended=self.extended, sr=self.sr,
+                            hpss=self.hpss)

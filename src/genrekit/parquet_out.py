@@ -11,7 +11,8 @@ Inputs are identified by absolute path plus size and modification time: an input
 was finished is done again and its old rows are removed from their part. Failed inputs are listed in the
 manifest with their reasons and are retried by the next run (a failure may have been a lost machine).
 
-Any engine can feed this module (the local process pool or Ray): it only sees ``(input, rows | error)``.
+Any engine can feed this module (the local process pool or Ray): it only sees ``(input, rows | error)``;
+``genrekit.batch.ParquetSink`` is how batch runs use it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from genrekit.engine import atomic_path, atomic_write_text
 from genrekit.errors import GenrekitError
 
 # Leading underscore: pyarrow and pandas skip it, so `pd.read_parquet(DIR)` reads just the parts.
@@ -68,22 +69,9 @@ def input_stat(path: str | os.PathLike) -> dict[str, int] | None:
     return {"size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}
 
 
-def _atomic_bytes(path: Path, write: Callable[[str], None]) -> None:
-    """Run ``write(tmp_path)`` then rename the temporary file onto ``path`` (same folder, fsynced)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def settings_key(settings: dict[str, Any]) -> str:
-    """A short digest of the settings that decide the rows' content (model, options)."""
+    """A short digest of the settings that decide an output's content (model, options): a manifest or a
+    journal made with other settings is not resumed."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -180,7 +168,8 @@ class PartitionedOutput:
             given = {self.manifest["done"][k]["path"] for k in keys}
             keep = pc.invert(pc.is_in(table.column("input"), value_set=pa.array(sorted(given), pa.string())))
             table = table.filter(keep)
-            _atomic_bytes(path, lambda tmp, t=table: pq.write_table(t, tmp))
+            with atomic_path(path) as tmp:
+                pq.write_table(table, str(tmp))
             for entry in self.manifest["parts"]:
                 if entry["file"] == part:
                     entry["rows"] = table.num_rows
@@ -217,7 +206,8 @@ class PartitionedOutput:
             used = [int(PART_RE.match(p["file"]).group(1)) for p in m["parts"]]
             part = f"part-{(max(used) + 1) if used else 0:05d}.parquet"
             table = pa.Table.from_pylist(self._rows)
-            _atomic_bytes(self.dir / part, lambda tmp: pq.write_table(table, tmp))
+            with atomic_path(self.dir / part) as tmp:
+                pq.write_table(table, str(tmp))
             m["parts"].append({"file": part, "rows": table.num_rows, "inputs": len(self._inputs)})
         for key, entry in self._inputs.items():
             m["done"][key] = {**entry, "part": part}
@@ -230,13 +220,7 @@ class PartitionedOutput:
 
     def _write_manifest(self) -> None:
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        text = json.dumps(self.manifest, indent=1, default=str)
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-
-        _atomic_bytes(self.dir / MANIFEST, write)
+        atomic_write_text(self.dir / MANIFEST, json.dumps(self.manifest, indent=1, default=str))
 
     def close(self) -> None:
         """Flush what is buffered; the directory is then complete for the inputs given so far."""
@@ -288,56 +272,3 @@ def predict_row(record: dict[str, Any]) -> dict[str, Any]:
     if "segments" in record:
         row["segments_json"] = json.dumps(record["segments"])
     return row
-
-
-def write_records(out: PartitionedOutput, stream: Iterable[dict[str, Any]], *,
-                  rows: Callable[[dict[str, Any]], list[dict[str, Any]]] = lambda r: [predict_row(r)]) -> Iterator[dict]:
-    """Feed engine records (``file``, ``error`` keys) into ``out``; yields each record on (for progress)."""
-    for rec in stream:
-        if rec.get("error"):
-            out.add(rec["file"], error=rec["error"])
-        else:
-            out.add(rec["file"], rows(rec))
-        yield rec
-    out.close()
-
-
-def predict_to_dataset(out_dir: str | os.PathLike, files: list[str], missing: list[dict[str, Any]],
-                       engine: Callable[[list[str]], Iterable[dict[str, Any]]], *, identity: dict[str, Any],
-                       segments: bool, top_k: int, part_size: int = 1000) -> int:
-    """`genrekit predict --out DIR/`: run ``engine`` on what is left and write parts; returns the exit code."""
-    import sys
-
-    model = dict(identity)
-    if model.get("path") and os.path.isfile(model["path"]):  # the bytes name the model, not where it lies
-        from genrekit.engine import file_digest
-
-        model["path"], model["file_sha256"] = None, file_digest(model["path"])
-    out = PartitionedOutput(out_dir, kind="predict", part_size=part_size,
-                            settings={"model": model, "segments": segments, "top_k": top_k}).open()
-    todo = out.pending(files)
-    if len(todo) < len(files):
-        print(f"resuming: {len(files) - len(todo)} of {len(files)} files already done in {out_dir}", file=sys.stderr)
-    for rec in missing:
-        out.add(rec["file"], error=rec["error"])
-    for _ in write_records(out, engine(todo) if todo else []):
-        pass
-    out.close()
-    return report(out, total=len(files) + len(missing))
-
-
-def report(out: PartitionedOutput, *, total: int) -> int:
-    """Print where the output is and which inputs failed; exit code 1 when any failed."""
-    import sys
-
-    m = out.manifest
-    rows = sum(p["rows"] for p in m["parts"])
-    print(f"wrote {len(m['done'])} inputs ({rows} rows) in {len(m['parts'])} parts to {out.dir} "
-          f"(manifest: {out.dir / MANIFEST})", file=sys.stderr)
-    failed = list(m["failed"].values())
-    if failed:
-        print(f"{len(failed)} of {total} inputs failed (listed in the manifest; retried on the next run):",
-              file=sys.stderr)
-        for f in failed[:20]:
-            print(f"  {f['error']}", file=sys.stderr)
-    return 1 if failed else 0

@@ -15,7 +15,7 @@ import sys
 
 from genrekit import __version__
 
-# name -> module under genrekit.cli (a module may be missing while its issue is open: it is then not listed).
+# Sub-commands in the order `genrekit --help` lists them: command NAME is the module genrekit.cli.NAME_cmd.
 COMMANDS = [
     "info", "features", "train", "compare", "eda", "evaluate", "finetune",
     "predict", "demo", "export", "serve",
@@ -30,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genrekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"genrekit.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:  # command not built yet
-            if exc.name == f"genrekit.cli.{name}_cmd":
-                continue
-            raise
+        mod = importlib.import_module(f"genrekit.cli.{name}_cmd")
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -62,7 +62,6 @@ def _timeline(r) -> str:
 
 
 def run(args) -> int:
-    import sys
     import tempfile
     import time
     from pathlib import Path
@@ -154,17 +153,14 @@ def run(args) -> int:
     if csv.is_file():
         print("\n6. Classic models on Kaggle's features_30_sec.csv, protocol fault-filtered (artist-disjoint), "
               "test accuracy, track level:")
-        try:
-            from genrekit.experiments import compare_models
+        from genrekit.experiments import compare_models
 
-            res = compare_models(["logreg", "rf", "svm"], csv, "fault-filtered", Path(args.out) / "compare",
-                                 progress=False)
-            for row in res["results"]:
-                print(f"   {row['model']:<8} accuracy {row['accuracy']:.3f}   macro-F1 {row['macro_f1']:.3f}")
-            print(f"   reports and plots in {Path(args.out) / 'compare'}/ (the same models on a random split "
-                  "score 10-25 points higher: that is leakage, not skill)")
-        except ImportError as exc:  # pragma: no cover - train module missing from a partial install
-            print(f"   (comparison unavailable: {exc})", file=sys.stderr)
+        res = compare_models(["logreg", "rf", "svm"], csv, "fault-filtered", Path(args.out) / "compare",
+                             progress=False)
+        for row in res["results"]:
+            print(f"   {row['model']:<8} accuracy {row['accuracy']:.3f}   macro-F1 {row['macro_f1']:.3f}")
+        print(f"   reports and plots in {Path(args.out) / 'compare'}/ (the same models on a random split "
+              "score 10-25 points higher: that is leakage, not skill)")
     _outro()
     return 0
 

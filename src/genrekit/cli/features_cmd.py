@@ -1,15 +1,14 @@
 """`genrekit features`: Kaggle-compatible feature tables from audio files and folders.
 
-Every file's features are cached by its content and the settings, so a second run is near-instant
-and a run killed half-way resumes where it stopped; the table itself is written atomically.
+Parses the flags and prints; the work is ``genrekit.batch.feature_rows`` (every file's features cached by
+its content and the settings, so a second run is near-instant and a run killed half-way resumes where
+it stopped) written through a ``CsvSink`` (the table, atomically) or a ``ParquetSink`` (``--out DIR/``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
 HELP = "compute the 57 Kaggle GTZAN features (or the extended set) into a CSV table"
 DESCRIPTION = (
@@ -45,68 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: a private local instance with --jobs CPUs")
 
 
-def _engine_stream(args, todo: list[str]):
-    """(path, analysis | ItemError) for ``todo`` from the chosen engine."""
-    import functools
-
-    from genrekit import engine
-
+def make_engine(args):
+    """The engine the flags ask for: local processes (``--jobs``, default one per CPU) or Ray."""
     if args.engine == "ray":
-        from genrekit.engine_ray import features_ray
+        from genrekit.engine_ray import RayEngine
 
-        return features_ray(todo, segment_seconds=args.segment, extended=bool(args.extended),
-                            hpss=_hpss(args), address=args.address, num_cpus=args.jobs, progress=not args.quiet)
-    work = functools.partial(_analyse, segment_seconds=args.segment, extended=bool(args.extended), hpss=_hpss(args))
-    return engine.run_local(work, todo, jobs=args.jobs or os.cpu_count() or 1, progress=not args.quiet,
-                            desc="features")
+        return RayEngine(address=args.address, num_cpus=args.jobs, progress=not args.quiet)
+    from genrekit.batch import LocalEngine
 
-
-def _to_dataset(args, files, errors, settings) -> int:
-    """`--out DIR/`: Parquet parts + manifest, written per part; a rerun skips finished files."""
-    from genrekit import engine
-    from genrekit.errors import GenrekitError
-    from genrekit.features import rows_from_analysis
-    from genrekit.parquet_out import PartitionedOutput, report
-
-    out = PartitionedOutput(args.out, kind="features", settings=settings, part_size=args.part_size).open()
-    todo = out.pending([str(f) for f in files])
-    if len(todo) < len(files):
-        print(f"resuming: {len(files) - len(todo)} of {len(files)} files already done in {args.out}", file=sys.stderr)
-    for raw, err in errors:
-        out.add(raw, error=str(err))
-    try:
-        for path, res in _engine_stream(args, todo) if todo else []:
-            if isinstance(res, engine.ItemError):
-                out.add(path, error=str(res))
-                continue
-            try:
-                out.add(path, rows_from_analysis(Path(path), res, extended=bool(args.extended)))
-            except GenrekitError as exc:
-                out.add(path, error=str(exc))
-    except KeyboardInterrupt:
-        out.close()
-        print(f"genrekit features: interrupted; finished parts are kept in {args.out}, run again to resume",
-              file=sys.stderr)
-        return 130
-    out.close()
-    return report(out, total=len(files) + len(errors))
-
-
-def _format(v) -> str:
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
-def _hpss(args) -> str:
-    return "exact" if getattr(args, "exact_hpss", False) else "fast"
-
-
-def _analyse(path: str, *, segment_seconds, extended, hpss="fast"):
-    """Worker entry point (module level so process pools can pickle it)."""
-    from genrekit.features import analyse_file
-
-    return analyse_file(path, segment_seconds=segment_seconds, extended=extended, hpss=hpss)
+    return LocalEngine(jobs=args.jobs, progress=not args.quiet)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,12 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     engine.limit_blas_threads(1)  # before numpy loads: one thread per process is fastest here
 
-    import csv
-    import io
-
-    from genrekit.audio import iter_audio_files
-    from genrekit.errors import GenrekitError
-    from genrekit.features import FEATURES_VERSION, SR, columns, rows_from_analysis
+    from genrekit import batch
+    from genrekit.features import FeatureSettings
+    from genrekit.parquet_out import is_dataset_target
 
     if args.segment is not None and args.segment <= 0:
         print("genrekit features: error: --segment must be a positive number of seconds", file=sys.stderr)
@@ -127,95 +70,40 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         print("genrekit features: error: --jobs must be >= 1", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    errors: list[tuple[str, engine.ItemError]] = []
-
-    files: list[Path] = []
-    for raw in args.paths:
-        try:
-            files.extend(iter_audio_files([raw]))
-        except GenrekitError as exc:
-            errors.append((raw, engine.ItemError.from_exception(exc)))
-    seen: set[str] = set()
-    files = [f for f in files if not (str(f) in seen or seen.add(str(f)))]
-    if not files and not errors:
+    files, walk_errors = batch.find_audio(args.paths)
+    if not files and not walk_errors:
         print(f"genrekit features: error: no audio files found under {', '.join(args.paths)}", file=sys.stderr)
         return 1
-
-    settings = {"features": FEATURES_VERSION, "sr": SR, "segment_seconds": args.segment, "extended": bool(args.extended),
-                "hpss": _hpss(args)}
-    from genrekit.parquet_out import is_dataset_target
-
-    if is_dataset_target(args.out):
-        return _to_dataset(args, files, errors, settings)
-    cache = engine.Cache("features", settings, enabled=not args.no_cache)
-    results: dict[str, list] = {}
-    todo: list[str] = []
-    keys: dict[str, str] = {}
-    n_cached = 0
-    for f in files:
-        try:
-            keys[str(f)] = key = cache.key(f)
-        except OSError as exc:
-            errors.append((str(f), engine.ItemError("AudioFileNotFoundError" if isinstance(exc, FileNotFoundError)
-                                                    else type(exc).__name__, f"{f}: {exc.strerror or exc}")))
-            continue
-        hit = cache.get(key)
-        if hit is not None:
-            results[str(f)] = hit
-            n_cached += 1
-        else:
-            todo.append(str(f))
-
+    settings = FeatureSettings(segment_seconds=args.segment, extended=bool(args.extended),
+                               hpss="exact" if args.exact_hpss else "fast")
+    before = [batch.Result(p, error=e) for p, e in walk_errors]
+    if is_dataset_target(args.out):  # a folder: Parquet parts + manifest, resumable at any size
+        sink = batch.ParquetSink(args.out, kind="features", settings=settings.cache_settings(),
+                                 part_size=args.part_size, to_rows=list)
+    else:
+        sink = batch.CsvSink(args.out, header=batch.feature_header(settings))
+    todo = sink.pending(files)
+    if sink.summary.resumed:
+        print(f"resuming: {sink.summary.resumed} of {len(files)} files already done in {args.out}", file=sys.stderr)
+    rows = batch.feature_rows(todo, settings, make_engine(args), cache=not args.no_cache)
     try:
-        for path, res in _engine_stream(args, todo):
-            if isinstance(res, engine.ItemError):
-                errors.append((path, res))
-                continue
-            results[path] = res
-            try:
-                cache.put(keys[path], res)
-            except OSError as exc:  # a full or read-only cache must not lose the results
-                print(f"genrekit features: warning: cache not written ({exc})", file=sys.stderr)
+        batch.write(rows, sink, before=before)
     except KeyboardInterrupt:
-        print(f"genrekit features: interrupted; {len(results)} file(s) done are cached, "
-              "run the same command again to resume", file=sys.stderr)
+        kept = (f"finished parts are kept in {args.out}, run again to resume" if isinstance(sink, batch.ParquetSink)
+                else f"{sink.summary.ok} file(s) done are cached, run the same command again to resume")
+        print(f"genrekit features: interrupted; {kept}", file=sys.stderr)
         return 130
+    if isinstance(sink, batch.ParquetSink):
+        for line in sink.describe(total=len(files) + len(walk_errors)):
+            print(line, file=sys.stderr)
+        return 1 if sink.failed else 0
 
-    names = columns(extended=bool(args.extended))
-    header = ["filename", "length", *names, "label"] + (["track_id"] if args.segment is not None else [])
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    n_rows = 0
-    for f in files:
-        analysis = results.get(str(f))
-        if analysis is None:
-            continue
-        try:
-            rows = rows_from_analysis(f, analysis, extended=bool(args.extended))
-        except GenrekitError as exc:
-            errors.append((str(f), engine.ItemError.from_exception(exc)))
-            continue
-        for row in rows:
-            writer.writerow([_format(row[c]) for c in header])
-            n_rows += 1
-    engine.atomic_write_text(out, buf.getvalue())
-
-    err_path = out.with_name(out.name + ".errors.tsv")
-    if errors:
-        lines = ["path\terror\tmessage"] + [
-            f"{p}\t{e.kind}\t{e.message}".replace("\n", " ") for p, e in errors
-        ]
-        engine.atomic_write_text(err_path, "\n".join(lines) + "\n")
-    elif err_path.exists():
-        err_path.unlink()  # a stale list from an earlier run would be misleading
-
-    print(f"genrekit features: wrote {n_rows} row(s) for {len(results)} file(s) to {out} "
-          f"({n_cached} from cache)", file=sys.stderr)
-    if errors:
-        print(f"genrekit features: {len(errors)} file(s) failed (also listed in {err_path}):", file=sys.stderr)
-        for p, e in errors:
+    print(f"genrekit features: wrote {sink.rows} row(s) for {sink.files} file(s) to {sink.out} "
+          f"({sink.summary.cached} from cache)", file=sys.stderr)
+    if sink.errors:
+        print(f"genrekit features: {len(sink.errors)} file(s) failed (also listed in {sink.errors_path}):",
+              file=sys.stderr)
+        for p, e in sink.errors:
             print(f"  {p}: {e}", file=sys.stderr)
         return 1
     return 0

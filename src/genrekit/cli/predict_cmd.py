@@ -1,4 +1,8 @@
-"""`genrekit predict`: genres for songs and folders, one record per file, bad files reported not fatal."""
+"""`genrekit predict`: genres for songs and folders, one record per file, bad files reported not fatal.
+
+Parses the flags, renders and prints; the work is ``genrekit.batch.predict_records`` written through a
+``JournalSink`` (``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``).
+"""
 
 from __future__ import annotations
 
@@ -28,47 +32,15 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-# ------------------------------------------------------------------------------------ workers
-_CLF = None
+def make_engine(args):
+    """The engine the flags ask for: local processes (``--jobs``, default 1) or Ray."""
+    if args.engine == "ray":
+        from genrekit.engine_ray import RayEngine
 
+        return RayEngine(address=args.address, progress=not args.no_progress)
+    from genrekit.batch import LocalEngine
 
-def _init_worker(model, backend, threads=1):
-    global _CLF
-    from genrekit.predict import GenreClassifier
-
-    _CLF = GenreClassifier.load(model, backend=backend, threads=threads)
-
-
-def _classify(path: str, top_k: int, segments: bool) -> dict:
-    """One file -> its record (module level so process pools can pickle it)."""
-    from genrekit.predict import record_for
-
-    return record_for(_CLF, path, top_k=top_k, segments=segments)
-
-
-def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=True):
-    """Yield records in input order (one model load per worker process)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(files), desc="predict", unit="file", disable=None if progress else True, leave=False)
-    try:
-        if jobs <= 1 or len(files) <= 1:
-            _init_worker(model, backend)
-            for f in files:
-                yield _classify(f, top_k, segments)
-                bar.update()
-            return
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(model, backend)) as ex:
-            futures = [ex.submit(_classify, f, top_k, segments) for f in files]
-            for fut in futures:
-                yield fut.result()
-                bar.update()
-    finally:
-        bar.close()
+    return LocalEngine(jobs=args.jobs, progress=not args.no_progress)
 
 
 # ------------------------------------------------------------------------------------ output
@@ -104,12 +76,12 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
 
 
 def run(args) -> int:
+    import functools
     import sys
-    from pathlib import Path
 
-    from genrekit import GENRES, audio
-    from genrekit.errors import GenrekitError
-    from genrekit.journal import Journal
+    from genrekit import GENRES, batch
+    from genrekit.parquet_out import is_dataset_target, predict_row
+    from genrekit.predict import GenreClassifier, error_record
 
     if args.top_k < 1:
         print("genrekit predict: error: --top-k must be >= 1", file=sys.stderr)
@@ -117,63 +89,40 @@ def run(args) -> int:
     if args.jobs < 1:
         print("genrekit predict: error: --jobs must be >= 1", file=sys.stderr)
         return 2
-    files: list[str] = []
-    missing: list[dict] = []
-    from genrekit.predict import error_record
-
-    for p in args.paths:
-        try:
-            files += [str(f) for f in audio.iter_audio_files([p])]
-        except GenrekitError as exc:
-            missing.append(error_record(p, str(exc), segments=args.segments))
-    if not files and not missing:
+    files, walk_errors = batch.find_audio(args.paths, unique=False)
+    if not files and not walk_errors:
         print("genrekit predict: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
         return 1
+    missing = [batch.record_result(error_record(p, e.message, segments=args.segments)) for p, e in walk_errors]
 
     # Load the model once up front: a bad --model is one clear error, not one per file.
-    from genrekit.predict import GenreClassifier
-
     clf = GenreClassifier.load(args.model, backend=args.backend)
     genres = clf.genres if clf.genres else list(GENRES)
-
-    def engine(todo):
-        if args.engine == "ray":
-            from genrekit.engine_ray import predict_ray
-
-            return predict_ray(todo, model=args.model, backend=args.backend, top_k=args.top_k,
-                               segments=args.segments, address=args.address, progress=not args.no_progress)
-        return classify_paths(todo, model=args.model, backend=args.backend, top_k=args.top_k,
-                              segments=args.segments, jobs=args.jobs, progress=not args.no_progress)
-
-    from genrekit.parquet_out import is_dataset_target, predict_to_dataset
-
-    if is_dataset_target(args.out):  # a folder: Parquet parts + manifest, resumable at any size
-        return predict_to_dataset(args.out, files, missing, engine, identity=clf.identity,
-                                  segments=args.segments, top_k=args.top_k, part_size=args.part_size)
-
-    journal = Journal(Path(args.out), settings={"model": clf.identity, "segments": args.segments}) if args.out else None
-    done = journal.load() if journal else {}
-    todo = [f for f in files if f not in done]
-    if done:
-        print(f"resuming: {len(done)} of {len(files)} files already done", file=sys.stderr)
-
-    stream = engine(todo)
-    new = {}
-    for rec in stream:
-        new[rec["file"]] = rec
-        if journal:
-            journal.append(rec["file"], rec)
-    by_file = {**done, **new}
-    records = missing + [by_file[f] for f in files]
-    text = _render(records, args.format, args.top_k, genres)
-    if journal:
-        journal.finish(text)
-        print(f"wrote {len(records)} records to {args.out}", file=sys.stderr)
+    parquet = is_dataset_target(args.out)
+    if parquet:  # a folder: Parquet parts + manifest, resumable at any size
+        sink = batch.ParquetSink(args.out, kind="predict", part_size=args.part_size, to_rows=lambda r: [predict_row(r)],
+                                 settings=batch.predict_settings(clf, segments=args.segments, top_k=args.top_k))
     else:
-        sys.stdout.write(text)
-    failed = [r for r in records if r["error"]]
+        sink = batch.JournalSink(args.out, settings={"model": clf.identity, "segments": args.segments},
+                                 render=functools.partial(_render, fmt=args.format, top_k=args.top_k, genres=genres))
+    todo = sink.pending(files)
+    if sink.summary.resumed:
+        where = f" in {args.out}" if parquet else ""
+        print(f"resuming: {sink.summary.resumed} of {len(files)} files already done{where}", file=sys.stderr)
+    records = batch.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments)
+    batch.write(map(batch.record_result, records), sink, before=missing)
+    if parquet:
+        for line in sink.describe(total=len(files) + len(missing)):
+            print(line, file=sys.stderr)
+        return 1 if sink.failed else 0
+
+    if args.out:
+        print(f"wrote {len(sink.records)} records to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(sink.text)
+    failed = [r for r in sink.records if r["error"]]
     if failed:
-        print(f"{len(failed)} of {len(records)} files failed:", file=sys.stderr)
+        print(f"{len(failed)} of {len(sink.records)} files failed:", file=sys.stderr)
         for r in failed[:20]:
             print(f"  {r['error']}", file=sys.stderr)
     return 1 if failed else 0
