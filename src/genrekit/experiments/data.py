@@ -105,14 +105,15 @@ def load_table(
     if path.is_file() and path.suffix.lower() == ".csv":
         table = datasets.load_feature_table(path)
     else:
-        table = _featurise_audio(path, progress=progress, segment_seconds=segment_seconds)
+        table = _audio_table(path, progress=progress, segment_seconds=segment_seconds)
     check_labels(table.track_ids, table.y, str(path))
     if image_root is not None:
         table = join_image_features(table, image_root, progress=progress)
     return table
 
 
-def _featurise_audio(path: Path, *, progress: bool, segment_seconds: float | None = None):
+def _audio_table(path: Path, *, progress: bool, segment_seconds: float | None = None):
+    """The 57 Kaggle features of the labelled audio under ``path``, through ``genrekit features``' cache."""
     from genrekit import datasets
     from genrekit.batch import feature_table
 
@@ -246,6 +247,8 @@ class FeatureSource:
     def arrays(self, tracks: Sequence[str], role: str = "test") -> Arrays:
         """The rows of ``tracks`` (the same for every role: a table has no slicing)."""
         idx = self.rows(tracks)
+        if len(idx) == len(self.labels):  # every row: the table itself (a copy may round differently in BLAS)
+            return Arrays(self.table.X, self.labels, self.track_ids)
         return Arrays(self.table.X[idx], self.labels[idx], self.track_ids[idx])
 
     def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
