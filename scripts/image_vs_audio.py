@@ -66,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:16s} mean {v.mean():.3f}  median {np.median(v):.3f}  min {v.min():.3f}  (n={len(v)})")
     result: dict = {"n_clips": len(rows), "summary": summary, "clips": rows}
     if args.model:
+        from genrekit.experiments import trained_tracks
         from genrekit.models.deep import DeepModel
 
         model = DeepModel.load(args.model)
         meta = model.meta_
-        seen = set(meta.get("trained_on", {}).get("train_tracks", [])) | set(meta.get("trained_on", {}).get("valid_tracks", []))
+        seen = trained_tracks(meta)
         tr = meta["input"].get("time_resolution", "full")
         inputs = {
             f"audio, {tr} time resolution (as predict does)": lambda L, i: spectrogram.to_image_grid(L) if tr == "image" else L,
