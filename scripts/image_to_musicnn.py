@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,474 @@ def cmd_embed(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ measuring the mapping
+
+
+def paired_clips(data: Path, limit: int = 0) -> list[dict]:
+    """The clips with audio and image: audio mel power at 22.05 kHz (the image's grid), musicnn's own
+    input of the audio, the image's levels per pixel column, Kaggle's rms_mean and length."""
+    from genrekit import audio as A
+    from genrekit import embeddings as E
+    from genrekit import spectrogram
+
+    audio_src, image_src = sources(data)
+    rows = feature_rows(data)
+    out = []
+    for t in sorted(set(audio_src) & set(image_src))[: limit or None]:
+        y = A.load(audio_src[t][1], sr=E.IMAGE_SR)
+        out.append({"track": t, "label": audio_src[t][0], "n": y.size, "mel": spectrogram.melspectrogram(y),
+                    "musicnn": E.musicnn_input(y, sr=E.IMAGE_SR),
+                    "levels": spectrogram.invert_image(image_src[t][1], n_frames=E.IMAGE_COLUMNS),
+                    "rms_mean": rows[t][0], "length": rows[t][1]})
+    return out
+
+
+def _column_corr(levels: np.ndarray, truth: np.ndarray, first: float, step: float) -> float:
+    """Correlation of the image's columns with the audio's levels interpolated at frames first + step * c."""
+    n = truth.shape[1]
+    pos = first + step * np.arange(levels.shape[1])
+    j = np.clip(np.floor(pos).astype(int), 0, n - 2)
+    a = np.clip(pos - j, 0.0, 1.0)
+    s = truth[:, j] * (1 - a) + truth[:, j + 1] * a
+    return float(np.corrcoef(s.ravel(), levels.ravel())[0, 1])
+
+
+def _column_fit(levels: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """(first frame, frames per column, correlation): where the image's columns sit on the audio's frames."""
+    from scipy.optimize import minimize
+
+    n = truth.shape[1]
+
+    def corr(v):
+        return _column_corr(levels, truth, v[0], v[1])
+
+    grid = [(corr((p0, st)), p0, st) for p0 in np.arange(0.0, 6.01, 0.5) for st in n / levels.shape[1] * np.array(
+        [0.998, 1.0, 1.002, 1.004, 1.006])]
+    _, p0, st = max(grid)
+    r = minimize(lambda v: -corr(v), [p0, st], method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-7})
+    return float(r.x[0]), float(r.x[1]), float(-r.fun)
+
+
+def cmd_align(args) -> int:
+    """Fit where each pixel column sits in time, per paired clip; print the constants."""
+    from genrekit import embeddings as E
+    from genrekit import spectrogram
+
+    clips = paired_clips(Path(args.data), args.limit)
+    rows = []
+    for c in clips:
+        truth = spectrogram.power_to_levels(c["mel"])
+        n = truth.shape[1]
+        p0, st, r = _column_fit(c["levels"], truth)
+        default = _column_corr(c["levels"], truth, 0.5 * n / E.IMAGE_COLUMNS - 0.5, n / E.IMAGE_COLUMNS)  # pixel centres
+        rows.append((n, p0, st, st * E.IMAGE_COLUMNS - n, r, default))
+    R = np.array(rows)
+    med = np.median(R, axis=0)
+    print(f"{len(R)} paired clips: first column at frame {med[1]:.3f} (IQR {np.percentile(R[:, 1], 25):.3f}-"
+          f"{np.percentile(R[:, 1], 75):.3f}), step {med[2]:.5f} frames = (frames + {med[3]:.2f}) / 336 "
+          f"(IQR of the extra {np.percentile(R[:, 3], 25):.2f}-{np.percentile(R[:, 3], 75):.2f})")
+    print(f"correlation of the columns with the audio's levels: {med[4]:.3f} median (min {R[:, 4].min():.3f}) "
+          f"at the fitted positions; {np.median(R[:, 5]):.3f} at pixel centres (spectrogram's grid)")
+    print(f"constants: IMAGE_FIRST_FRAME = {med[1]:.2f}, IMAGE_EXTRA_FRAMES = {med[3]:.2f} "
+          f"(in genrekit.embeddings: {E.IMAGE_FIRST_FRAME}, {E.IMAGE_EXTRA_FRAMES})")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Level recovery, the clip floor and the per-band offsets, measured on the paired clips."""
+    from genrekit import embeddings as E
+    from genrekit import splits
+
+    data = Path(args.data)
+    clips = paired_clips(data, args.limit)
+    # 1. the peak mel power from rms_mean (Parseval, no fitted constant) against the audio's own
+    err = np.array([10 * np.log10(E.image_peak_power(c["levels"], c["rms_mean"]) / c["mel"].max()) for c in clips])
+    print(f"peak from rms_mean vs the audio's peak, {len(clips)} clips: mean {err.mean():+.2f} dB, "
+          f"std {err.std():.2f} dB, worst {err[np.abs(err).argmax()]:+.2f} dB "
+          f"({clips[int(np.abs(err).argmax())]['track']})")
+    from genrekit.dsp import mel_frequencies
+
+    f = mel_frequencies(E.IMAGE_N_MELS + 2, fmin=0.0, fmax=E.IMAGE_SR / 2)
+    widths = (f[2:] - f[:-2]) / 2
+    X = np.array([[1.0, np.log10(c["rms_mean"]), np.log10(np.sqrt(widths @ 10 ** (4 * (c["levels"] - 1))).mean())]
+                  for c in clips])
+    yv = np.log10([c["mel"].max() for c in clips])
+    loo = []
+    for k in range(len(clips)):
+        m = np.arange(len(clips)) != k
+        coef = np.linalg.lstsq(X[m], yv[m], rcond=None)[0]
+        loo.append(X[k] @ coef - yv[k])
+    print(f"  (a 3-constant regression on the same inputs, leave-one-out: std {10 * np.std(loo):.2f} dB)")
+    _, image_src = sources(data)
+    rows = feature_rows(data)
+    from genrekit import spectrogram
+
+    peaks, ranges = [], []
+    for t, (_, path) in sorted(image_src.items())[:: args.every]:
+        lv = spectrogram.invert_image_cached(path, n_frames=E.IMAGE_COLUMNS)
+        ranges.append(lv.min())
+        peaks.append(E.image_peak_power(lv, rows[t][0]))
+    print(f"every {args.every}th image ({len(peaks)}): lowest level {max(ranges):.3f} at most (0 = the 80 dB clip is "
+          f"reached); median peak {np.median(peaks):.0f} (IMAGE_TYPICAL_PEAK {E.IMAGE_TYPICAL_PEAK:.0f})")
+    # 2. the floor and the per-band offsets on the fault-filtered TRAIN side's pairs
+    train = set(splits.fault_filtered()["train"])
+    fit = [c for c in clips if c["track"] in train]
+    rest = [c for c in clips if c["track"] not in train]
+    if not fit or not rest:
+        raise SystemExit(f"{len(fit)} train-side and {len(rest)} other pairs: need both (drop --limit)")
+
+    def band_bias(cs, floor, offset):
+        d = []
+        for c in cs:
+            x = E.musicnn_input_from_image(c["levels"], rms_mean=c["rms_mean"], n_samples=c["n"], floor_db=floor,
+                                           band_offset=False) + offset
+            d.append((c["musicnn"][: len(x)] - x).mean(axis=0))
+        return np.array(d)
+
+    for floor in (-90.0, -100.0, -105.0, -110.0, -120.0):
+        d = band_bias(fit, floor, 0.0)
+        print(f"floor {floor:.0f} dB: audio - image log-mel per band on {len(fit)} train-side pairs: mean "
+              f"{d.mean():+.3f}, mean |band mean| {np.abs(d.mean(0)).mean():.3f}")
+    d = band_bias(fit, E.IMAGE_FLOOR_DB, 0.0)
+    offset = d.mean(axis=0)
+    before = np.abs(band_bias(rest, E.IMAGE_FLOOR_DB, 0.0).mean(0)).mean()
+    after = np.abs(band_bias(rest, E.IMAGE_FLOOR_DB, offset).mean(0)).mean()
+    print(f"offsets fitted on {len(fit)} train-side pairs; on the other {len(rest)} pairs the mean |band bias| "
+          f"goes {before:.3f} -> {after:.3f}")
+    print("IMAGE_BAND_OFFSET = (" + ", ".join(f"{v:.2f}" for v in offset) + ")")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ heads
+
+FEATURES = ("penultimate", "taggram", "pooled")
+
+
+def features_of(table: dict, feature: str) -> dict[str, np.ndarray]:
+    """track id -> one feature vector (``pen+tag``: penultimate and taggram side by side)."""
+    if feature == "pen+tag":
+        X = np.concatenate([table["penultimate"], table["taggram"]], axis=1)
+    else:
+        X = table[feature]
+    return dict(zip(table["track_ids"].tolist(), X, strict=True))
+
+
+def make_head(name: str, seed: int = 0):
+    """The heads compared, with settings fixed in advance: standardised inputs, then the classifier."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    heads = {
+        "logreg": lambda: LogisticRegression(C=0.1, max_iter=5000),
+        "linsvm": lambda: SVC(kernel="linear", C=0.01, probability=True, random_state=seed),
+        "rbfsvm": lambda: SVC(kernel="rbf", C=10.0, gamma="scale", probability=True, random_state=seed),
+        "mlp": lambda: MLPClassifier((256,), alpha=1.0, max_iter=2000, early_stopping=False, random_state=seed),
+    }
+    return make_pipeline(StandardScaler(), heads[name]())
+
+
+def fit_score(head: str, Xtr, ytr, Xte, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Probabilities on ``Xte`` (columns: the returned classes) of ``head`` fitted on ``Xtr``."""
+    m = make_head(head, seed).fit(np.asarray(Xtr), np.asarray(ytr))
+    return m.predict_proba(np.asarray(Xte)), [str(c) for c in m.classes_]
+
+
+def accuracy(proba: np.ndarray, classes: list[str], y) -> float:
+    return float(np.mean(np.asarray(classes)[proba.argmax(1)] == np.asarray(y)))
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Per-feature mean and standard deviation of one domain (image- or audio-derived embeddings):
+    calling it standardises with them, so each domain is centred and scaled on its own."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray) -> Statistics:
+        X = np.asarray(X, dtype=np.float64)
+        return cls(X.mean(axis=0), X.std(axis=0) + 1e-6)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _summary(v: np.ndarray) -> str:
+    return (f"median {np.median(v):.3f}, mean {v.mean():.3f}, p10 {np.percentile(v, 10):.3f}, "
+            f"p90 {np.percentile(v, 90):.3f}")
+
+
+def cmd_prove(args) -> int:
+    """Image- vs audio-derived embeddings on the clips that have both, and heads trained on images of
+    OTHER tracks scored on those clips' audio."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    from genrekit import splits
+
+    audio, image, aai = (load_table(k) for k in KINDS)
+    a_ids = audio["track_ids"].tolist()
+    i_ids = image["track_ids"].tolist()
+    paired = sorted(set(a_ids) & set(i_ids))
+    lines = [f"# prove: {len(paired)} clips with audio and image; {len(i_ids)} images", ""]
+
+    # (a) cosine similarity, per clip
+    lines.append("## (a) cosine, image-derived vs audio-derived (per clip, mean over patches)")
+    for feat in FEATURES:
+        au, im, dg = (features_of(t, feat) for t in (audio, image, aai))
+        a = np.stack([au[t] for t in paired])
+        i = np.stack([im[t] for t in paired])
+        d = np.stack([dg[t] for t in paired])
+        rows = {"image vs audio": _cos(i, a), "audio-as-image vs audio": _cos(d, a),
+                "image vs audio-as-image": _cos(i, d),
+                "audio vs another clip's audio": _cos(a, np.roll(a, 1, axis=0))}
+        # standardised (z-scored with the image table's statistics): what a head sees
+        mu, sd = image[feat].mean(0), image[feat].std(0) + 1e-6
+        rows["image vs audio, standardised"] = _cos((i - mu) / sd, (a - mu) / sd)
+        rows["audio vs another clip, standardised"] = _cos((a - mu) / sd, (np.roll(a, 1, axis=0) - mu) / sd)
+        for name, v in rows.items():
+            lines.append(f"- {feat:11s} {name:38s} {_summary(v)}")
+    lines.append("")
+
+    # (b) heads trained on images of other tracks, scored on the paired clips' audio
+    groups = splits.artist_groups()
+    test_artists = {groups[t] for t in paired if t in groups}
+    ff = splits.fault_filtered()
+    label = dict(zip(i_ids, image["labels"].tolist(), strict=True)) | dict(zip(a_ids, audio["labels"].tolist(),
+                                                                               strict=True))
+    protocols = {
+        "P1 images of the other tracks -> audio of the paired clips":
+            ([t for t in i_ids if t not in set(a_ids)], paired),
+        "P2 same, images of the paired clips' artists left out too":
+            ([t for t in i_ids if t not in set(a_ids) and groups.get(t) not in test_artists], paired),
+        "P3 fault-filtered: train-side images -> valid-side audio":
+            ([t for t in ff["train"] if t in set(i_ids) and t not in set(a_ids)],
+             [t for t in ff["valid"] if t in set(a_ids)]),
+    }
+    lines.append("## (b) track accuracy on AUDIO embeddings of heads trained on IMAGE embeddings of other tracks")
+    lines.append("plain: one standardisation (the training images'); domain-z: images standardised with image "
+                 "statistics, audio with audio statistics from audio clips outside the test side (P1, P2: the "
+                 "other half of the paired clips, 2-fold; P3: the train side's audio clips)")
+    feats = ("penultimate", "taggram", "pooled", "pen+tag")
+    heads = ("logreg", "rbfsvm")
+    rng = np.random.default_rng(0)
+    for pname, (train_ids, test_ids) in protocols.items():
+        lines.append(f"### {pname}: {len(train_ids)} train images, {len(test_ids)} test clips")
+        if pname.startswith("P3"):
+            stat_sets = [(test_ids, [t for t in a_ids if t in set(ff["train"])])]
+        else:
+            perm = rng.permutation(len(test_ids))
+            halves = [[test_ids[j] for j in perm[::2]], [test_ids[j] for j in perm[1::2]]]
+            stat_sets = [(halves[0], halves[1]), (halves[1], halves[0])]
+        for feat in feats:
+            im, au, dg = (features_of(t, feat) for t in (image, audio, aai))
+            Xtr, ytr = np.stack([im[t] for t in train_ids]), [label[t] for t in train_ids]
+            yte = [label[t] for t in test_ids]
+            cells = []
+            for head in heads:
+                m = make_head(head).fit(Xtr, np.asarray(ytr))
+                cl = [str(c) for c in m.classes_]
+                pa = m.predict_proba(np.stack([au[t] for t in test_ids]))
+                pd_ = m.predict_proba(np.stack([dg[t] for t in test_ids]))
+                pi = m.predict_proba(np.stack([im[t] for t in test_ids if t in im]))
+                yi = [label[t] for t in test_ids if t in im]
+                zi = Statistics.of(Xtr)
+                mz = make_head(head).fit(zi(Xtr), np.asarray(ytr))
+                hits = []
+                for scored, stat_ids in stat_sets:
+                    za = Statistics.of(np.stack([au[t] for t in stat_ids]))
+                    pz = mz.predict_proba(za(np.stack([au[t] for t in scored])))
+                    hits += list(np.asarray([str(c) for c in mz.classes_])[pz.argmax(1)] == np.array(
+                        [label[t] for t in scored]))
+                cells.append(f"{head}: audio {accuracy(pa, cl, yte):.3f}, audio domain-z {np.mean(hits):.3f}, "
+                             f"audio-as-image {accuracy(pd_, cl, yte):.3f}, their images {accuracy(pi, cl, yi):.3f}")
+            lines.append(f"- {feat:11s} " + "; ".join(cells))
+    # audio-only heads: the 124 clips, cross-validated by track and by artist
+    lines.append("### heads trained on the other clips' AUDIO (124 clips, 5-fold by track / by artist), alone and "
+                 "with every image outside the fold's tracks (by artist: and artists), plain / domain-z")
+    y = np.array([label[t] for t in a_ids])
+    g = np.array([str(groups.get(t, t)) for t in a_ids])
+    for feat in feats:
+        au, im = features_of(audio, feat), features_of(image, feat)
+        X = np.stack([au[t] for t in a_ids])
+        cells = []
+        for head in heads:
+            for cvname, cv in (("track", StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)),
+                               ("artist", StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, g))):
+                hit, hit_mix, hit_z = [], [], []
+                for tr, te in cv:
+                    p, cl = fit_score(head, X[tr], y[tr], X[te])
+                    hit += list(np.asarray(cl)[p.argmax(1)] == y[te])
+                    fold_tracks, fold_artists = {a_ids[k] for k in te}, {g[k] for k in te}
+                    extra = [t for t in i_ids if t not in fold_tracks
+                             and (cvname == "track" or str(groups.get(t, t)) not in fold_artists)]
+                    Xi = np.stack([im[t] for t in extra])
+                    ym = np.concatenate([y[tr], [label[t] for t in extra]])
+                    p, cl = fit_score(head, np.concatenate([X[tr], Xi]), ym, X[te])
+                    hit_mix += list(np.asarray(cl)[p.argmax(1)] == y[te])
+                    za, zi = Statistics.of(X[tr]), Statistics.of(Xi)
+                    p, cl = fit_score(head, np.concatenate([za(X[tr]), zi(Xi)]), ym, za(X[te]))
+                    hit_z += list(np.asarray(cl)[p.argmax(1)] == y[te])
+                cells.append(f"{head} by {cvname}: audio {np.mean(hit):.3f}, +images {np.mean(hit_mix):.3f}, "
+                             f"+images domain-z {np.mean(hit_z):.3f}")
+        lines.append(f"- {feat:11s} " + "; ".join(cells))
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def track_embeddings(feature: str) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """track id -> embedding from audio where the track has audio, else from its image; labels; source."""
+    audio, image = load_table("audio"), load_table("image")
+    emb = features_of(image, feature) | features_of(audio, feature)
+    label = dict(zip(image["track_ids"].tolist(), image["labels"].tolist(), strict=True)) | dict(
+        zip(audio["track_ids"].tolist(), audio["labels"].tolist(), strict=True))
+    src = {t: "image" for t in image["track_ids"].tolist()} | {t: "audio" for t in audio["track_ids"].tolist()}
+    return emb, label, src
+
+
+def todays_recipe_on_valid(data: Path, workdir: Path, train: list[str], valid: list[str], *,
+                           progress: bool = True) -> dict[str, np.ndarray]:
+    """Today's shipped recipe refitted on the fault-filtered TRAIN side only, its probabilities on VALID:
+    the shipped file learnt from train + valid, so its own valid scores are in-sample. Members as
+    ``scripts/build_pretrained.py --refit`` makes them (shortchunk CNN, 30 epochs, crop + SpecAugment +
+    mixup, no EMA, no early stopping; logistic regression C 0.3 on the Kaggle features without HPSS),
+    blended 0.75 / 0.25 by mean log-probability. Cached in ``workdir`` (the CNN takes minutes)."""
+    from genrekit import GENRES, datasets
+    from genrekit.experiments import DeepFactory, FoldSpec, run
+    from genrekit.metrics import mean_log_proba
+    from genrekit.models.classic import SklearnModel
+
+    cached = workdir / "todays_recipe_valid.npz"
+    if cached.is_file():
+        with np.load(cached, allow_pickle=False) as z:
+            if z["valid"].tolist() == list(valid):
+                return {k: z[k] for k in ("deep", "features", "hybrid")}
+    t0 = time.time()
+    fold = FoldSpec(0, tuple(train), (), tuple(valid))
+    res = run("fault-filtered", DeepFactory("shortchunk", epochs=30, ema=None, threads=1), str(data), folds=[fold],
+              out=workdir / "deep-train-only", importance=False, progress=progress, seed=0)
+    f = res.folds[0]
+    pos = {t: i for i, t in enumerate(np.asarray(f.track_ids).astype(str))}
+    order = [list(f.classes).index(g) for g in GENRES]
+    deep = np.stack([f.track_proba[pos[t]][order] for t in valid])
+    print(f"today's CNN, train only: {time.time() - t0:.0f} s", file=sys.stderr)
+    table = datasets.load_feature_table(data / "features_30_sec.csv")
+    cols = [c for c in datasets.FEATURE_COLUMNS if not c.startswith(("harmony_", "perceptr_"))]
+    ci = [table.columns.index(c) for c in cols]
+    row = {t: i for i, t in enumerate(table.track_ids)}
+    tr = [row[t] for t in train]
+    tab = SklearnModel("logreg", tune=False, params={"C": 0.3}, random_state=0).fit(
+        table.X[tr][:, ci], table.y[tr], feature_names=cols)
+    pf = tab.predict_proba(table.X[[row[t] for t in valid]][:, ci])
+    feats = pf[:, [list(map(str, tab.classes_)).index(g) for g in GENRES]]
+    hybrid = mean_log_proba([deep, feats], weights=[0.75, 0.25])
+    with open(cached, "wb") as fh:
+        np.savez(fh, valid=np.asarray(valid), deep=deep, features=feats, hybrid=hybrid)
+    return {"deep": deep, "features": feats, "hybrid": hybrid}
+
+
+def shipped_on_valid(data: Path, valid: list[str]) -> np.ndarray:
+    """The shipped model's probabilities on VALID tracks, read as ``genrekit evaluate`` reads them (audio
+    where it exists, else image + feature row). In-sample: it trained on these tracks."""
+    from genrekit import GENRES
+    from genrekit.experiments import score_tracks, track_sources
+    from genrekit.predict import GenreClassifier
+
+    clf = GenreClassifier.load()
+    found = track_sources(data, clf.input["type"])
+    scored, errors, _ = score_tracks(clf, found, valid, progress=False)
+    if errors:
+        raise SystemExit(f"shipped model could not score {len(errors)} valid tracks: {errors[:3]}")
+    order = [clf.genres.index(g) for g in GENRES]
+    return np.stack([scored[t][order] for t in valid])
+
+
+def cmd_todays(args) -> int:
+    """Refit today's recipe on TRAIN and cache its VALID probabilities (the slow part of ``heads``)."""
+    from genrekit import splits
+
+    ff = splits.fault_filtered()
+    emb, _, _ = track_embeddings("penultimate")
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    p = todays_recipe_on_valid(Path(args.data), workdir, [t for t in ff["train"] if t in emb],
+                               [t for t in ff["valid"] if t in emb])
+    print({k: v.shape for k, v in p.items()})
+    return 0
+
+
+def cmd_heads(args) -> int:
+    """Heads on musicnn embeddings, fitted on the fault-filtered TRAIN side, scored on VALID only."""
+    from genrekit import GENRES, splits
+    from genrekit.metrics import mean_log_proba
+
+    data = Path(args.data)
+    ff = splits.fault_filtered()
+    emb, label, src = track_embeddings("penultimate")
+    train = [t for t in ff["train"] if t in emb]
+    valid = [t for t in ff["valid"] if t in emb]
+    yv = np.array([label[t] for t in valid])
+    audio_v = np.array([src[t] == "audio" for t in valid])
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    others = {"today's recipe, train only": todays_recipe_on_valid(data, workdir, train, valid)["hybrid"]}
+    if not args.no_shipped:
+        others["shipped file (in-sample on valid!)"] = shipped_on_valid(data, valid)
+
+    def acc(p: np.ndarray, mask=None) -> float:
+        m = np.ones(len(valid), bool) if mask is None else mask
+        return float(np.mean(np.asarray(GENRES)[p[m].argmax(1)] == yv[m]))
+
+    lines = [f"# heads: fault-filtered, fitted on {len(train)} TRAIN tracks, scored on {len(valid)} VALID tracks "
+             f"({int(audio_v.sum())} from audio, {int((~audio_v).sum())} from images); track accuracy", ""]
+    for name, p in others.items():
+        lines.append(f"- {name}: {acc(p):.3f} (audio {acc(p, audio_v):.3f}, images {acc(p, ~audio_v):.3f})")
+    weights = (0.25, 0.5, 0.75)
+    ref = list(others)
+    lines += ["", "| features | head | alone | audio / images | " + " | ".join(
+        f"w={w} with {r.split(',')[0].split(' (')[0]}" for r in ref for w in weights) + " |",
+        "|---" * (4 + len(ref) * len(weights)) + "|"]
+    for feat in args.features.split(","):
+        emb, _, _ = track_embeddings(feat)
+        Xtr, ytr = np.stack([emb[t] for t in train]), [label[t] for t in train]
+        Xv = np.stack([emb[t] for t in valid])
+        # domain-z: each domain standardised with its own TRAIN-side statistics
+        audio_tr = np.array([src[t] == "audio" for t in train])
+        za, zi = Statistics.of(Xtr[audio_tr]), Statistics.of(Xtr[~audio_tr])
+        Ztr = np.where(audio_tr[:, None], za(Xtr), zi(Xtr))
+        Zv = np.where(audio_v[:, None], za(Xv), zi(Xv))
+        for mode, (A, B) in (("plain", (Xtr, Xv)), ("domain-z", (Ztr, Zv))):
+            for head in args.heads.split(","):
+                t0 = time.time()
+                p, cl = fit_score(head, A, ytr, B)
+                p = p[:, [cl.index(g) for g in GENRES]]
+                cells = [f"{acc(p):.3f}", f"{acc(p, audio_v):.3f} / {acc(p, ~audio_v):.3f}"]
+                for r in ref:
+                    for w in weights:
+                        cells.append(f"{acc(mean_log_proba([p, others[r]], weights=[w, 1 - w])):.3f}")
+                lines.append(f"| {feat} | {head} {mode} | " + " | ".join(cells) + " |")
+                print(f"{feat} {head} {mode}: {acc(p):.3f} ({time.time() - t0:.1f} s)", file=sys.stderr)
+    lines += ["", "w = weight of the musicnn head in a mean-log-probability blend (1 - w: the other model). plain: "
+              "embeddings as they are (audio where the track has audio, else image), one standardisation; "
+              f"domain-z: audio-derived ones standardised with the {int(audio_tr.sum())} train-side audio clips' "
+              f"statistics, image-derived ones with the {int((~audio_tr).sum())} train-side images'."]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -203,9 +672,24 @@ def main(argv=None) -> int:
     e.add_argument("--kinds", default="audio,image,audio-as-image")
     e.add_argument("--jobs", type=int, default=2)
     e.add_argument("--limit", type=int, default=0, help="first N tracks of each kind only (smoke runs)")
+    pr = sub.add_parser("prove", help="cosine and transfer accuracy on the clips with audio and image")
+    pr.add_argument("--out", default="", help="also write the report here")
+    for name, helptext in (("align", "fit the pixel columns' timing"), ("calibrate", "level, floor, band offsets")):
+        a = sub.add_parser(name, help=helptext)
+        a.add_argument("--limit", type=int, default=0, help="first N paired clips only")
+        a.add_argument("--every", type=int, default=1, help="calibrate: every Nth image for the image-wide checks")
+    td = sub.add_parser("todays", help="refit today's recipe on TRAIN, cache its VALID probabilities")
+    td.add_argument("--workdir", default=str(ROOT / "runs" / "transfer"))
+    h = sub.add_parser("heads", help="fault-filtered VALID side: heads on musicnn embeddings and blends")
+    h.add_argument("--features", default="penultimate,taggram,pooled,pen+tag")
+    h.add_argument("--heads", default="logreg,linsvm,rbfsvm,mlp")
+    h.add_argument("--workdir", default=str(ROOT / "runs" / "transfer"), help="where today's recipe is refitted")
+    h.add_argument("--no-shipped", action="store_true", help="skip the shipped file's (in-sample) valid scores")
+    h.add_argument("--out", default="")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return {"embed": cmd_embed}[args.cmd](args)
+    return {"embed": cmd_embed, "prove": cmd_prove, "heads": cmd_heads, "align": cmd_align,
+            "calibrate": cmd_calibrate, "todays": cmd_todays}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -366,6 +366,11 @@ def read_weights(path: str | os.PathLike, *, model: str | None = None) -> tuple[
     return tensors, meta
 
 
+def weights_path(model: str = DEFAULT_MODEL) -> Path:
+    """The shipped safetensors file of ``model`` (what every backend builds its network from)."""
+    return _weights_dir() / f"{_check_model(model)}.safetensors"
+
+
 _LOCK = threading.Lock()
 
 
@@ -373,7 +378,7 @@ _LOCK = threading.Lock()
 def _load_cached(model: str, dtype_name: str) -> Any:
     import torch
 
-    path = _weights_dir() / f"{model}.safetensors"
+    path = weights_path(model)
     tensors, meta = read_weights(path, model=model)
     if tuple(meta["tags"]) != tag_names(model):
         raise ModelError(f"{path}: tag names differ from {model}.tags.json")
@@ -466,21 +471,49 @@ def _check_batch(batch: int) -> int:
     return int(batch)
 
 
-def run_patches(x: np.ndarray, *, model: str = DEFAULT_MODEL, batch: int = DEFAULT_BATCH) -> tuple[np.ndarray, ...]:
-    """Run ``(n, 187, 96)`` patches through the network in batches: ``(taggram, penultimate, pooled)``
-    as float32 numpy arrays. CPU, float32, ``torch.inference_mode``."""
+def _batch_runner(model: str, backend: str, threads: int | None) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+    """One forward pass over a batch of patches: ``(taggram, penultimate, pooled)``. ``torch`` is the
+    reference port; ``onnx`` / ``onnx-int8`` run on onnxruntime alone (:mod:`genrekit.musicnn_runtime`)."""
+    if backend != "torch":
+        from genrekit.musicnn_runtime import backend_runner
+
+        return backend_runner(backend, model, threads=1 if threads is None else threads)
+    if threads is not None:
+        raise ValueError("threads applies to the onnx backends; for torch use torch.set_num_threads")
     import torch
 
+    net = load_musicnn(model)
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        with torch.inference_mode():
+            tg, pen, mean_pool, max_pool = net(torch.from_numpy(x))
+        return tg.numpy(), pen.numpy(), torch.cat([max_pool, mean_pool], dim=1).numpy()
+
+    return run
+
+
+def _check_per_block(patches_per_block: int | None, hop: int) -> int | None:
+    if patches_per_block is None:
+        return None
+    from genrekit.musicnn_runtime import block_full, check_per_block
+
+    return check_per_block(patches_per_block, full=block_full(hop))
+
+
+def run_patches(
+    x: np.ndarray, *, model: str = DEFAULT_MODEL, batch: int = DEFAULT_BATCH, backend: str = "torch",
+    threads: int | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Run ``(n, 187, 96)`` patches through the network in batches: ``(taggram, penultimate, pooled)``
+    as float32 numpy arrays, on CPU. ``backend``: ``"torch"`` (default, ``torch.inference_mode``),
+    ``"onnx"`` (onnxruntime, float32, ~1.6x faster, within ~1e-5) or ``"onnx-int8"`` (int8 timbral
+    convolutions, faster still, looser: docs/embeddings.md "Speed"); ``threads`` (onnx only, default 1)."""
     batch = _check_batch(batch)
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 3 or x.shape[1:] != (PATCH_FRAMES, N_MELS):
         raise FeatureError(f"musicnn patches must be (n, {PATCH_FRAMES}, {N_MELS}), got shape {x.shape}")
-    net = load_musicnn(model)
-    outs: list[tuple[np.ndarray, ...]] = []
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], batch):
-            tg, pen, mean_pool, max_pool = net(torch.from_numpy(x[i : i + batch]))
-            outs.append((tg.numpy(), pen.numpy(), torch.cat([max_pool, mean_pool], dim=1).numpy()))
+    run = _batch_runner(_check_model(model), backend, threads)
+    outs = [run(x[i : i + batch]) for i in range(0, x.shape[0], batch)]
     if not outs:
         return (np.zeros((0, N_TAGS), np.float32), np.zeros((0, N_PENULTIMATE), np.float32),
                 np.zeros((0, N_POOLED), np.float32))
@@ -488,18 +521,29 @@ def run_patches(x: np.ndarray, *, model: str = DEFAULT_MODEL, batch: int = DEFAU
 
 
 def embed(
-    y: np.ndarray, *, sr: int = SR, model: str = DEFAULT_MODEL, hop: int = PATCH_HOP, batch: int = DEFAULT_BATCH
+    y: np.ndarray, *, sr: int = SR, model: str = DEFAULT_MODEL, hop: int = PATCH_HOP, batch: int = DEFAULT_BATCH,
+    patches_per_block: int | None = None, backend: str = "torch", threads: int | None = None,
 ) -> Embedding:
     """musicnn embedding of a mono waveform (any rate; resampled to 16 kHz): taggram, penultimate
     layer and pooled features per patch. Audio shorter than a patch (3 s) is repeat-padded; under
-    512 samples at 16 kHz, non-finite, or not 1-D it raises a :class:`~genrekit.errors.GenrekitError`."""
+    512 samples at 16 kHz, non-finite, or not 1-D it raises a :class:`~genrekit.errors.GenrekitError`.
+
+    ``patches_per_block=k`` keeps only ``k`` evenly spread patches of each 30 s block (10 patches at
+    the default hop; ``musicnn_runtime.select_patches``): enough for a track score at a fraction of
+    the cost; ``starts`` says which were kept. ``backend`` / ``threads``: as :func:`run_patches`."""
     _check_model(model)
+    per_block = _check_per_block(patches_per_block, _check_hop(hop))
     y = _check_wave(y, "audio")
     duration = y.size / sr
     logmel = musicnn_input(y, sr=sr)
     x = patches(logmel, hop=hop)
     starts = patch_starts(logmel.shape[0], hop=hop)
-    taggram, pen, pooled = run_patches(x, model=model, batch=batch)
+    if per_block is not None:
+        from genrekit.musicnn_runtime import select_patches
+
+        keep = select_patches(starts, per_block=per_block, hop=hop)
+        x, starts = x[keep], starts[keep]
+    taggram, pen, pooled = run_patches(x, model=model, batch=batch, backend=backend, threads=threads)
     return Embedding(model, taggram, pen, pooled, starts * (HOP_LENGTH / SR), duration,
                      padded=logmel.shape[0] < PATCH_FRAMES)
 
@@ -511,13 +555,17 @@ def embed_file(
     hop: int = PATCH_HOP,
     batch: int = DEFAULT_BATCH,
     block_seconds: float = 60.0,
+    patches_per_block: int | None = None,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> Embedding:
     """:func:`embed` of a file of any length, decoded and analysed block by block: memory holds one
-    ``block_seconds`` block, one batch of patches and the outputs (7 kB per patch), not the file."""
-    import torch
-
+    ``block_seconds`` block, one batch of patches (plus, with ``patches_per_block``, one 30 s block of
+    patches) and the outputs (7 kB per patch), not the file. Same result as :func:`embed` of the
+    decoded samples."""
     _check_model(model)
     batch, hop = _check_batch(batch), _check_hop(hop)
+    per_block = _check_per_block(patches_per_block, hop)
     n_samples = 0
 
     def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -526,27 +574,46 @@ def embed_file(
             n_samples += b.size
             yield b
 
+    run = _batch_runner(model, backend, threads)
     blocks = counted(stream(path, sr=SR, block_seconds=block_seconds))
-    net = load_musicnn(model)
     outs: list[tuple[np.ndarray, ...]] = []
     starts: list[int] = []
     pending: list[np.ndarray] = []
     padded = False
 
     def flush() -> None:
-        with torch.inference_mode():
-            tg, pen, mean_pool, max_pool = net(torch.from_numpy(np.stack(pending)))
-        outs.append((tg.numpy(), pen.numpy(), torch.cat([max_pool, mean_pool], dim=1).numpy()))
+        outs.append(run(np.stack(pending)))
         pending.clear()
+
+    def take(start: int, patch: np.ndarray) -> None:
+        starts.append(start)
+        pending.append(patch)
+        if len(pending) == batch:
+            flush()
+
+    if per_block is not None:
+        from genrekit.musicnn_runtime import BLOCK_FRAMES, block_full, block_selection
+
+        full = block_full(hop)
+    block: list[tuple[int, np.ndarray]] = []  # the current 30 s block's patches (patches_per_block only)
+
+    def close_block() -> None:
+        for j in block_selection(len(block), per_block, full=full):
+            take(*block[j])
+        block.clear()
 
     for start, patch, was_padded in iter_patches(iter_musicnn_input(blocks), hop=hop):
         if was_padded and n_samples < N_FFT:
             raise EmptyAudioError(f"{path}: {n_samples} samples at 16 kHz is shorter than one musicnn frame ({N_FFT})")
         padded = padded or was_padded
-        starts.append(start)
-        pending.append(patch)
-        if len(pending) == batch:
-            flush()
+        if per_block is None:
+            take(start, patch)
+            continue
+        if block and block[0][0] // BLOCK_FRAMES != start // BLOCK_FRAMES:
+            close_block()
+        block.append((start, patch))
+    if block:
+        close_block()
     if pending:
         flush()
     taggram, pen, pooled = (np.concatenate([o[j] for o in outs]) for j in range(3))
@@ -584,9 +651,9 @@ IMAGE_TOP_DB = 80.0
 IMAGE_COLUMNS = 336  # pixel columns of the plotted area = the whole clip
 IMAGE_CLIP_SAMPLES = 661794  # a 30 s GTZAN clip at 22.05 kHz (Kaggle's `length`)
 IMAGE_FIRST_FRAME = 3.35  # STFT frame the first pixel column shows (0.078 s): not 1.4, the pixel centre
-IMAGE_EXTRA_FRAMES = 4.64  # the columns step by (frames + 4.64) / 336: they span 4.6 frames more than the clip
+IMAGE_EXTRA_FRAMES = 4.64  # columns step by (frames + 4.64) / 336 (all 123 pairs: 4.66, IQR 4.61-4.69)
 IMAGE_FLOOR_DB = -105.0  # what a pixel at the 80 dB clip stands for (the clipped cells' typical level)
-IMAGE_TYPICAL_PEAK = 1227.0  # peak mel power of a GTZAN clip (median of the paired clips): used without rms_mean
+IMAGE_TYPICAL_PEAK = 1121.0  # median peak mel power of the 999 GTZAN images (from rms_mean): used without it
 # log-mel offset per musicnn band, audio minus image after the mapping, mean over the 48 paired clips
 # of the fault-filtered TRAIN side (so valid and test clips never calibrate it)
 IMAGE_BAND_OFFSET = (
