@@ -124,3 +124,27 @@ def make_file(path: Path, fmt: str, y: np.ndarray | None = None, sr: int = 22050
     if tagged and fmt != "wav":
         add_tags(path, fmt, title=f"Track {seed} — ✓", genre=genre, picture=picture, seed=seed)
     return path
+
+
+def decoded_pcm(path) -> np.ndarray:
+    """The PCM FFmpeg decodes: a check independent of the packet digest the writer itself uses."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
+
+
+def other_tags(path) -> dict:
+    """Every tag but the genre, with picture bytes, read freshly with mutagen."""
+    import mutagen
+    from mutagen.flac import FLAC
+
+    f = mutagen.File(path)
+    out = {}
+    for k, v in (f.tags.items() if f.tags is not None else []):
+        if k.upper() in ("TCON", "GENRE", "\xa9GEN"):
+            continue
+        out[k] = repr(v) if not hasattr(v, "data") else (v.mime, v.desc, v.type, bytes(v.data))
+    if isinstance(f, FLAC):
+        out["_pictures"] = [(p.mime, p.desc, bytes(p.data)) for p in f.pictures]
+    return out

@@ -16,7 +16,7 @@ import pytest
 
 from genrekit.library import tagging, undo
 from genrekit.library.undo import UndoJournal
-from library_media import EXT, FORMATS, make_file
+from library_media import EXT, FORMATS, decoded_pcm, make_file, other_tags
 
 
 @pytest.fixture(autouse=True)
@@ -32,30 +32,6 @@ def _journal(tmp_path) -> UndoJournal:
     return j
 
 
-def _decoded(path) -> np.ndarray:
-    """The PCM FFmpeg decodes: a check independent of the packet digest the writer itself uses."""
-    import av
-
-    with av.open(str(path)) as c:
-        return np.concatenate([f.to_ndarray().ravel() for f in c.decode(audio=0)])
-
-
-def _others(path) -> dict:
-    """Every tag but the genre, with picture bytes, read freshly with mutagen."""
-    import mutagen
-    from mutagen.flac import FLAC
-
-    f = mutagen.File(path)
-    out = {}
-    for k, v in (f.tags.items() if f.tags is not None else []):
-        if k.upper() in ("TCON", "GENRE", "\xa9GEN"):
-            continue
-        out[k] = repr(v) if not hasattr(v, "data") else (v.mime, v.desc, v.type, bytes(v.data))
-    if isinstance(f, FLAC):
-        out["_pictures"] = [(p.mime, p.desc, bytes(p.data)) for p in f.pictures]
-    return out
-
-
 # ------------------------------------------------------------------------------------ every format
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("genre", [None, ["Jazz"]])
@@ -63,7 +39,7 @@ def test_write_each_format_keeps_everything_and_undo_is_byte_exact(tmp_path, fmt
     p = make_file(tmp_path / f"song{EXT[fmt]}", fmt, genre=genre, seed=3)
     os.utime(p, ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
     original = p.read_bytes()
-    pcm, others = _decoded(p), _others(p)
+    pcm, others = decoded_pcm(p), other_tags(p)
     assert tagging.read_genres(p) == (genre or [])
 
     j = _journal(tmp_path)
@@ -72,9 +48,9 @@ def test_write_each_format_keeps_everything_and_undo_is_byte_exact(tmp_path, fmt
     want = ["Rock/Hip-Hop"] if fmt == "mp3v23" else ["Rock", "Hip-Hop"]
     assert tagging.read_genres(p) == want
     assert res.old == {"genre": genre or []} and res.before_sha256 != res.after_sha256
-    assert np.array_equal(_decoded(p), pcm)  # decoded audio identical
+    assert np.array_equal(decoded_pcm(p), pcm)  # decoded audio identical
     assert tagging.audio_frames_digest(p.read_bytes()) == tagging.audio_frames_digest(original)
-    assert _others(p) == others and others  # other tags and pictures kept
+    assert other_tags(p) == others and others  # other tags and pictures kept
     assert p.stat().st_mtime_ns == 1_500_000_000_987_654_321
     assert not tagging.temp_path_for(p).exists()
     assert res.patch_bytes < len(original) / 2  # the journal stores a patch, not a copy
