@@ -423,8 +423,9 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={
+            # media-src blob:: the page plays the user's own file from memory (URL.createObjectURL)
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                                       "script-src 'self'; connect-src 'self'",
+                                       "script-src 'self'; connect-src 'self'; media-src 'self' blob:",
         })
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
