@@ -49,12 +49,13 @@ def main(argv=None) -> int:
 
     from genrekit import GENRES, datasets, splits
     from genrekit.deep import train_run
-    from genrekit.evaluate import evaluate_model, write_run_report
+    from genrekit.evaluate import evaluate_model
     from genrekit.models import load_model
     from genrekit.models.classic import SklearnModel
     from genrekit.models.hybrid import HybridModel
     from genrekit.models.linear import LinearModel
     from genrekit.predict import GenreClassifier
+    from genrekit.reports import write_run_report
 
     t0 = time.time()
     deep_run = Path(args.deep_run)

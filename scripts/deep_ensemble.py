@@ -86,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     if (out / f"seed{seeds[0]}" / "fold0").is_dir():
         return _kfold_ensemble(args, seeds, out, t0, argv)
 
-    from genrekit.evaluate import evaluate_model, write_json, write_run_report
+    from genrekit.evaluate import evaluate_model
     from genrekit.models import load_model
     from genrekit.models.hybrid import HybridModel
     from genrekit.predict import GenreClassifier
+    from genrekit.reports import write_json, write_run_report
 
     members = [load_model(out / f"seed{s}" / "model.safetensors") for s in seeds]
     seen: set[str] = set()
@@ -124,7 +125,7 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
 
     from genrekit import spectrogram, splits
     from genrekit.deep import load_logmels, make_slices
-    from genrekit.evaluate import aggregate_tracks
+    from genrekit.metrics import aggregate_tracks
     from genrekit.models import load_model
 
     data = load_logmels(args.data, progress=False)
@@ -179,8 +180,8 @@ def _with_features(args, table, fold, tids, track_proba, classes, lab) -> dict:
     import numpy as np
 
     from genrekit import datasets
+    from genrekit.metrics import mean_log_proba
     from genrekit.models.classic import SklearnModel
-    from genrekit.models.hybrid import combine_probas
 
     cols = [c for c in datasets.FEATURE_COLUMNS if not c.startswith(("harmony_", "perceptr_"))]
     ci = [table.columns.index(c) for c in cols]
@@ -200,7 +201,7 @@ def _with_features(args, table, fold, tids, track_proba, classes, lab) -> dict:
     if list(map(str, tab.classes_)) != list(map(str, classes)):
         raise SystemExit(f"feature model classes {list(tab.classes_)} differ from the deep members' {list(classes)}")
     w = args.feature_weight
-    both = combine_probas([track_proba, fp], [1 - w, w])
+    both = mean_log_proba([track_proba, fp], [1 - w, w])
     truth = np.array([lab[t] for t in tids])
     return {"features_track": float(np.mean(classes[both.argmax(1)] == truth)),
             "features_alone_track": float(np.mean(classes[fp.argmax(1)] == truth))}
@@ -210,7 +211,7 @@ def _kfold_ensemble(args, seeds: list[int], out: Path, t0: float, argv) -> int:
     """Per fold: the members' mean slice log-probability on the fold's test tracks, tracks by mean log."""
     import numpy as np
 
-    from genrekit.evaluate import write_json
+    from genrekit.reports import write_json
 
     rows = _fold_scores(args, seeds, out)
     acc = np.array([r["track_accuracy"] for r in rows])

@@ -47,7 +47,7 @@ def _write(path: Path, y: np.ndarray, sr: int, **kw) -> Path:
 
 def mp3_bytes(y: np.ndarray, sr: int = SR) -> bytes:
     """A real MP3 (LAME through PyAV), so the truncated one is a cut-off real file, not noise."""
-    from conftest import pyav_encode
+    from helpers import pyav_encode
 
     return pyav_encode(y, sr, codec="mp3", container="mp3")
 

@@ -1,4 +1,7 @@
-"""Shared fixtures: synthesised audio (so tests run on a fresh clone) and the real data in ../shared."""
+"""Shared fixtures: synthesised audio (so tests run on a fresh clone) and the real data in ../shared.
+
+Plain helper functions (test signals, audio writers) live in ``helpers.py``: import them from there.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from genrekit.datasets import shared_root  # noqa: E402
+from helpers import tone, write_audio  # noqa: E402
 
 SHARED = shared_root()
 
@@ -29,50 +33,6 @@ def gtzan() -> Path:
     if SHARED is None:
         pytest.skip("../shared/data/gtzan not found")
     return SHARED
-
-
-def tone(seconds: float = 2.0, sr: int = 22050, freq: float = 440.0, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """A tone plus a little noise: a deterministic, non-trivial test signal (frames, channels)."""
-    t = np.arange(int(seconds * sr)) / sr
-    rng = np.random.default_rng(seed)
-    y = 0.5 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
-    cols = [y * (1.0 - 0.2 * c) for c in range(channels)]
-    return np.stack(cols, axis=1).astype(np.float32)
-
-
-def write_audio(path: Path, y: np.ndarray, sr: int = 22050, **kw) -> Path:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), y, sr, **kw)
-    return path
-
-
-def pyav_encode(y: np.ndarray, sr: int = 22050, *, codec: str = "aac", container: str = "mp4") -> bytes:
-    """Encode mono audio with PyAV's bundled FFmpeg (no system ffmpeg): real AAC/MP3 files for tests."""
-    import io
-
-    import av
-
-    buf = io.BytesIO()
-    mono = y if y.ndim == 1 else y.mean(axis=1)
-    with av.open(buf, "w", format=container) as out:
-        s = out.add_stream(codec, rate=sr)
-        s.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(mono[None, :].astype(np.float32), format="fltp", layout="mono")
-        frame.sample_rate = sr
-        for packet in s.encode(frame):
-            out.mux(packet)
-        for packet in s.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
-
-
-def write_m4a(path: Path, y: np.ndarray, sr: int = 22050) -> Path:
-    """AAC in an MP4 container, written to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pyav_encode(y, sr, codec="aac", container="mp4"))
-    return path
 
 
 @pytest.fixture(scope="session")

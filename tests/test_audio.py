@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from conftest import tone, write_audio, write_m4a
 from genrekit import audio
 from genrekit.errors import (
     AudioError,
@@ -11,6 +10,7 @@ from genrekit.errors import (
     NonFiniteAudioError,
     UnsupportedFormatError,
 )
+from helpers import tone, write_audio, write_m4a
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from conftest import tone, write_audio
 from genrekit.cli import main
+from helpers import tone, write_audio
 
 
 def test_version_and_help(capsys):

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from conftest import tone, write_audio
 from genrekit import datasets
 from genrekit.datasets import FEATURE_COLUMNS
 from genrekit.errors import DatasetError
+from helpers import tone, write_audio
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tone, write_audio
 from genrekit import GENRES
 from genrekit.cli import main
+from helpers import tone, write_audio
 
 
 def test_shipped_model_loads_and_classifies_any_length():

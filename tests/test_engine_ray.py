@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tone, write_audio
 from genrekit.cli import main
+from helpers import tone, write_audio
 
 ray = pytest.importorskip("ray", reason="the Ray engine is an optional extra: pip install 'genrekit[ray]'")
 

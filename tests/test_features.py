@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_audio
 from genrekit import datasets, features
 from genrekit.errors import EmptyAudioError, FeatureError, NonFiniteAudioError
+from helpers import write_audio
 
 SR = 22050
 

@@ -14,7 +14,7 @@ import pytest
 
 from genrekit.errors import ModelError
 from genrekit.models import load_model, load_model_file, save_model_file
-from genrekit.models.base import FORMAT_VERSION, _digest
+from genrekit.models.base import FORMAT_VERSION, tensors_sha256
 from genrekit.predict import GenreClassifier
 
 LOGMEL_INPUT = {"type": "logmel", "sr": 22050, "n_fft": 2048, "hop_length": 512, "n_mels": 128,
@@ -42,7 +42,7 @@ def _write_raw(path: Path, tensors: dict[str, np.ndarray], header: dict[str, str
 def _write_meta(path: Path, meta: dict, tensors: dict[str, np.ndarray] | None = None) -> Path:
     """A correctly checksummed genrekit file with arbitrary metadata (save_model_file would refuse some)."""
     tensors = tensors or {"w": np.zeros(3, np.float32)}
-    return _write_raw(path, tensors, {"genrekit_format": str(FORMAT_VERSION), "sha256": _digest(tensors),
+    return _write_raw(path, tensors, {"genrekit_format": str(FORMAT_VERSION), "sha256": tensors_sha256(tensors),
                                       "meta": json.dumps(meta)})
 
 
@@ -201,7 +201,7 @@ def test_metadata_that_is_not_json_or_not_an_object(tmp_path):
     t = {"w": np.zeros(3, np.float32)}
     for i, meta in enumerate(["{not json", "[1, 2]", "null"]):
         path = _write_raw(tmp_path / f"j{i}.safetensors", t,
-                          {"genrekit_format": "1", "sha256": _digest(t), "meta": meta})
+                          {"genrekit_format": "1", "sha256": tensors_sha256(t), "meta": meta})
         _refused(path, r"not valid JSON|lacks a 'kind'")
 
 

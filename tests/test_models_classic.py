@@ -8,7 +8,7 @@ import pytest
 from genrekit.datasets import FEATURE_COLUMNS
 from genrekit.errors import ModelError
 from genrekit.models import load_model, load_model_file, save_model_file
-from genrekit.models.tabular import make_model
+from genrekit.models.registry import make_model
 from tabular_data import synthetic_rows
 
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tone, write_audio
 from genrekit.cli import main
 from genrekit.errors import GenrekitError, LeakageError, ModelError
 from genrekit.predict import GenreClassifier
+from helpers import tone, write_audio
 
 
 @pytest.fixture(scope="session")

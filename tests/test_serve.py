@@ -22,9 +22,9 @@ pytest.importorskip("python_multipart")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from conftest import tone, write_audio, write_m4a  # noqa: E402
 from genrekit import GENRES  # noqa: E402
 from genrekit.serve import create_app, safe_filename  # noqa: E402
+from helpers import tone, write_audio, write_m4a  # noqa: E402
 
 SR = 22050
 LIMIT_MB = 1

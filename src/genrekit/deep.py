@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import DatasetError, GenrekitError
+from genrekit.models.registry import model_names
 
-DEEP_MODELS = ("tutorial", "cnn", "cnn-bn", "resnet", "shortchunk", "shortchunk-res")
+DEEP_MODELS = model_names("deep")  # the registry is the one list of model names
 DEFAULT_MODEL = "shortchunk"
 CACHE_VERSION = 1
 
@@ -70,13 +71,13 @@ def _audio_cache_key(path: Path, params: dict) -> str:
 def audio_logmel_cached(path: str | os.PathLike, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512,
                         n_mels: int = 128, time_resolution: str = "full", cache: bool = True) -> np.ndarray:
     """Log-mel of an audio file, cached by file content + parameters (``.npy`` under the genrekit cache)."""
-    from genrekit import audio, spectrogram
+    from genrekit import audio, engine, spectrogram
 
     path = Path(path)
     params = {"sr": sr, "n_fft": n_fft, "hop": hop_length, "n_mels": n_mels, "tr": time_resolution, "v": CACHE_VERSION}
     target = None
     if cache:
-        target = spectrogram.cache_dir() / "logmel" / f"{_audio_cache_key(path, params)}.npy"
+        target = engine.cache_root() / "logmel" / f"{_audio_cache_key(path, params)}.npy"
         if target.is_file():
             try:
                 return np.load(target, allow_pickle=False)
@@ -86,11 +87,8 @@ def audio_logmel_cached(path: str | os.PathLike, *, sr: int = 22050, n_fft: int 
     m = spectrogram.logmel(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, time_resolution=time_resolution)
     if target is not None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
+            with engine.atomic_writer(target, "wb") as fh:
                 np.save(fh, m, allow_pickle=False)
-            os.replace(tmp, target)
         except OSError:
             pass
     return m

@@ -24,9 +24,9 @@ def _scope(table) -> str:
 
 def plot_correlation(table, path: Path) -> None:
     """Correlation heatmap of the ``*_mean`` features (the tutorials' heatmap)."""
-    from genrekit.evaluate import _pyplot, _save_figure
+    from genrekit.reports import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     idx = [i for i, c in enumerate(table.columns) if c.endswith("_mean")]
     if len(idx) < 2:
         raise DatasetError(f"{table.source}: fewer than two *_mean columns: nothing to correlate")
@@ -38,16 +38,16 @@ def plot_correlation(table, path: Path) -> None:
     ax.set_yticks(range(len(names)), names, fontsize=6)
     fig.colorbar(im, ax=ax, fraction=0.046, label="Pearson correlation")
     ax.set_title(f"correlation of the feature means, {_scope(table)}", fontsize=10)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_tempo(table, path: Path) -> None:
     """Box plot of the tempo (BPM) column per genre."""
-    from genrekit.evaluate import _pyplot, _save_figure
+    from genrekit.reports import pyplot, save_figure
 
     if "tempo" not in table.columns:
         raise DatasetError(f"{table.source}: no 'tempo' column")
-    plt = _pyplot()
+    plt = pyplot()
     tempo = table.X[:, table.columns.index("tempo")]
     y = np.asarray(table.y).astype(str)
     genres = sorted(set(y))
@@ -56,14 +56,14 @@ def plot_tempo(table, path: Path) -> None:
     ax.set_ylabel("tempo (BPM)")
     ax.tick_params(axis="x", rotation=45)
     ax.set_title(f"tempo per genre, {_scope(table)}", fontsize=10)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_distributions(table, path: Path, *, n_cols: int = 6) -> None:
     """One small box plot per feature, one box per genre: which features separate which genres."""
-    from genrekit.evaluate import _pyplot, _save_figure
+    from genrekit.reports import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     y = np.asarray(table.y).astype(str)
     genres = sorted(set(y))
     cmap = plt.get_cmap("tab10")
@@ -88,7 +88,7 @@ def plot_distributions(table, path: Path, *, n_cols: int = 6) -> None:
     fig.legend(handles, genres, loc="upper center", ncol=len(genres), fontsize=8, bbox_to_anchor=(0.5, 1.0))
     fig.suptitle(f"feature distributions by genre, {_scope(table)}", fontsize=11, y=1.02)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def write_eda(table, out: Path) -> list[Path]:

@@ -1,22 +1,28 @@
-"""Scoring and run reports: one place that turns predictions into metrics.json, text and plots.
+"""Scoring of saved models on a protocol.
 
-Every figure written here carries its protocol and level (segment or track) in its title, because an
-accuracy without its protocol is the root of most inflated GTZAN results.
+The pure metrics live in :mod:`genrekit.metrics` and the reports and plots in :mod:`genrekit.reports`;
+their names are re-exported here for callers that still import them from this module.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from genrekit.metrics import aggregate_tracks, classification_metrics
+from genrekit.reports import (
+    format_report,
+    json_safe,
+    plot_confusion,
+    plot_curves,
+    plot_importance,
+    plot_pr_curves,
+    pyplot,
+    save_figure,
+    write_json,
+    write_run_report,
+)
 
-import numpy as np
-
-from genrekit.engine import atomic_write_bytes
-from genrekit.errors import GenrekitError
+# Old private names, kept until their last importer (train.py) switches to genrekit.reports.
+_pyplot = pyplot
+_save_figure = save_figure
 
 __all__ = [
     "aggregate_tracks",
@@ -27,306 +33,13 @@ __all__ = [
     "trained_tracks",
     "format_report",
     "json_safe",
+    "plot_confusion",
+    "plot_curves",
+    "plot_importance",
+    "plot_pr_curves",
     "write_json",
     "write_run_report",
 ]
-
-
-def classification_metrics(y_true: Sequence, y_pred: Sequence, classes: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
-
-    ``classes`` fixes the row/column order of the confusion matrix (true label = row), so matrices
-    from different folds or models can be added up and compared.
-    """
-    y_true = np.asarray(y_true).astype(str)
-    y_pred = np.asarray(y_pred).astype(str)
-    classes = [str(c) for c in classes]
-    if y_true.shape != y_pred.shape:
-        raise GenrekitError(f"y_true has {y_true.shape[0]} labels but y_pred has {y_pred.shape[0]}")
-    if y_true.size == 0:
-        raise GenrekitError("cannot score an empty set of predictions")
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(y_true.tolist()) - index.keys())
-    if unknown:
-        raise GenrekitError(f"labels {unknown} are not among the classes {classes}")
-    k = len(classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(y_true, y_pred, strict=True):
-        if p in index:  # a prediction outside the class list counts as wrong but has no column
-            confusion[index[t], index[p]] += 1
-    tp = np.diag(confusion).astype(float)
-    support = confusion.sum(axis=1).astype(float)
-    predicted = confusion.sum(axis=0).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0
-    per_class = {
-        c: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
-        for i, c in enumerate(classes)
-    }
-    return {
-        "accuracy": float(np.mean(y_true == y_pred)),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "n": int(y_true.size),
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "classes": classes,
-    }
-
-
-def aggregate_tracks(
-    track_ids: Sequence[str], proba: np.ndarray, *, method: str = "mean_log"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Combine segment probabilities into one row per track (sorted track ids).
-
-    ``mean_log`` averages log-probabilities (a product of experts, robust to one confident wrong
-    segment only when the others disagree strongly); ``vote`` counts each segment's arg-max, the
-    tutorials' majority vote. Rows of the result sum to 1.
-    """
-    track_ids = np.asarray(track_ids).astype(str)
-    proba = np.asarray(proba, dtype=np.float64)
-    if proba.ndim != 2 or proba.shape[0] != track_ids.shape[0]:
-        raise GenrekitError(
-            f"proba must be [n_segments, n_classes] matching {track_ids.shape[0]} track ids, got {proba.shape}"
-        )
-    if method not in ("mean_log", "vote"):
-        raise GenrekitError(f"unknown aggregation method {method!r}: use 'mean_log' or 'vote'")
-    unique, inverse = np.unique(track_ids, return_inverse=True)
-    n_tracks, k = unique.shape[0], proba.shape[1]
-    counts = np.bincount(inverse, minlength=n_tracks).astype(np.float64)[:, None]
-    out = np.zeros((n_tracks, k), dtype=np.float64)
-    if method == "vote":
-        np.add.at(out, (inverse, np.argmax(proba, axis=1)), 1.0)
-        # Ties go to the class with the larger summed probability: add a tiny tie-breaker.
-        tie = np.zeros_like(out)
-        np.add.at(tie, inverse, proba)
-        out = out + 1e-6 * tie / counts
-    else:
-        np.add.at(out, inverse, np.log(np.clip(proba, 1e-12, 1.0)))
-        out = out / counts
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-    out = out / out.sum(axis=1, keepdims=True)
-    return unique, out
-
-
-def json_safe(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and paths so ``json.dump`` accepts the object."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write JSON atomically (temp file + rename): a crash never leaves half a metrics file."""
-    path = Path(path)
-    atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n").encode())
-    return path
-
-
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _title(metrics: dict[str, Any], what: str) -> str:
-    model = metrics.get("model", "model")
-    protocol = metrics.get("protocol", "unknown protocol")
-    level = metrics.get("level", "track")
-    return f"{what}: {model}, protocol {protocol} ({level}-level)"
-
-
-def format_report(metrics: dict[str, Any]) -> str:
-    """A plain-text classification report (sklearn's layout) headed by protocol and level."""
-    protocol = metrics.get("protocol", "unknown")
-    level = metrics.get("level", "track")
-    lines = [
-        f"model: {metrics.get('model', '?')}",
-        f"protocol: {protocol} ({level}-level)",
-    ]
-    if "seed" in metrics:
-        lines.append(f"seed: {metrics['seed']}")
-    if "data_sha256" in metrics:
-        lines.append(f"data sha256: {metrics['data_sha256']}")
-    acc = metrics.get("accuracy")
-    std = metrics.get("accuracy_std")
-    if acc is not None:
-        acc_text = f"{acc:.4f}" + (f" +- {std:.4f}" if std else "")
-        lines.append(f"accuracy ({protocol}, {level}-level): {acc_text}")
-    if metrics.get("macro_f1") is not None:
-        lines.append(f"macro-F1 ({protocol}, {level}-level): {metrics['macro_f1']:.4f}")
-    seg = metrics.get("segment_level")
-    if isinstance(seg, dict) and seg.get("accuracy") is not None:
-        lines.append(f"accuracy ({protocol}, segment-level): {seg['accuracy']:.4f}")
-    folds = metrics.get("fold_scores")
-    if folds:
-        lines.append("fold scores: " + ", ".join(f"{f['fold']}={f['accuracy']:.4f}" for f in folds))
-    per_class = metrics.get("per_class") or {}
-    if per_class:
-        lines += ["", f"{'genre':>12} {'precision':>10} {'recall':>8} {'f1':>8} {'support':>8}"]
-        for c, m in per_class.items():
-            lines.append(
-                f"{c:>12} {m['precision']:>10.3f} {m['recall']:>8.3f} {m['f1']:>8.3f} {m['support']:>8d}"
-            )
-    pooled = metrics.get("pooled")
-    if isinstance(pooled, dict) and pooled.get("accuracy") is not None:
-        lines.append(f"\npooled out-of-fold accuracy ({protocol}, {level}-level): {pooled['accuracy']:.4f}")
-    return "\n".join(lines) + "\n"
-
-
-def plot_confusion(confusion, classes: Sequence[str], title: str, path: Path) -> None:
-    plt = _pyplot()
-    cm = np.asarray(confusion, dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    ax.set_title(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def plot_pr_curves(y_true, proba, classes: Sequence[str], title: str, path: Path) -> None:
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    plt = _pyplot()
-    y_true = np.asarray(y_true).astype(str)
-    fig, ax = plt.subplots(figsize=(7, 6))
-    for i, c in enumerate(classes):
-        positive = y_true == c
-        if not positive.any():
-            continue
-        prec, rec, _ = precision_recall_curve(positive, proba[:, i])
-        ap = average_precision_score(positive, proba[:, i])
-        ax.plot(rec, prec, label=f"{c} (AP {ap:.2f})", lw=1.2)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, loc="lower left")
-    ax.set_title(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def plot_curves(history: list[dict[str, Any]], title: str, path: Path) -> None:
-    """Loss on the left axis, accuracy on the right; one line per key found in the epoch dicts."""
-    plt = _pyplot()
-    keys = sorted({k for h in history for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))})
-    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for k in keys:
-        ys = [h.get(k, np.nan) for h in history]
-        (ax_acc if "acc" in k else ax_loss).plot(epochs, ys, label=k)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    for ax in (ax_loss, ax_acc):
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def plot_importance(importances: dict[str, float], title: str, path: Path, *, top: int = 30) -> None:
-    plt = _pyplot()
-    items = sorted(importances.items(), key=lambda kv: kv[1], reverse=True)[:top]
-    names = [k for k, _ in items][::-1]
-    values = [v for _, v in items][::-1]
-    fig, ax = plt.subplots(figsize=(7, max(3, 0.22 * len(items) + 1)))
-    ax.barh(names, values, color="tab:blue")
-    ax.set_xlabel("importance")
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def write_run_report(
-    out_dir: str | os.PathLike,
-    metrics: dict[str, Any],
-    *,
-    y_true: Sequence,
-    y_pred: Sequence,
-    proba: np.ndarray | None,
-    classes: Sequence[str],
-    history: list[dict[str, Any]] | None = None,
-    importances: dict[str, float] | None = None,
-) -> None:
-    """Write metrics.json, report.txt, confusion.png, pr_curves.png (+ curves.png, importance.png).
-
-    ``metrics`` holds what the caller knows (protocol, model, params, seed, data fingerprint, fold
-    scores, level); keys the caller set win over the ones computed here from ``y_true``/``y_pred``, so a
-    k-fold caller can report the mean of fold accuracies while the confusion matrix pools all folds.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    classes = [str(c) for c in classes]
-    computed = classification_metrics(y_true, y_pred, classes)
-    full = dict(metrics)
-    for key, value in computed.items():
-        full.setdefault(key, value)
-    full.setdefault("level", "track")
-    if "pooled" not in full and full.get("accuracy") != computed["accuracy"]:
-        full["pooled"] = {"accuracy": computed["accuracy"], "macro_f1": computed["macro_f1"]}
-    write_json(out / "metrics.json", full)
-    atomic_write_bytes(out / "report.txt", format_report(full).encode())
-    plot_confusion(computed["confusion"], classes, _title(full, "confusion"), out / "confusion.png")
-    if proba is not None:
-        proba = np.asarray(proba, dtype=float)
-        plot_pr_curves(y_true, proba, classes, _title(full, "precision-recall"), out / "pr_curves.png")
-    if history:
-        plot_curves(history, _title(full, "training curves"), out / "curves.png")
-    if importances:
-        plot_importance(importances, _title(full, "feature importance"), out / "importance.png")
 
 
 # ------------------------------------------------------------------- saved models on a protocol

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from genrekit.engine import atomic_write_bytes
 from genrekit.errors import ModelError
+from genrekit.metrics import softmax
 from genrekit.models.base import Estimator
 
 META_KEY = "genrekit_meta"
@@ -57,27 +59,21 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
         raise ModelError(f"{model_path}: only deep (log-mel) or hybrid models can be exported to ONNX, "
                          f"not {getattr(model, 'kind', '?')!r}")
     net = deep.net_.eval()
-    dummy = torch.zeros(2, int(deep.input_.get("n_mels", 128)), deep._width())
+    dummy = torch.zeros(2, int(deep.input_.get("n_mels", 128)), deep.slice_width())
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory() as d:
+        graph = Path(d) / "graph.onnx"
         torch.onnx.export(
-            net, (dummy,), tmp, input_names=["logmel"], output_names=["logits"],
+            net, (dummy,), str(graph), input_names=["logmel"], output_names=["logits"],
             dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
         )
-        proto = onnx.load(tmp)
-        meta = dict(deep.meta_)
-        meta["exported_from"] = str(model_path)
-        meta.update(extra)
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_KEY, json.dumps(meta)
-        onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        proto = onnx.load(str(graph))
+    meta = dict(deep.meta_)
+    meta["exported_from"] = str(model_path)
+    meta.update(extra)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    atomic_write_bytes(out, proto.SerializeToString())
     return out
 
 
@@ -158,7 +154,4 @@ class OnnxModel(Estimator):
             X = np.pad(X, ((0, 0), (0, 0), (0, w - X.shape[2])))
         s = (X.shape[2] - w) // 2
         X = np.ascontiguousarray(X[:, :, s : s + w])
-        logits = self.session_.run(["logits"], {"logmel": X})[0].astype(np.float64)
-        z = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.session_.run(["logits"], {"logmel": X})[0].astype(np.float64))

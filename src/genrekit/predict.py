@@ -19,6 +19,7 @@ import numpy as np
 
 from genrekit import audio
 from genrekit.errors import GenrekitError, ModelError
+from genrekit.metrics import PROBA_FLOOR, mean_log_proba
 
 BLOCK_SECONDS = 30.0
 DEFAULT_MODEL_NAME = "genrekit-gtzan-default.safetensors"
@@ -93,12 +94,6 @@ def record_for(clf: GenreClassifier, path: str, *, top_k: int = 3, segments: boo
         return error_record(path, str(exc), segments=segments)
     except (OSError, ValueError, MemoryError) as exc:
         return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=segments)
-
-
-def _softmax_rows(logp: np.ndarray) -> np.ndarray:
-    z = logp - logp.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class GenreClassifier:
@@ -309,24 +304,16 @@ class GenreClassifier:
                 parts.append((model.predict_proba(np.asarray(vec, dtype=np.float64).reshape(1, -1)), [(0.0, seconds)]))
         return self._aggregate([parts], top_k=top_k, duration=seconds, file=file)
 
-    def predict_logmel(self, levels: np.ndarray, *, top_k: int = 3, file: str | None = None) -> Prediction:
-        """Classify a precomputed log-mel matrix of one track (spectrogram models)."""
-        return self.predict_precomputed(levels=levels, top_k=top_k, file=file)
-
-    def predict_features(self, row, *, top_k: int = 3, file: str | None = None, seconds: float = 30.0) -> Prediction:
-        """Classify one precomputed feature row (feature models)."""
-        return self.predict_precomputed(row=row, top_k=top_k, file=file, seconds=seconds)
-
     def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None) -> Prediction:
         """Mean log-probability over each member's windows, members combined by the model's weights;
         the timeline is the spectrogram member's windows, blended with the other members' block scores."""
 
-        def norm(p):
-            p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0)
+        def norm(p):  # floored and renormalised: these are also the timeline's scores
+            p = np.clip(np.asarray(p, dtype=np.float64), PROBA_FLOOR, 1.0)
             return p / p.sum(axis=1, keepdims=True)
 
-        def mean_log(p):
-            return _softmax_rows(np.log(p).mean(axis=0, keepdims=True))
+        def mean_log(p):  # the windows' rule, one [1, k] row (already floored)
+            return mean_log_proba(p, floor=None)[None]
 
         per_member = [norm(np.concatenate([b[m][0] for b in blocks])) for m in range(len(self.members))]
         track = [mean_log(p) for p in per_member]

@@ -1,18 +1,21 @@
 """Models: estimators with fit / predict / predict_proba / save / load, stored as safe files.
 
-Built-in kinds are registered here by name so that :func:`load_model` can rebuild any saved model
-without importing torch or sklearn until needed.
+``make_model(name)`` builds any model by name and ``load_model(path)`` reads any model file; both come
+from :mod:`genrekit.models.registry`, the one table of model names and file kinds. Importing this
+package imports neither torch nor scikit-learn.
 """
 
-from genrekit.models.base import REGISTRY, Estimator, load_model, load_model_file, register, save_model_file
+from genrekit.models.base import Estimator, load_model_file, save_model_file
+from genrekit.models.registry import KINDS, load_model, make_model, model_class, model_names, register_kind
 
-__all__ = ["REGISTRY", "Estimator", "load_model", "load_model_file", "register", "save_model_file"]
-
-# Built-in kinds (module:Class). Each class has classmethod load(path) and method save(path).
-register("sklearn", "genrekit.models.classic:SklearnModel")  # RF, ExtraTrees, SVM, kNN, LR, HGB (+ scaler/selection)
-register("mlp", "genrekit.models.mlp:MLPModel")  # torch MLP on feature vectors
-register("cnn1d", "genrekit.models.mlp:CNN1DModel")  # 1-D CNN over the feature vector
-register("ensemble", "genrekit.models.ensemble:EnsembleModel")  # soft voting / stacking over other models
-register("deep", "genrekit.models.deep:DeepModel")  # CNN / ResNet on log-mel slices
-register("hybrid", "genrekit.models.hybrid:HybridModel")  # product of experts over members with different inputs
-register("linear", "genrekit.models.linear:LinearModel")  # numpy-only logistic regression (fast to load and serve)
+__all__ = [
+    "KINDS",
+    "Estimator",
+    "load_model",
+    "load_model_file",
+    "make_model",
+    "model_class",
+    "model_names",
+    "register_kind",
+    "save_model_file",
+]

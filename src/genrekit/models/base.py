@@ -11,29 +11,21 @@ no work in ``__init__``; fitted attributes end in ``_``. They take arrays and ne
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genrekit.engine import atomic_write_bytes
 from genrekit.errors import ModelError
 
 FORMAT_VERSION = 1
 
-# kind (stored in the file) -> "module:Class" (imported lazily; torch stays out of start-up)
-REGISTRY: dict[str, str] = {}
 
-
-def register(kind: str, target: str) -> None:
-    """Register ``kind`` so :func:`load_model` can rebuild it from ``"module:Class"``."""
-    REGISTRY[kind] = target
-
-
-def _digest(tensors: dict[str, np.ndarray]) -> str:
+def tensors_sha256(tensors: dict[str, np.ndarray]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (in name order): the file's integrity check."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         arr = np.ascontiguousarray(tensors[name])
@@ -45,7 +37,7 @@ def _digest(tensors: dict[str, np.ndarray]) -> str:
 
 
 def save_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
-    """Write ``tensors`` and JSON ``meta`` atomically (temp file + rename: never half-written)."""
+    """Write ``tensors`` and JSON ``meta`` atomically (temp file, fsync, rename: never half-written)."""
     from safetensors.numpy import save
 
     from genrekit import __version__
@@ -57,18 +49,10 @@ def save_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], met
     header = {
         "genrekit_format": str(FORMAT_VERSION),
         "genrekit_version": __version__,
-        "sha256": _digest(tensors),
+        "sha256": tensors_sha256(tensors),
         "meta": json.dumps(meta, sort_keys=True),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        Path(tmp).write_bytes(save(tensors, metadata=header))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, save(tensors, metadata=header))
     return path
 
 
@@ -92,7 +76,7 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
             f"{path}: not a genrekit model file (format {header.get('genrekit_format')!r}, "
             f"expected {FORMAT_VERSION})"
         )
-    if header.get("sha256") != _digest(tensors):
+    if header.get("sha256") != tensors_sha256(tensors):
         raise ModelError(f"{path}: checksum mismatch: the model file was modified or damaged")
     try:
         meta = json.loads(header["meta"])
@@ -152,25 +136,6 @@ def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
     if not _positive_number(desc.get("slice_seconds"), 600):
         raise ModelError(f"{source}: model metadata 'input.slice_seconds' must be seconds in (0, 600], "
                          f"got {desc.get('slice_seconds')!r}")
-
-
-def load_model(path: str | os.PathLike):
-    """Load any genrekit model file, rebuilding the right estimator from its ``kind``."""
-    _, meta = load_model_file(path)
-    for key in ("classes", "input"):
-        if key not in meta:
-            raise ModelError(f"{path}: model metadata lacks {key!r} (every genrekit model names its classes and input)")
-    kind = meta["kind"]
-    _ensure_registry()
-    if kind not in REGISTRY:
-        raise ModelError(f"{path}: unknown model kind {kind!r} (known: {', '.join(sorted(REGISTRY))})")
-    module, cls = REGISTRY[kind].split(":")
-    return getattr(importlib.import_module(module), cls).load(path)
-
-
-def _ensure_registry() -> None:
-    # Importing genrekit.models fills REGISTRY with every built-in kind.
-    importlib.import_module("genrekit.models")
 
 
 class Estimator:

@@ -19,7 +19,7 @@ import numpy as np
 
 from genrekit.errors import ModelError
 from genrekit.models.base import Estimator, load_model_file, save_model_file
-from genrekit.models.tabular import check_X, features_input, log_columns, log_transform
+from genrekit.models.inputs import check_X, features_input, log_columns, log_transform
 
 KIND = "sklearn"
 

@@ -241,7 +241,8 @@ class DeepModel(Estimator):
 
         return dict(self.input) if self.input else input_description(n_mels=n_mels)
 
-    def _width(self) -> int:
+    def slice_width(self) -> int:
+        """Frames of the slice the network sees (wider slices are cropped to it, narrower ones padded)."""
         if self.input_frames:
             return int(self.input_frames)
         return int(self.input_["slice_frames"]) if hasattr(self, "input_") else 130
@@ -283,7 +284,7 @@ class DeepModel(Estimator):
         self._set_threads()
         aug = AugmentConfig.parse(self.augment)
         self.input_ = self._input_desc(X.shape[1])
-        width = self._width()
+        width = self.slice_width()
         if X.shape[2] < width:
             X = np.pad(X, ((0, 0), (0, 0), (0, width - X.shape[2])))
         dev = _device(self.device)
@@ -386,7 +387,7 @@ class DeepModel(Estimator):
                 rec["valid_acc"] = float(np.mean(self.classes_[proba.argmax(1)] == y_valid))
                 score = rec["valid_acc"]
                 if groups_valid is not None:
-                    from genrekit.evaluate import aggregate_tracks
+                    from genrekit.metrics import aggregate_tracks
 
                     tids, tp = aggregate_tracks(np.asarray(groups_valid).astype(str), proba)
                     lab = dict(zip(np.asarray(groups_valid).astype(str), y_valid, strict=True))
@@ -485,7 +486,7 @@ class DeepModel(Estimator):
 
         self._check_fitted()
         X = self._check_X(X, "predict_proba")
-        width = self._width()
+        width = self.slice_width()
         if X.shape[2] < width:
             X = np.pad(X, ((0, 0), (0, 0), (0, width - X.shape[2])))
         s = (X.shape[2] - width) // 2
@@ -509,7 +510,7 @@ class DeepModel(Estimator):
         The matrix is cut into the model's slices (50% overlap unless told) and the slice predictions are
         combined by mean log-probability (``method="mean_log"``) or majority vote (``"vote"``).
         """
-        from genrekit.evaluate import aggregate_tracks
+        from genrekit.metrics import aggregate_tracks
         from genrekit.spectrogram import slices
 
         self._check_fitted()
@@ -531,7 +532,7 @@ class DeepModel(Estimator):
         meta = {
             "kind": self.kind, "arch": self.arch, "width": int(self.width),
             "classes": [str(c) for c in self.classes_], "input": self.input_,
-            "input_frames": self._width(), "params": self.get_params(),
+            "input_frames": self.slice_width(), "params": self.get_params(),
             "training": {"history": getattr(self, "history_", []), "best_epoch": getattr(self, "best_epoch_", None),
                          "stopped": getattr(self, "stopped_", None),
                          "train_seconds": getattr(self, "train_seconds_", None)},

@@ -1,6 +1,7 @@
 """Soft-voting and stacking ensembles over other genrekit models, stored in one safe file.
 
-Members are built by their zoo names (``logreg``, ``svm``, ``hgb``, ``mlp`` ...). In the file, member
+Members are named (``logreg``, ``svm``, ``hgb``, ``mlp`` ...) and built by a member factory, a callable
+``factory(name, random_state=...)`` (default: the registry's tabular models). In the file, member
 ``i``'s tensors are prefixed ``m<i>.`` and its metadata sits in the ensemble's ``members`` list, so one
 ``.safetensors`` file holds the whole ensemble and loading still never runs code from it.
 
@@ -11,42 +12,35 @@ split of the training rows.
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.models.base import REGISTRY, Estimator, load_model_file, save_model_file
-from genrekit.models.tabular import ENSEMBLE_MEMBERS, check_X, features_input, make_model
+from genrekit.metrics import softmax
+from genrekit.models.base import Estimator, load_model_file, save_model_file
+from genrekit.models.inputs import check_X, features_input
+from genrekit.models.registry import ENSEMBLE_MEMBERS, KINDS, model_class, tabular_member
 
 KIND = "ensemble"
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _member_class(kind: str, source: str):
-    from genrekit.models.base import _ensure_registry
-
-    _ensure_registry()
-    if kind == KIND or kind not in REGISTRY:
+    if kind == KIND or kind not in KINDS:
         raise ModelError(f"{source}: ensemble member of unknown or nested kind {kind!r}")
-    module, cls = REGISTRY[kind].split(":")
-    return getattr(importlib.import_module(module), cls)
+    return model_class(kind, source=source)
 
 
 class EnsembleModel(Estimator):
     """Combine member models' probabilities by (weighted) soft voting or by stacking.
 
-    ``members``: zoo names of the members; ``method``: ``"soft"`` or ``"stacking"``; ``weights``: soft
+    ``members``: names of the members; ``method``: ``"soft"`` or ``"stacking"``; ``weights``: soft
     voting weights (default equal); ``cv``: inner folds for stacking without a validation set;
-    ``stack_C``: inverse regularisation of the stacking logistic regression.
+    ``stack_C``: inverse regularisation of the stacking logistic regression; ``factory``: builds a member
+    from its name, ``factory(name, random_state=...)`` (default: the registry's tabular models; not
+    saved in the file, whose members are rebuilt from their own state).
     """
 
     kind = KIND
@@ -60,6 +54,7 @@ class EnsembleModel(Estimator):
         cv: int = 3,
         stack_C: float = 1.0,
         random_state: int = 0,
+        factory: Callable[..., Estimator] | None = None,
     ):
         self.members = members
         self.method = method
@@ -67,6 +62,7 @@ class EnsembleModel(Estimator):
         self.cv = cv
         self.stack_C = stack_C
         self.random_state = random_state
+        self.factory = factory
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -78,7 +74,7 @@ class EnsembleModel(Estimator):
     def _new_member(self, name: str):
         if name in ("ensemble", "stacking"):
             raise ModelError("an ensemble cannot contain another ensemble")
-        return make_model(name, random_state=self.random_state)
+        return (self.factory or tabular_member)(name, random_state=self.random_state)
 
     def fit(
         self,
@@ -157,7 +153,7 @@ class EnsembleModel(Estimator):
         self._check_fitted()
         X = check_X(X, self.n_features_in_)
         if self.coef_ is not None:
-            return _softmax(self._stack_features(self.members_, X) @ self.coef_.T + self.intercept_)
+            return softmax(self._stack_features(self.members_, X) @ self.coef_.T + self.intercept_)
         w = np.ones(len(self.members_)) if self.weights is None else np.asarray(self.weights, dtype=float)
         proba = sum(wi * m.predict_proba(X) for wi, m in zip(w, self.members_, strict=True))
         return proba / proba.sum(axis=1, keepdims=True)

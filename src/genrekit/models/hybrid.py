@@ -5,7 +5,8 @@ with a feature model, which is what lifts GTZAN's artist-disjoint accuracy: the 
 mistakes. Each member is stored as its own verified genrekit model file, embedded as bytes, so the
 hybrid is still one safe ``.safetensors`` file and loading never runs code from it.
 
-Combination: ``log p = sum_i w_i * mean_log p_i`` (track level), renormalised; weights sum to 1.
+Combination: ``log p = sum_i w_i * mean_log p_i`` (track level), renormalised; weights sum to 1: the
+one rule of :func:`genrekit.metrics.mean_log_proba`.
 """
 
 from __future__ import annotations
@@ -14,32 +15,21 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from genrekit.errors import ModelError
+from genrekit.metrics import mean_log_proba, normalised_weights
 from genrekit.models.base import Estimator, load_model_file, save_model_file
+from genrekit.models.registry import load_model
 
 KIND = "hybrid"
 
 
-def normalised_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
-    """``weights`` (default: equal) checked, one non-negative number per member, and scaled to sum to 1."""
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
-        raise ModelError("hybrid weights must be one non-negative number per member, not all zero")
-    return w / w.sum()
-
-
 def combine_probas(member_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """The hybrid rule on probabilities ``[n, k]`` (same class order): weighted mean log-probability,
-    renormalised. Weights are scaled to sum to 1."""
-    w = normalised_weights(weights, len(member_probas))
-    logp = sum(wi * np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0))
-               for wi, p in zip(w, member_probas, strict=True))
-    z = np.exp(logp - logp.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+    """Old name of :func:`genrekit.metrics.mean_log_proba` with weights, kept while compare.py and
+    scripts/deep_ensemble.py import it from here."""
+    return mean_log_proba(member_probas, weights)
 
 
 class HybridModel(Estimator):
@@ -71,7 +61,7 @@ class HybridModel(Estimator):
         self._check_fitted()
         if len(member_probas) != len(self.members_):
             raise ModelError(f"expected {len(self.members_)} members' probabilities, got {len(member_probas)}")
-        return combine_probas(member_probas, self.weights_)
+        return mean_log_proba(member_probas, self.weights_)
 
     def predict_proba(self, X) -> np.ndarray:
         """``X`` is a sequence holding each member's input (they differ in kind, so no single matrix)."""
@@ -95,8 +85,6 @@ class HybridModel(Estimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HybridModel:
-        from genrekit.models import load_model
-
         tensors, meta = load_model_file(path)
         if meta.get("kind") != KIND:
             raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not a hybrid")
@@ -115,6 +103,3 @@ class HybridModel(Estimator):
         model = cls(members, weights=meta["weights"]).fit()
         model.meta_ = meta
         return model
-
-    def member_inputs(self) -> list[dict[str, Any]]:
-        return list(self.input_["members"])

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from genrekit.errors import ModelError
+from genrekit.metrics import softmax
 from genrekit.models.base import Estimator, load_model_file, save_model_file
-from genrekit.models.tabular import check_X, log_transform
+from genrekit.models.inputs import check_X, log_transform
 
 KIND = "linear"
 
@@ -54,10 +55,7 @@ class LinearModel(Estimator):
     def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()
         X = log_transform(check_X(X, self.coef_.shape[1]), self.log_columns_)
-        z = ((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_)
 
     def save(self, path: str | os.PathLike) -> Path:
         self._check_fitted()

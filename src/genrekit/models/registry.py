@@ -1,0 +1,148 @@
+"""The one registry of models: every model NAME (what ``--model`` takes) and every file KIND.
+
+* Names: ``make_model("svm")``, ``make_model("mlp-512-sgd")``, ``make_model("shortchunk", epochs=5)``
+  build an unfitted estimator; :func:`model_names` lists them (``"tabular"``: feature-vector models,
+  ``"deep"``: log-mel CNNs). ``<classic>-top<k>`` (e.g. ``svm-top20``) adds Random-Forest top-k feature
+  selection to any classic model.
+* Kinds: a model file stores its ``kind``; :data:`KINDS` maps it to the class that reads it, and
+  :func:`load_model` rebuilds any genrekit model file from it.
+
+Classes are named here as ``"module:Class"`` strings and imported only when needed, so ``import
+genrekit.models`` stays fast (no torch, no scikit-learn) and this module imports no combinator
+(ensemble, hybrid): they import it, never the other way round.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+from genrekit.errors import ModelError
+from genrekit.models.base import load_model_file
+from genrekit.models.classic import NAMES as CLASSIC_NAMES
+from genrekit.models.deep import ARCHS as DEEP_ARCHS
+from genrekit.models.mlp import ARCHS as MLP_ARCHS
+
+__all__ = [
+    "ENSEMBLE_MEMBERS",
+    "KINDS",
+    "STACKING_MEMBERS",
+    "load_model",
+    "FAMILIES",
+    "make_model",
+    "model_class",
+    "model_names",
+    "register_kind",
+    "tabular_member",
+]
+
+# --------------------------------------------------------------------------------------- file kinds
+# kind (stored in the file) -> "module:Class"; each class has classmethod load(path) and method save(path).
+KINDS: dict[str, str] = {
+    "sklearn": "genrekit.models.classic:SklearnModel",  # RF, ExtraTrees, SVM, kNN, LR, HGB (+ scaler/selection)
+    "mlp": "genrekit.models.mlp:MLPModel",  # torch MLP on feature vectors
+    "cnn1d": "genrekit.models.mlp:CNN1DModel",  # 1-D CNN over the feature vector
+    "ensemble": "genrekit.models.ensemble:EnsembleModel",  # soft voting / stacking over other models
+    "deep": "genrekit.models.deep:DeepModel",  # CNN / ResNet on log-mel slices
+    "hybrid": "genrekit.models.hybrid:HybridModel",  # product of experts over members with different inputs
+    "linear": "genrekit.models.linear:LinearModel",  # numpy-only logistic regression (fast to load and serve)
+}
+
+
+def register_kind(kind: str, target: str) -> None:
+    """Register a file ``kind`` read by ``"module:Class"``, so :func:`load_model` can rebuild it."""
+    if ":" not in target:
+        raise ModelError(f"register_kind: target must be 'module:Class', got {target!r}")
+    KINDS[kind] = target
+
+
+def model_class(kind: str, *, source: str | os.PathLike = "model") -> type:
+    """The estimator class that reads files of ``kind`` (imported now, not at start-up)."""
+    if kind not in KINDS:
+        raise ModelError(f"{source}: unknown model kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+    module, cls = KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_model(path: str | os.PathLike):
+    """Load any genrekit model file, rebuilding the right estimator from its ``kind``."""
+    _, meta = load_model_file(path)
+    for key in ("classes", "input"):
+        if key not in meta:
+            raise ModelError(f"{path}: model metadata lacks {key!r} (every genrekit model names its classes and input)")
+    return model_class(meta["kind"], source=path).load(path)
+
+
+# -------------------------------------------------------------------------------------- model names
+# The members of the default ensembles: the models that do best on the fault-filtered split and
+# make different kinds of mistakes (linear, kernel, boosted trees, neural).
+ENSEMBLE_MEMBERS = ("logreg", "svm", "hgb", "mlp")
+# Stacking refits its members on inner folds (cv + 1 fits each): the three cheapest strong ones.
+STACKING_MEMBERS = ("logreg", "svm", "hgb")
+
+# tabular name -> (file kind, constructor parameters); the order is the order users see.
+_TABULAR: dict[str, tuple[str, dict[str, Any]]] = {
+    **{name: ("sklearn", {"name": name}) for name in CLASSIC_NAMES},
+    "rf-top30": ("sklearn", {"name": "rf", "top_k": 30}),
+    "mlp": ("mlp", {"arch": "256"}),
+    "mlp-512": ("mlp", {"arch": "512"}),
+    "mlp-512-sgd": ("mlp", {"arch": "512-sgd"}),
+    "mlp-1024-rmsprop": ("mlp", {"arch": "1024-rmsprop"}),
+    "cnn1d": ("cnn1d", {}),
+    "ensemble": ("ensemble", {"method": "soft"}),
+    "stacking": ("ensemble", {"method": "stacking"}),
+}
+assert {p["arch"] for k, p in _TABULAR.values() if k == "mlp"} == set(MLP_ARCHS), "an MLP arch without a name"
+
+
+FAMILIES = ("tabular", "deep")
+
+
+def model_names(family: str | None = None) -> tuple[str, ...]:
+    """Every model name :func:`make_model` builds: ``family="tabular"`` (feature vectors), ``"deep"``
+    (log-mel CNNs) or both (``None``). ``<classic>-top<k>`` names are built too but not listed."""
+    if family is not None and family not in FAMILIES:
+        raise ModelError(f"unknown model family {family!r}: use one of {', '.join(FAMILIES)} or None")
+    tabular = tuple(_TABULAR) if family in (None, "tabular") else ()
+    deep = tuple(DEEP_ARCHS) if family in (None, "deep") else ()
+    return tabular + deep
+
+
+def _top_k(name: str) -> tuple[str, dict[str, Any]] | None:
+    """``svm-top20`` -> the classic model ``svm`` with top-20 feature selection; None otherwise."""
+    base, sep, k = name.rpartition("-top")
+    if sep and k.isdigit() and base in CLASSIC_NAMES:
+        return "sklearn", {"name": base, "top_k": int(k)}
+    return None
+
+
+def make_model(name: str, *, family: str | None = None, random_state: int = 0, **params):
+    """Build an unfitted estimator by its name (e.g. ``svm``, ``mlp-512-sgd``, ``ensemble``, ``shortchunk``).
+
+    ``family`` (``"tabular"`` or ``"deep"``) refuses names of the other family; ``params`` go to the
+    estimator's constructor; ``random_state`` seeds it (a deep model's ``seed``). Ensembles build their
+    members with this same function (tabular names only) unless given their own ``factory``.
+    """
+    names = model_names(family)
+    spec = (_TABULAR.get(name) or _top_k(name)) if family != "deep" else None
+    if name not in names and spec is None:
+        hint = " (or e.g. svm-top20)" if family != "deep" else ""
+        raise ModelError(f"unknown model {name!r}; choose one of {', '.join(names)}{hint}")
+    if spec is None:  # a deep architecture
+        return model_class("deep")(name, **{"seed": random_state, **params})
+    kind, fixed = spec
+    cls: Callable[..., Any] = model_class(kind)
+    if kind == "sklearn":
+        return cls(random_state=random_state, **{**fixed, **params})
+    if kind == "ensemble":
+        method = fixed["method"]
+        members = params.pop("members", STACKING_MEMBERS if method == "stacking" else ENSEMBLE_MEMBERS)
+        return cls(members=tuple(members), method=method, random_state=random_state, factory=tabular_member, **params)
+    return cls(**fixed, random_state=random_state, **params)
+
+
+def tabular_member(name: str, *, random_state: int = 0):
+    """The default member factory of ensembles: a tabular model by name (an ensemble takes feature rows)."""
+    return make_model(name, family="tabular", random_state=random_state)
