@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import pyav_encode, tone
+from helpers import pyav_encode, tone
 
 FORMATS = ("mp3", "mp3v23", "flac", "ogg", "opus", "m4a", "wav-id3")
 EXT = {"mp3": ".mp3", "mp3v23": ".mp3", "flac": ".flac", "ogg": ".ogg", "opus": ".opus", "m4a": ".m4a",

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import tone, write_audio
+from helpers import tone, write_audio
 from test_serve import CHROMIUM_ARGS, chromium, live_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
