@@ -364,3 +364,39 @@ def test_kill_9_mid_run_then_rerun_finishes_every_file(tmp_path, tiny_model):
     assert UndoJournal.read(jpath).finished
     assert {r.status for r in undo.undo(jpath)} == {"restored"}
     assert all(p.read_bytes() == b for p, b in originals.items())
+
+
+def test_cli_tags_writes_the_musicnn_tags_into_genrekit_s_own_field(tmp_path, tiny_model, capsys):
+    """--tags N: the N best MSD tags (as genrekit.embeddings computes them) go into GENREKIT_TAGS in each
+    format's own way, also on files whose genre the policy keeps; undo restores every byte."""
+    import mutagen
+
+    from genrekit import embeddings
+
+    lib = tmp_path / "lib"
+    files = {fmt: make_file(lib / f"{fmt}{EXT[fmt]}", fmt, seed=i, genre=["Jazz"] if fmt == "ogg" else None)
+             for i, fmt in enumerate(("mp3", "flac", "ogg", "m4a"))}
+    originals = {p: p.read_bytes() for p in files.values()}
+    jpath = tmp_path / "j.jsonl"
+    assert _cli("tag", lib, "--model", tiny_model, "--tags", "3", "--write", "--journal", jpath,
+                "--no-progress", "--format", "json") == 0
+    rows = {Path(r["file"]).suffix: r for r in json.loads(capsys.readouterr().out)}
+    for fmt, p in files.items():
+        want = [t for t, _ in embeddings.top_tags(embeddings.embed_file(p), 3)]  # audio unchanged by tagging
+        row = rows[p.suffix]
+        assert row["action"] == "written" and row["new_tags"] == want and row["current_tags"] == []
+        tags = mutagen.File(p).tags
+        if fmt == "mp3":
+            got = tags.getall("TXXX:GENREKIT_TAGS")[0].text
+        elif fmt == "m4a":
+            got = [bytes(v).decode() for v in tags["----:com.apple.iTunes:GENREKIT_TAGS"]]
+        else:
+            got = tags["GENREKIT_TAGS"]
+        assert list(got) == want
+        assert tagging.read_tags(p, fields=[tagging.TAGS_FIELD]).extra[tagging.TAGS_FIELD] == want
+    assert rows[".ogg"]["reason"] == "tags only; genre kept" and tagging.read_genres(files["ogg"]) == ["Jazz"]
+    # again: nothing left to change
+    assert _cli("tag", lib, "--model", tiny_model, "--tags", "3", "--no-progress", "--format", "json") == 0
+    assert {r["action"] for r in json.loads(capsys.readouterr().out)} == {"skipped"}  # genres kept, tags current
+    assert _cli("tag", "--undo", jpath) == 0
+    assert all(p.read_bytes() == b for p, b in originals.items())

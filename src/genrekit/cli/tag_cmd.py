@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
                    help="leave files whose best score is below P alone (0..1, default 0)")
     p.add_argument("--top-k", type=int, default=1, metavar="K",
                    help="write the K best genres as a multi-value genre (each scoring >= --min-confidence)")
+    p.add_argument("--tags", nargs="?", type=int, const=5, default=0, metavar="N",
+                   help="also write the N (default 5) most probable musicnn tags (electronic, House, ...) "
+                        "into GENREKIT_TAGS (TXXX:GENREKIT_TAGS in ID3), genrekit's own field")
     p.add_argument("--labels", choices=("display", "model"), default="display",
                    help="display: Hip-Hop, Rock, ... as tags spell them (default); model: the model's labels")
     p.add_argument("--touch", action="store_true", help="let the modification time change (default: kept)")
@@ -58,22 +61,29 @@ def render(rows, fmt: str) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["file", "current", "proposed", "confidence", "action", "reason", "new"])
+        tags = any(r.new_tags is not None for r in rows)
+        w.writerow(["file", "current", "proposed", "confidence", "action", "reason", "new"]
+                   + (["current_tags", "new_tags"] if tags else []))
         for r in rows:
             w.writerow([r.file, _fmt_values(r.current), _fmt_values(r.proposed),
                         "" if r.confidence is None else f"{r.confidence:.4f}", r.action, r.reason,
-                        _fmt_values(r.new)])
+                        _fmt_values(r.new)]
+                       + ([_fmt_values(r.current_tags), _fmt_values(r.new_tags)] if tags else []))
         return buf.getvalue()
     width = min(max([len(r.file) for r in rows] + [4]), 50)
     cw = min(max([len(_fmt_values(r.current)) for r in rows] + [7]), 24)
     pw = min(max([len(_fmt_values(r.proposed)) for r in rows] + [8]), 24)
-    lines = [f"{'file':<{width}}  {'current':<{cw}}  {'proposed':<{pw}}  {'conf':>5}  action"]
+    tags = any(r.new_tags is not None for r in rows)
+    tw = min(max([len(_fmt_values(r.new_tags)) for r in rows] + [4]), 40) if tags else 0
+    lines = [f"{'file':<{width}}  {'current':<{cw}}  {'proposed':<{pw}}  {'conf':>5}  "
+             + (f"{'tags':<{tw}}  " if tags else "") + "action"]
     for r in rows:
         name = r.file if len(r.file) <= width else "…" + r.file[-(width - 1):]
         conf = "" if r.confidence is None else f"{r.confidence * 100:4.0f}%"
         act = r.action + (f" ({r.reason})" if r.reason else "")
+        tag_col = f"{_fmt_values(r.new_tags)[:tw]:<{tw}}  " if tags else ""
         lines.append(f"{name:<{width}}  {_fmt_values(r.current)[:cw]:<{cw}}  {_fmt_values(r.proposed)[:pw]:<{pw}}  "
-                     f"{conf:>5}  {act}")
+                     f"{conf:>5}  {tag_col}{act}")
     return "\n".join(lines) + "\n"
 
 
@@ -133,6 +143,7 @@ def run(args) -> int:
     for ok, msg in ((bool(args.paths), "give one or more PATHs (or --undo JOURNAL)"),
                     (0.0 <= args.min_confidence <= 1.0, "--min-confidence must be within 0..1"),
                     (args.top_k >= 1, "--top-k must be >= 1"), (args.jobs >= 1, "--jobs must be >= 1"),
+                    (0 <= args.tags <= 50, "--tags N must be within 0..50"),
                     (args.write or args.journal is None, "--journal only makes sense with --write")):
         if not ok:
             print(f"genrekit tag: error: {msg}", file=sys.stderr)
@@ -154,9 +165,16 @@ def run(args) -> int:
 
     clf = GenreClassifier.load(args.model, backend=args.backend)
     settings = tagging.TagSettings(policy=args.policy, min_confidence=args.min_confidence, top_k=args.top_k,
-                                   labels=args.labels, touch=args.touch)
+                                   labels=args.labels, touch=args.touch, tags=args.tags)
     jset = settings.journal_settings(model_sha256=clf.identity.get("sha256"))
     cache = tagging.prediction_cache(clf, enabled=not args.no_cache)
+    tag_cache = None
+    if args.tags:
+        try:
+            from genrekit.library.musicnn import summary_cache
+        except ImportError as exc:
+            raise tagging.TagError(f"--tags needs genrekit's musicnn embeddings ({exc})") from None
+        tag_cache = summary_cache(enabled=not args.no_cache)
 
     journal = None
     resumed: set[str] = set()
@@ -184,7 +202,7 @@ def run(args) -> int:
     try:
         for row in tagging.tag_files(files, settings=settings, clf=clf, model=args.model, backend=args.backend,
                                      write=args.write, journal=journal, resumed=resumed, jobs=args.jobs,
-                                     cache=cache, progress=not args.no_progress):
+                                     cache=cache, tag_cache=tag_cache, progress=not args.no_progress):
             rows.append(row)
     except KeyboardInterrupt:
         if journal is not None:

@@ -572,6 +572,9 @@ def remember_prediction(cache, sha256: str, record: dict[str, Any]) -> None:
 # ============================================================================================ a whole run
 
 
+TAGS_FIELD = "GENREKIT_TAGS"  # TXXX:GENREKIT_TAGS in ID3, ----:com.apple.iTunes:GENREKIT_TAGS in MP4
+
+
 @dataclass
 class TagRow:
     """One line of ``genrekit tag``'s report."""
@@ -583,9 +586,14 @@ class TagRow:
     action: str  # would write | written | skipped | unchanged | error | done earlier
     reason: str = ""
     new: list[str] = field(default_factory=list)
+    current_tags: list[str] | None = None  # with --tags: GENREKIT_TAGS now, and what it becomes
+    new_tags: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.new_tags is None and self.current_tags is None:
+            del d["current_tags"], d["new_tags"]
+        return d
 
 
 @dataclass
@@ -595,61 +603,130 @@ class TagSettings:
     top_k: int = 1
     labels: str = "display"
     touch: bool = False
+    tags: int = 0  # write this many musicnn (MSD) tags into TAGS_FIELD; 0: none
 
     def journal_settings(self, *, model_sha256: str | None) -> dict[str, Any]:
-        return {"policy": self.policy, "min_confidence": self.min_confidence, "top_k": self.top_k,
-                "labels": self.labels, "model_sha256": model_sha256}
+        d = {"policy": self.policy, "min_confidence": self.min_confidence, "top_k": self.top_k,
+             "labels": self.labels, "model_sha256": model_sha256}
+        if self.tags:
+            d["tags"] = self.tags
+        return d
+
+
+@dataclass(frozen=True)
+class AnalyseJob:
+    path: str
+    genre: bool  # classify the genre
+    tags: bool  # compute the musicnn summary
+    model: str | None
+    backend: str
+    cache: Any = None
+    tag_cache: Any = None
+
+
+def analyse_file(job: AnalyseJob) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """``(sha256, genre record, musicnn summary, error)`` of one file (module level for process pools)."""
+    digest, rec, summary = "", None, None
+    if job.genre:
+        digest, rec = predict_file(PredictJob(job.path, job.model, job.backend, job.cache))
+        if rec.get("error"):
+            return digest, rec, None, str(rec["error"])
+    if job.tags:
+        from genrekit.library.musicnn import DEFAULT_MODEL, SummaryJob, summary_file
+
+        d2, summary, err = summary_file(SummaryJob(job.path, DEFAULT_MODEL, job.tag_cache))
+        if err:
+            return d2, rec, None, err
+        if digest and d2 != digest:
+            return d2, rec, None, f"{job.path}: changed while being analysed"
+        digest = d2
+    return digest, rec, summary, None
 
 
 def tag_files(files: list[str], *, settings: TagSettings, clf, model: str | None = None,
               backend: str = "torch", write: bool = False, journal: UndoJournal | None = None,
-              resumed: set[str] | None = None, jobs: int = 1, cache=None,
+              resumed: set[str] | None = None, jobs: int = 1, cache=None, tag_cache=None,
               progress: bool = True) -> Iterator[TagRow]:
     """Classify and (with ``write``) tag ``files``; one :class:`TagRow` per file, in completion order.
 
     ``resumed`` holds the files an interrupted run with the same journal already finished: they are
-    reported, not redone. Nothing is written without ``write`` and a ``journal``."""
+    reported, not redone. Nothing is written without ``write`` and a ``journal``. With
+    ``settings.tags`` the top musicnn tags go into :data:`TAGS_FIELD`, genrekit's own field, which is
+    brought up to date whatever the genre policy decides (nothing of the user's is replaced)."""
+    from genrekit.engine import ItemError, run_local
+
     if write and journal is None:
         raise GenrekitError("writing tags needs an undo journal")
     resumed = resumed or set()
-    todo: list[str] = []
-    current: dict[str, list[str]] = {}
+    fields = [TAGS_FIELD] if settings.tags else []
+    if settings.tags:
+        from genrekit.library.musicnn import top_tags
+    todo: list[AnalyseJob] = []
+    current: dict[str, FileTags] = {}
     for path in files:
         real = os.path.realpath(path)
         try:
             if write:
                 cleanup_temp(real)
-            info = read_tags(path)
+            info = read_tags(path, fields=fields)
         except (TagError, OSError) as exc:
             yield TagRow(path, [], [], None, "error", str(exc))
             continue
+        cur_tags = info.extra.get(TAGS_FIELD) if settings.tags else None
         try:  # in a dry run too: it shows what --write would do
             check_writable(real)
         except (TagError, OSError) as exc:
-            yield TagRow(path, info.genres, [], None, "error", str(exc), info.genres)
+            yield TagRow(path, info.genres, [], None, "error", str(exc), info.genres, cur_tags)
             continue
-        current[path] = info.genres
+        current[path] = info
+        genre = needs_prediction(info.genres, policy=settings.policy)
         if real in resumed:
-            yield TagRow(path, info.genres, [], None, "done earlier", "written by the interrupted run", info.genres)
-        elif not needs_prediction(info.genres, policy=settings.policy):
+            yield TagRow(path, info.genres, [], None, "done earlier", "written by the interrupted run", info.genres,
+                         cur_tags, cur_tags)
+        elif not genre and not settings.tags:
             d = decide(info.genres, None, policy=settings.policy)
             yield TagRow(path, info.genres, [], None, "skipped", d.reason)
         else:
-            todo.append(path)
-    for path, digest, rec in predict_files(todo, clf=clf, model=model, backend=backend, jobs=jobs, cache=cache,
-                                           progress=progress):
-        d = decide(current[path], rec, policy=settings.policy, min_confidence=settings.min_confidence,
-                   top_k=settings.top_k, labels=settings.labels)
-        row = TagRow(path, current[path], d.proposed, d.confidence,
-                     {"write": "would write", "skip": "skipped"}.get(d.action, d.action), d.reason, d.values)
-        if d.action == "write" and write:
+            todo.append(AnalyseJob(path, genre, bool(settings.tags), model, backend, cache, tag_cache))
+    use_classifier(clf, model=model, backend=backend)
+    for job, res in run_local(analyse_file, todo, jobs=jobs, progress=progress, desc="classify"):
+        path, info = job.path, current[job.path]
+        cur_tags = info.extra.get(TAGS_FIELD) if settings.tags else None
+        if isinstance(res, ItemError):
+            res = ("", None, None, f"{path}: {res}")
+        digest, rec, summary, err = res
+        if err:
+            yield TagRow(path, info.genres, [], None, "error", err, info.genres, cur_tags)
+            continue
+        if rec is not None:
+            d = decide(info.genres, rec, policy=settings.policy, min_confidence=settings.min_confidence,
+                       top_k=settings.top_k, labels=settings.labels)
+        else:
+            d = decide(info.genres, None, policy=settings.policy)
+        values: dict[str, list[str]] = {}
+        if d.action == "write":
+            values["genre"] = d.values
+        new_tags = cur_tags
+        if summary is not None:
+            new_tags = [t for t, _ in top_tags(summary, settings.tags)]
+            if new_tags != cur_tags:
+                values[TAGS_FIELD] = new_tags
+        reason = d.reason
+        if values and "genre" not in values:
+            reason = f"tags only; genre {'kept' if d.action == 'skip' else d.action}"
+        action = "would write" if values else {"skip": "skipped"}.get(d.action, d.action)
+        row = TagRow(path, info.genres, d.proposed, d.confidence, action, reason,
+                     d.values if "genre" in values else info.genres, cur_tags, new_tags)
+        if values and write:
             assert journal is not None
             try:
-                res = write_genres(path, {"genre": d.values}, journal=journal, expected_sha256=digest,
-                                   touch=settings.touch)
+                res_w = write_genres(path, values, journal=journal, expected_sha256=digest, touch=settings.touch)
             except (TagError, FileChangedError, OSError) as exc:
                 row.action, row.reason = "error", str(exc)
             else:
                 row.action = "written"
-                remember_prediction(cache, res.after_sha256, rec)
+                if rec is not None:
+                    remember_prediction(cache, res_w.after_sha256, rec)
+                if summary is not None and tag_cache is not None:
+                    tag_cache.put(res_w.after_sha256, summary)
         yield row
