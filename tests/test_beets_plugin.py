@@ -53,7 +53,8 @@ def library_items(home: Path) -> dict[str, dict]:
         "    g = list(it.get('genres') or []) if 'genres' in it._fields else ([it.genre] if it.genre else [])\n"
         "    out[it.title] = {'genres': g, 'path': os.fsdecode(it.path),\n"
         "                     'genrekit_genre': it.get('genrekit_genre'),\n"
-        "                     'genrekit_confidence': it.get('genrekit_confidence')}\n"
+        "                     'genrekit_confidence': it.get('genrekit_confidence'),\n"
+        "                     'genrekit_tags': it.get('genrekit_tags')}\n"
         "print(json.dumps(out))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], env=_env(home), capture_output=True, text=True, check=True)
@@ -116,10 +117,15 @@ def test_import_hook_classifies_new_items_when_enabled(tmp_path, tiny_model):
     src = tmp_path / "incoming"
     _tracks(src, 3)
     make_file(src / "has_genre.flac", "flac", genre=["Jazz"], seed=9, picture=False)
-    _configure(home, model=tiny_model, auto=True)
+    _configure(home, model=tiny_model, auto=True, extra="  tags: 3\n")
     beet(home, "import", "-q", str(src))
     items = library_items(home)
     assert len(items) == 4
+    from genrekit.embeddings import tag_names
+
+    for it in items.values():  # musicnn tags for every item, the genre policy notwithstanding
+        tags = it["genrekit_tags"].split(", ")
+        assert len(tags) == 3 and set(tags) <= set(tag_names("MSD_musicnn")), it
     assert items["Track 9 — ✓"]["genres"] == ["Jazz"]  # only-empty: kept
     fresh = [it for t, it in items.items() if t != "Track 9 — ✓"]
     assert all(it["genres"] and it["genres"][0] in ("Blues", "Metal") for it in fresh)

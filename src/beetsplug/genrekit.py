@@ -4,7 +4,8 @@
 (``genres`` in beets >= 2.6, ``genre`` before), with the policies of ``genrekit tag`` (only-empty by
 default, ``--overwrite``, ``--append``, ``--min-confidence``, ``--top-k``), so both give the same values.
 Scores go into flexible attributes: ``genrekit_genre`` (the model's best label), ``genrekit_confidence``
-and ``genrekit_scores`` (``label=score`` pairs). With ``auto: yes`` new imports are classified too.
+and ``genrekit_scores`` (``label=score`` pairs); with ``tags: N`` the N most probable musicnn (MSD) tags
+go into ``genrekit_tags`` (``electronic, dance, House``), whatever the genre policy decides. With ``auto: yes`` new imports are classified too.
 
 beets finds this module as ``beetsplug.genrekit``: ``beetsplug`` is a namespace package, and genrekit
 ships this one file in it (``pip install "genrekit[beets]"``).
@@ -21,6 +22,7 @@ Configuration (all optional)::
         backend: torch      # or onnx
         jobs: 1             # classification worker processes
         cache: yes          # reuse predictions by file content (shared with genrekit tag)
+        tags: 0             # N > 0: the N most probable musicnn tags into genrekit_tags
 """
 
 from __future__ import annotations
@@ -56,13 +58,14 @@ class GenrekitPlugin(BeetsPlugin):
         "genrekit_genre": types.STRING,
         "genrekit_confidence": types.FLOAT,
         "genrekit_scores": types.STRING,
+        "genrekit_tags": types.STRING,
     }
 
     def __init__(self) -> None:
         super().__init__()
         self.config.add({
             "auto": False, "policy": "only-empty", "min_confidence": 0.0, "top_k": 1, "labels": "display",
-            "model": None, "backend": "torch", "jobs": 1, "cache": True,
+            "model": None, "backend": "torch", "jobs": 1, "cache": True, "tags": 0,
         })
         self._clf = None
         if self.config["auto"].get(bool):
@@ -142,7 +145,29 @@ class GenrekitPlugin(BeetsPlugin):
                 if d.action == "write":
                     set_item_genres(item, d.values)
                 item.try_sync(write=write, move=False)
+        n_tags = int(self.config["tags"].get(int))
+        if n_tags > 0 and not pretend:
+            self._store_tags(items, n_tags, write=write, jobs=jobs, counts=counts)
         return counts
+
+    def _store_tags(self, items: list[Item], n: int, *, write: bool, jobs: int | None,
+                    counts: dict[str, int]) -> None:
+        from genrekit.library import musicnn
+
+        cache = musicnn.summary_cache(enabled=self.config["cache"].get(bool))
+        by_path: dict[str, list[Item]] = {}
+        for item in items:
+            by_path.setdefault(os.fsdecode(item.path), []).append(item)
+        for path, _digest, summary, err in musicnn.summaries(list(by_path), jobs=int(jobs or self.config["jobs"].get(int)),
+                                                             cache=cache, progress=False):
+            if err or summary is None:
+                counts["tag errors"] = counts.get("tag errors", 0) + len(by_path[path])
+                self._log.warning("{}: {}", path, err)
+                continue
+            tags = ", ".join(t for t, _ in musicnn.top_tags(summary, n))
+            for item in by_path[path]:
+                item["genrekit_tags"] = tags
+                item.try_sync(write=write, move=False)
 
     # ------------------------------------------------------------------------------------ beets hooks
     def commands(self) -> list[ui.Subcommand]:
