@@ -116,11 +116,10 @@ def test_index_updates_only_new_changed_and_removed_files(tmp_path):
         similar.load_index(tmp_path / "nothing")
 
 
-def test_cli_similar_with_real_musicnn_embeddings(tmp_path, capsys):
-    """Two kinds of sound in a small library: each track's nearest neighbours are its own kind."""
+def two_kinds(lib):
+    """A small library of two kinds of sound: 4 low tones and 4 noisy click tracks."""
     from helpers import tone
 
-    lib = tmp_path / "lib"
     sr = 22050
     rng = np.random.default_rng(0)
     for i in range(4):
@@ -130,6 +129,15 @@ def test_cli_similar_with_real_musicnn_embeddings(tmp_path, capsys):
         clicks[:: int(sr / (4 + i))] = 0.9
         clicks += 0.3 * rng.standard_normal(clicks.size).astype(np.float32)
         make_file(lib / f"noise{i}.flac", "flac", clicks, picture=False, seed=10 + i)
+    return lib
+
+
+def test_cli_similar_with_real_musicnn_embeddings(tmp_path, capsys):
+    """Each track's nearest neighbours are its own kind."""
+    from helpers import tone
+
+    lib = two_kinds(tmp_path / "lib")
+    sr = 22050
     ix = tmp_path / "ix"
     assert main(["similar", "--library", str(lib), "--index", str(ix), "--no-progress"]) == 0
     assert "8 tracks (8 new" in capsys.readouterr().err
@@ -147,6 +155,31 @@ def test_cli_similar_with_real_musicnn_embeddings(tmp_path, capsys):
                  "--format", "json"]) == 0
     assert all(n["file"].startswith("tone") for n in json.loads(capsys.readouterr().out)[0]["similar"])
     assert main(["similar", "--library", str(tmp_path / "nope")]) == 2
+
+
+def test_server_lists_similar_library_tracks_for_an_upload(tmp_path, tiny_model):
+    """`genrekit serve --library`: /api/predict?similar=K answers the library's nearest tracks, the upload
+    itself (a library file) left out; without a library the parameter is refused."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from genrekit.serve import create_app
+
+    lib = two_kinds(tmp_path / "lib")
+    index, _ = similar.update_index(lib, index_dir=tmp_path / "ix", progress=False)
+    with TestClient(create_app(tiny_model, library=index, library_root=lib)) as c:
+        assert c.get("/api/health").json()["library"] == {"tracks": 8}
+        data = (lib / "tone1.flac").read_bytes()
+        r = c.post("/api/predict?similar=3", files={"file": ("tone1.flac", data)})
+        assert r.status_code == 200, r.text
+        near = r.json()["similar"]
+        assert [n["file"].startswith("tone") for n in near] == [True] * 3 and "tone1.flac" not in [n["file"] for n in near]
+        assert all(0 < n["similarity"] <= 1 for n in near)
+        assert "similar" not in c.post("/api/predict", files={"file": ("t.flac", data)}).json()
+    with TestClient(create_app(tiny_model)) as c:
+        assert c.get("/api/health").json()["library"] is None
+        r = c.post("/api/predict?similar=3", files={"file": ("t.flac", data)})
+        assert r.status_code == 422 and "--library" in r.json()["error"]
 
 
 @pytest.mark.shared

@@ -111,3 +111,47 @@ def test_batch_table_sort_downloads_and_player(chromium, live_server, tmp_path):
             browser.close()
     problems = [x for x in problems if "status of 415" not in x]
     assert problems == [], f"{problems}; screenshot: {shot}"
+
+
+def test_similar_in_this_library_panel(chromium, tiny_model, tmp_path):  # noqa: F811
+    """With a library, the detail view lists the library's tracks nearest to the upload."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from genrekit.library import similar
+    from genrekit.serve import create_app
+    from test_library_similar import two_kinds
+
+    lib = two_kinds(tmp_path / "lib")
+    index, _ = similar.update_index(lib, index_dir=tmp_path / "ix", progress=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(tiny_model, library=index, library_root=lib), log_level="warning"))
+    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(url + "/")
+                page.locator("#limits", has_text="MB").wait_for()
+                page.set_input_files("#file-input", str(lib / "noise2.flac"))
+                page.locator("#similar-box:not([hidden]) #similar li").nth(2).wait_for(timeout=60_000)
+                items = page.eval_on_selector_all("#similar li .file", "xs => xs.map(x => x.textContent)")
+                assert len(items) == 7 and "noise2.flac" not in items  # the other 7 tracks, itself left out
+                assert all(x.startswith("noise") for x in items[:3]), items
+            finally:
+                browser.close()
+    finally:
+        server.should_exit = True
+        t.join(10)
+        sock.close()

@@ -9,6 +9,7 @@ const PARALLEL = 2;  // the server's default --workers: more in flight would onl
 const $ = (id) => document.getElementById(id);
 let genres = [];
 let maxUploadMb = null;
+let libraryTracks = 0;  // the server's --library size: > 0 turns on the "similar" panel
 let rows = [];          // {id, name, file, status: queued|working|done|error, rec, error}
 let nextId = 1;
 let sortKey = null;
@@ -48,7 +49,9 @@ async function loadInfo() {
   try {
     const [g, h] = await Promise.all([fetch("/api/genres"), fetch("/api/health")]);
     genres = (await g.json()).genres || [];
-    maxUploadMb = (await h.json()).max_upload_mb;
+    const health = await h.json();
+    maxUploadMb = health.max_upload_mb;
+    libraryTracks = (health.library && health.library.tracks) || 0;
     $("limits").textContent = `wav, flac, ogg, mp3, m4a, opus, … up to ${maxUploadMb} MB each, several at once. ` +
       `Genres: ${genres.join(", ")}.`;
   } catch (e) {
@@ -140,9 +143,28 @@ function render(row) {
   drawBars(rec);
   drawSpectrogram(rec);
   drawTimeline(rec);
+  drawSimilar(rec);
   startPlayer(row);
   $("result").hidden = false;
   drawTable();
+}
+
+function drawSimilar(rec) {
+  const ol = $("similar");
+  ol.replaceChildren();
+  const near = rec.similar || [];
+  for (const n of near) {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "file";
+    name.textContent = n.file;
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    pct.textContent = `${(100 * n.similarity).toFixed(1)}%`;
+    li.append(name, pct);
+    ol.appendChild(li);
+  }
+  $("similar-box").hidden = !rec.similar;
 }
 
 // ------------------------------------------------------------------------------------ the player
@@ -370,7 +392,8 @@ async function classify(row) {
   const k = Math.max(genres.length, 1);
   let res, body;
   try {
-    res = await fetch(`/api/predict?segments=true&spectrogram=true&top_k=${k}`, { method: "POST", body: form });
+    const near = libraryTracks ? "&similar=10" : "";
+    res = await fetch(`/api/predict?segments=true&spectrogram=true&top_k=${k}${near}`, { method: "POST", body: form });
     body = await res.json().catch(() => ({}));
   } catch (e) {
     fail(row, `Upload of ${row.name} failed: ${e}`);
