@@ -102,8 +102,9 @@ def test_100_real_files_kill_9_rerun_and_undo(tmp_path, gtzan):
         assert other_tags(p) == tags[p], p  # every other tag and the pictures kept
         assert p.stat().st_mtime_ns == mtimes[p]
         assert not tagging.temp_path_for(p).exists()
-    patch_bytes = sum(int(len(c["patch"]["head"]) * 3 / 4) + sum(len(r[1]) * 3 // 4 for r in c["patch"]["runs"])
-                      for c in state.changes)
+    from genrekit.library.undo import patch_size
+
+    patch_bytes = sum(patch_size(c["patch"]) for c in state.changes)
 
     r = subprocess.run([sys.executable, "-m", "genrekit", "tag", "--undo", str(jpath)], env=env,
                        capture_output=True, text=True, timeout=600)

@@ -2,11 +2,9 @@
 
 A tag edit changes a few hundred bytes of a file (or shifts the audio behind a grown tag). Instead of
 keeping a full backup of every file, each change is recorded as a patch that turns the *new* bytes back
-into the *old* ones: the common prefix is kept, the old bytes of the changed head are stored, and the
-rest is aligned on the file's end (so audio shifted by a grown tag still matches) with the few differing
-byte runs stored (an Ogg stream whose pages were renumbered differs by 8 bytes a page). A patch is only
-used after it has been checked to rebuild the original exactly (sha256), otherwise it falls back to the
-whole original.
+into the *old* ones (:func:`make_patch`: copies of stretches of the new file plus the few old bytes
+that differ). A patch is only used after it has been checked to rebuild the original exactly,
+otherwise the whole original is stored.
 
 The journal is JSON lines, every line flushed and fsynced before the next step:
 
@@ -38,8 +36,6 @@ from genrekit.errors import GenrekitError
 
 JOURNAL_FORMAT = "genrekit-tag-journal"
 JOURNAL_VERSION = 1
-RUN_GAP = 32  # differing bytes closer than this are stored as one run (fewer, larger runs)
-MAX_RUNS = 100_000
 
 
 class JournalError(GenrekitError):
@@ -57,32 +53,78 @@ def sha256_bytes(data: bytes) -> str:
 # ============================================================================================ patches
 
 
+PROBE = 32  # bytes of the old file looked up in the new one to find where a stretch moved to
+STEP = 8  # old bytes taken literally when no stretch matches
+WINDOW = 4096  # look near where the last match ended first (tag edits shift data by little)
+MAX_FAR = 64  # whole-file searches per patch (data moved far, e.g. a grown MP4 moov)
+
+
+def _match_len(a: np.ndarray, b: np.ndarray, i: int, j: int, limit: int) -> int:
+    """Length of the common run of ``a[i:]`` and ``b[j:]`` (at most ``limit``), compared in chunks."""
+    n, chunk = 0, 4096
+    limit = min(limit, a.size - i, b.size - j)
+    while n < limit:
+        m = min(chunk, limit - n)
+        neq = np.flatnonzero(a[i + n: i + n + m] != b[j + n: j + n + m])
+        if neq.size:
+            return n + int(neq[0])
+        n += m
+        chunk = min(chunk * 4, 1 << 22)
+    return n
+
+
 def make_patch(old: bytes, new: bytes) -> dict[str, Any]:
-    """A JSON-able patch that rebuilds ``old`` from ``new`` (see the module docstring); verified."""
+    """A JSON-able patch that rebuilds ``old`` from ``new``; verified before it is returned.
+
+    The patch is a list of operations: copy a stretch of the new bytes (``["c", offset, length]``) or
+    insert stored old bytes (``["l", base64]``). Stretches are found rsync-style, by looking each
+    ``PROBE`` bytes of the old file up in the new one, near the last match first: a tag that grew into
+    its padding shifts the frames after it by a few bytes, an Ogg stream's renumbered pages differ by 8
+    bytes each, an MP4's ``mdat`` moves behind a grown ``moov``; all of these come out as long copies
+    and a few stored bytes. Should the result not rebuild ``old`` exactly, or not be smaller than
+    ``old``, the patch stores the whole original instead."""
     a = np.frombuffer(old, dtype=np.uint8)
     b = np.frombuffer(new, dtype=np.uint8)
     m = min(a.size, b.size)
     neq = np.flatnonzero(a[:m] != b[:m])
     prefix = int(neq[0]) if neq.size else m
-    n = min(a.size, b.size) - prefix  # aligned tail length
-    ta, tb = a[a.size - n:], b[b.size - n:]
-    diff = np.flatnonzero(ta != tb)
-    runs: list[list[Any]] = []
-    if diff.size:
-        breaks = np.flatnonzero(np.diff(diff) > RUN_GAP)
-        starts = np.concatenate([[diff[0]], diff[breaks + 1]])
-        ends = np.concatenate([diff[breaks], [diff[-1]]]) + 1
-        if starts.size <= MAX_RUNS:
-            runs = [[int(s), _b64(ta[s:e].tobytes())] for s, e in zip(starts, ends, strict=True)]
+    tail_a, tail_b = a[prefix:][::-1], b[prefix:][::-1]
+    mm = min(tail_a.size, tail_b.size)
+    neq = np.flatnonzero(tail_a[:mm] != tail_b[:mm])
+    suffix = int(neq[0]) if neq.size else mm
+    end = len(old) - suffix
+    ops: list[list[Any]] = [["c", 0, prefix]] if prefix else []
+    lit = bytearray()
+    stored = 0
+    i, guess, far = prefix, prefix, 0
+    budget = max(len(old) // 2, 1 << 16)
+    while i < end and stored <= budget:
+        j = -1
+        if i + PROBE <= end:
+            probe = old[i: i + PROBE]
+            j = new.find(probe, max(0, guess - WINDOW), guess + WINDOW + PROBE)
+            if j < 0 and not lit and far < MAX_FAR:
+                far += 1
+                j = new.find(probe)
+        if j >= 0:
+            n = _match_len(a, b, i, j, end - i)
+            if lit:
+                ops.append(["l", _b64(bytes(lit))])
+                lit = bytearray()
+            ops.append(["c", j, n])
+            i, guess = i + n, j + n
         else:
-            prefix, n, runs = 0, 0, []
-    head = old[prefix: len(old) - n]
-    patch = {"prefix": prefix, "head": _b64(head), "tail": n, "runs": runs, "new_size": len(new),
-             "old_sha256": sha256_bytes(old)}
-    stored = len(head) + sum(len(r[1]) * 3 // 4 for r in runs)
-    if stored > len(old) or apply_patch(new, patch) != old:  # never trust a patch that does not rebuild
-        patch = {"prefix": 0, "head": _b64(old), "tail": 0, "runs": [], "new_size": len(new),
-                 "old_sha256": patch["old_sha256"]}
+            step = min(STEP, end - i)
+            lit += old[i: i + step]
+            stored += step
+            i += step
+    if lit:
+        ops.append(["l", _b64(bytes(lit))])
+    if suffix:
+        ops.append(["c", len(new) - suffix, suffix])
+    patch = {"ops": ops, "new_size": len(new), "old_sha256": sha256_bytes(old)}
+    if i < end or stored >= len(old) or apply_patch(new, patch) != old:  # never trust a patch that does not rebuild
+        patch = {"ops": [["l", _b64(old)]], "new_size": len(new), "old_sha256": patch["old_sha256"]}
     return patch
 
 
@@ -90,17 +132,23 @@ def apply_patch(new: bytes, patch: dict[str, Any]) -> bytes:
     """The old bytes a patch from :func:`make_patch` describes, given the new bytes."""
     if len(new) != patch["new_size"]:
         raise FileChangedError(f"patch expects {patch['new_size']} bytes, the file has {len(new)}")
-    p, n = int(patch["prefix"]), int(patch["tail"])
-    tail = bytearray(new[len(new) - n:] if n else b"")
-    for off, data in patch["runs"]:
-        chunk = base64.b64decode(data)
-        tail[off: off + len(chunk)] = chunk
-    return bytes(new[:p]) + base64.b64decode(patch["head"]) + bytes(tail)
+    out = bytearray()
+    for op in patch["ops"]:
+        if op[0] == "c":
+            off, n = int(op[1]), int(op[2])
+            if off < 0 or off + n > len(new):
+                raise FileChangedError("patch copies beyond the end of the file (journal damaged?)")
+            out += new[off: off + n]
+        elif op[0] == "l":
+            out += base64.b64decode(op[1])
+        else:
+            raise FileChangedError(f"unknown patch operation {op[0]!r} (journal damaged?)")
+    return bytes(out)
 
 
 def patch_size(patch: dict[str, Any]) -> int:
     """Bytes of original data the patch stores (what undo costs on disk, before base64)."""
-    return len(base64.b64decode(patch["head"])) + sum(len(base64.b64decode(r[1])) for r in patch["runs"])
+    return sum(len(base64.b64decode(op[1])) for op in patch["ops"] if op[0] == "l")
 
 
 def _b64(data: bytes) -> str:
