@@ -21,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from genrekit import datasets, spectrogram, splits
-    from genrekit.deep import DEEP_MODELS, load_logmels, make_slices
+    from genrekit.experiments import load_logmels, make_slices
     from genrekit.models.deep import DeepModel
+    from genrekit.models.registry import model_names
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="GTZAN root (default ../shared/data/gtzan)")
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; torch threads {args.threads}")
     print("\n| model | parameters | s/epoch | projected 30 epochs (min) |\n|---|---|---|---|")
     for arch in args.archs.split(","):
-        if arch not in DEEP_MODELS:
+        if arch not in model_names("deep"):
             print(f"unknown model {arch}", file=sys.stderr)
             return 2
         m = DeepModel(arch, epochs=args.epochs, augment="default", input=spectrogram.input_description(),

@@ -3,7 +3,7 @@
     python scripts/build_pretrained.py --data ../shared/data/gtzan
 
 1. Spectrogram member: the short-chunk CNN trained on the fault-filtered TRAIN tracks (Kaggle images,
-   audio where present), early-stopped on the VALID tracks (``genrekit.deep.train_run``).
+   audio where present), early-stopped on the VALID tracks (``genrekit.experiments.run``).
 2. Feature member: logistic regression on Kaggle's features minus the four HPSS columns (cheap to compute
    at prediction time), fitted on TRAIN, its C tuned on VALID, stored as numpy arrays (no sklearn to load).
 3. The blend weight is chosen on VALID; then the hybrid is scored once on the 290 TEST tracks and the
@@ -48,25 +48,22 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from genrekit import GENRES, datasets, splits
-    from genrekit.deep import train_run
-    from genrekit.evaluate import evaluate_model
+    from genrekit.experiments import evaluate_model, run, trained_tracks, write_run
     from genrekit.models import load_model
     from genrekit.models.classic import SklearnModel
     from genrekit.models.hybrid import HybridModel
     from genrekit.models.linear import LinearModel
     from genrekit.predict import GenreClassifier
-    from genrekit.reports import write_run_report
 
     t0 = time.time()
     deep_run = Path(args.deep_run)
     if args.retrain or not (deep_run / "model.safetensors").is_file():
         print(f"training the spectrogram member ({args.arch}, augment {args.augment}) ...", file=sys.stderr)
-        train_run(args.arch, args.data, "fault-filtered", deep_run, seed=args.seed, epochs=args.epochs,
-                  augment=args.augment, patience=12, progress=True, refit=args.refit)
+        run("fault-filtered", args.arch, args.data, seed=args.seed, out=deep_run, refit=args.refit, progress=True,
+            params={"epochs": args.epochs, "augment": args.augment, "patience": 12})
     deep = load_model(deep_run / "model.safetensors")
-    trained_on = deep.meta_.get("trained_on", {})
     ff = splits.fault_filtered()
-    if set(trained_on.get("train_tracks", [])) & set(ff["test"]):
+    if trained_tracks(deep.meta_) & set(ff["test"]):
         raise SystemExit("the spectrogram member saw fault-filtered test tracks: refusing to ship it")
 
     # feature member on the Kaggle table, without the HPSS columns
@@ -90,16 +87,16 @@ def main(argv=None) -> int:
 
     # one look at TEST
     clf = GenreClassifier(hybrid, path="candidate")
-    metrics, arrays = evaluate_model(clf, args.data, protocol="fault-filtered", progress=False)
-    deep_only, _ = evaluate_model(GenreClassifier(deep, path="deep member"), args.data, protocol="fault-filtered",
-                                  progress=False)
-    seen = sorted(set(trained_on.get("train_tracks", [])) | set(trained_on.get("valid_tracks", []))
-                  | set(ff["train"]) | set(ff["valid"]))
+    result = evaluate_model(clf, args.data, protocol="fault-filtered", progress=False)
+    metrics = result.metrics
+    deep_only = evaluate_model(GenreClassifier(deep, path="deep member"), args.data, protocol="fault-filtered",
+                               progress=False).metrics
+    seen = sorted(trained_tracks(deep.meta_) | set(ff["train"]) | set(ff["valid"]))
     card = {
         "name": "genrekit-gtzan-default",
         "protocol": "fault-filtered", "level": "track",
-        "track_accuracy": metrics["track_accuracy"], "macro_f1": metrics["macro_f1"], "n_tracks": metrics["n_tracks"],
-        "sources": metrics["sources"], "deep_member_track_accuracy": deep_only["track_accuracy"],
+        "track_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "n_tracks": metrics["n_tracks"],
+        "sources": metrics["sources"], "deep_member_track_accuracy": deep_only["accuracy"],
         "valid_accuracy": accs.get(best), "feature_weight": best, "valid_grid": accs,
         "per_class": metrics["per_class"], "confusion": metrics["confusion"], "classes": list(GENRES),
         "command": "python scripts/build_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -112,7 +109,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     hybrid.save(out, extra_meta={"name": "genrekit-gtzan-default", "card": card, "train_tracks": seen})
     report_dir = ROOT / "runs" / "pretrained-eval"
-    write_run_report(report_dir, {**metrics, "model": "genrekit-gtzan-default"}, **arrays)
+    result.model = "genrekit-gtzan-default"
+    write_run(report_dir, result)
     print(json.dumps({k: card[k] for k in ("track_accuracy", "macro_f1", "n_tracks", "deep_member_track_accuracy",
                                            "valid_accuracy", "feature_weight", "sources")}, indent=2))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); reports in {report_dir}", file=sys.stderr)
@@ -121,7 +119,7 @@ def main(argv=None) -> int:
 
 def _weight_on_valid(deep, tab, table, ff, data_path) -> tuple[float, dict[float, float]]:
     """The feature member's weight with the best VALID track accuracy, members as they will be served."""
-    from genrekit.deep import load_logmels
+    from genrekit.experiments import load_logmels
     from genrekit.models.hybrid import HybridModel
     from genrekit.predict import GenreClassifier
 

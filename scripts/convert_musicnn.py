@@ -16,7 +16,7 @@ Each safetensors file carries JSON metadata: tag names, input settings, the whee
 TF name every tensor came from.
 
 Why float32 by default: with float16-rounded weights the taggram moves by up to 1.8e-3 and the
-penultimate layer by up to 1.3e-2 (measured, docs/embeddings.md), 20 to 100 times the 1e-4 tolerance
+penultimate layer by up to 1.3e-2 (measured, docs/embeddings.md), 15 to 125 times the 1e-4 tolerance
 against the original TF outputs; float32 costs 3.2 MB per model. ``--dtype float16`` is kept to re-run
 that check.
 """

@@ -86,33 +86,32 @@ def main(argv: list[str] | None = None) -> int:
     if (out / f"seed{seeds[0]}" / "fold0").is_dir():
         return _kfold_ensemble(args, seeds, out, t0, argv)
 
-    from genrekit.evaluate import evaluate_model
+    from genrekit.experiments import evaluate_model, read_metrics, trained_tracks, write_run
     from genrekit.models import load_model
     from genrekit.models.hybrid import HybridModel
     from genrekit.predict import GenreClassifier
-    from genrekit.reports import write_json, write_run_report
+    from genrekit.reports import write_json
 
     members = [load_model(out / f"seed{s}" / "model.safetensors") for s in seeds]
-    seen: set[str] = set()
-    for m in members:
-        rec = m.meta_.get("trained_on", {})
-        seen |= set(rec.get("train_tracks", [])) | set(rec.get("valid_tracks", []))
+    seen: set[str] = set().union(*(trained_tracks(m.meta_) for m in members))
     ensemble = HybridModel(members).fit()
     clf = GenreClassifier(ensemble, path=str(out / "model.safetensors"))
-    metrics, arrays = evaluate_model(clf, args.data, protocol=args.protocol, progress=False)
-    member_scores = [json.loads((out / f"seed{s}" / "metrics.json").read_text()).get("accuracy") for s in seeds]
+    result = evaluate_model(clf, args.data, protocol=args.protocol, progress=False)
+    metrics = result.metrics
+    member_scores = [read_metrics(out / f"seed{s}").get("accuracy") for s in seeds]
     like_train = _fold_scores(args, seeds, out)[0]
     card = {
         "what": f"mean log-probability ensemble of {len(seeds)} {args.model} models (seeds {seeds})",
         "protocol": args.protocol, "level": "track", "refit": bool(args.refit), "epochs": args.epochs,
-        "track_accuracy": metrics["track_accuracy"], "macro_f1": metrics["macro_f1"],
+        "track_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
         "n_tracks": metrics["n_tracks"], "sources": metrics.get("sources"), "member_track_accuracies": member_scores,
         "scored_like_train_run": like_train,
         "command": "python scripts/deep_ensemble.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seconds": round(time.time() - t0, 1),
     }
     ensemble.save(out / "model.safetensors", extra_meta={"name": out.name, "card": card, "train_tracks": sorted(seen)})
-    write_run_report(out, {**metrics, "model": f"{args.model} x{len(seeds)} ensemble"}, **arrays)
+    result.model = f"{args.model} x{len(seeds)} ensemble"
+    write_run(out, result)
     write_json(out / "ensemble.json", card)
     print(json.dumps({k: card[k] for k in ("track_accuracy", "macro_f1", "n_tracks", "member_track_accuracies")}))
     return 0
@@ -124,7 +123,7 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
     import numpy as np
 
     from genrekit import spectrogram, splits
-    from genrekit.deep import load_logmels, make_slices
+    from genrekit.experiments import load_logmels, make_slices, trained_tracks
     from genrekit.metrics import aggregate_tracks
     from genrekit.models import load_model
 
@@ -146,7 +145,7 @@ def _fold_scores(args, seeds: list[int], out: Path) -> list[dict]:
         members = [load_model(out / f"seed{s}" / sub / "model.safetensors") for s in seeds]
         test = set(map(str, fold.test))
         for s, m in zip(seeds, members, strict=True):
-            seen = set(m.meta_.get("trained_on", {}).get("train_tracks", []))
+            seen = trained_tracks(m.meta_)
             if seen & test:
                 raise SystemExit(f"seed {s} fold {fold.index} trained on {len(seen & test)} of this fold's test "
                                  "tracks: the members' folds differ (use one --split-seed)")

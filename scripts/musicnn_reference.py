@@ -20,6 +20,11 @@ Two steps, because genrekit never imports TensorFlow and the original never sees
            --waves /tmp/musicnn_waves.npz --out tests/data/musicnn_reference.npz [--wheel PATH]
 
 Only the outputs and a few log-mel frames are committed (float32, < 1 MB), never the audio.
+
+3. In genrekit's venv, print how far genrekit's port is from those references (float32 weights, and
+   float16-rounded weights for the storage decision) and its speed on one CPU thread::
+
+       OMP_NUM_THREADS=1 .venv/bin/python scripts/musicnn_reference.py check
 """
 
 from __future__ import annotations
@@ -177,6 +182,81 @@ def compute(waves_path: Path, out: Path, wheel: Path | None) -> None:
     print(f"{out}: {out.stat().st_size:,} bytes")
 
 
+def check(reference: Path, gtzan_root: Path) -> None:
+    """Step 3 (genrekit venv): agreement with the references, float16 weights, one-thread speed."""
+    import time
+
+    import torch
+
+    from genrekit import embeddings as E
+    from genrekit.audio import load
+
+    torch.set_num_threads(1)
+    ref = np.load(reference)
+    names, hops = [str(n) for n in ref["names"]], [int(h) for h in ref["hops"]]
+    seconds = {n: s for n, _, s in SYNTH}
+    waves_: list[np.ndarray] = []
+    for name in names:
+        kind, what = name.split(":", 1)
+        if kind == "synth":
+            waves_.append(synth_clip(int(what), seconds=seconds[name]))
+        else:
+            waves_.append(load(gtzan_root / "audio" / what, sr=SR))
+    logmel_err = max(
+        float(np.abs(E.musicnn_input(y)[sl] - ref[f"{i}/logmel_{part}"]).max())
+        for i, y in enumerate(waves_) for part, sl in (("head", slice(0, LOGMEL_KEEP)), ("tail", slice(-LOGMEL_KEEP, None)))
+    )
+    print(f"log-mel vs librosa + musicnn's float16/log: max abs error {logmel_err:.2e} ({len(names)} clips)")
+
+    def net_with(model: str, half: bool):
+        net = E.load_musicnn(model)
+        if not half:
+            return net
+        rounded = E.Musicnn()
+        rounded.load_state_dict({k: v.half().float() if v.is_floating_point() else v
+                                 for k, v in net.state_dict().items()})
+        return rounded.eval()
+
+    for half in (False, True):
+        print("float16-rounded weights, computed in float32:" if half else "float32 weights:")
+        for model in MODELS:
+            net = net_with(model, half)
+            worst: dict[str, float] = {}
+            for i, y in enumerate(waves_):
+                x = torch.from_numpy(E.patches(E.musicnn_input(y), hop=hops[i]))
+                with torch.inference_mode():
+                    outs = [t.numpy() for t in net(x)]
+                for key, got in zip(("taggram", "penultimate", "mean_pool", "max_pool"), outs, strict=True):
+                    r = ref[f"{i}/{model}/{key}"]
+                    err = float(np.abs(got - r).max())
+                    worst[key] = max(worst.get(key, 0.0), err)
+                    if key.endswith("pool"):
+                        worst[key + " / max|ref|"] = max(worst.get(key + " / max|ref|", 0.0), err / float(np.abs(r).max()))
+            print(f"  {model}: " + ", ".join(f"{k} {v:.2e}" for k, v in worst.items()))
+
+    y = next((w for w, n in zip(waves_, names, strict=True) if n.startswith("gtzan:")), None)
+    if y is None:
+        return
+    x = E.patches(E.musicnn_input(y))
+
+    def cpu(f, repeats: int = 3) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.process_time()
+            f()
+            best = min(best, time.process_time() - t)
+        return best
+
+    E.run_patches(x)
+    print(f"speed, one thread, CPU seconds per {y.size / SR:.0f} s clip ({x.shape[0]} patches):")
+    print(f"  front end (log-mel): {cpu(lambda: E.musicnn_input(y)) * 1000:.1f} ms")
+    for b in (1, 2, 4, 10):
+        print(f"  network, batch {b}: {cpu(lambda b=b: E.run_patches(x, batch=b)):.3f} s")
+    t = time.perf_counter()
+    E.embed(y)
+    print(f"  embed() wall time now: {time.perf_counter() - t:.3f} s (machine load: {os.getloadavg()[0]:.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="step", required=True)
@@ -187,8 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--waves", default="/tmp/musicnn_waves.npz")
     c.add_argument("--out", default=str(ROOT / "tests" / "data" / "musicnn_reference.npz"))
     c.add_argument("--wheel", help="a local musicnn-0.1.0 wheel (default: pip download it)")
+    k = sub.add_parser("check", help="step 3, genrekit venv: port vs references, float16, speed")
+    k.add_argument("--reference", default=str(ROOT / "tests" / "data" / "musicnn_reference.npz"))
+    k.add_argument("--gtzan", default=str(ROOT.parent / "shared" / "data" / "gtzan"))
     args = p.parse_args(argv)
-    if args.step == "waves":
+    if args.step == "check":
+        check(Path(args.reference), Path(args.gtzan))
+    elif args.step == "waves":
         waves(Path(args.out), Path(args.gtzan))
     else:
         compute(Path(args.waves), Path(args.out), Path(args.wheel) if args.wheel else None)

@@ -154,6 +154,9 @@ def test_load_musicnn_is_cached_and_frozen():
     assert net is E.load_musicnn("MSD_musicnn")
     assert not net.training
     assert not any(p.requires_grad for p in net.parameters())
+    with pytest.raises(ValueError):
+        E.load_musicnn("MSD_musicnn", dtype=__import__("torch").float16)
+    assert type(net).__name__ == "Musicnn" and isinstance(net, E.Musicnn)
     assert sum(p.numel() for p in net.parameters()) + sum(
         b.numel() for n, b in net.named_buffers() if not n.endswith("num_batches_tracked")
     ) == 792_079

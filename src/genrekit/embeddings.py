@@ -307,7 +307,7 @@ def _define_musicnn() -> type:
             taggram = torch.sigmoid(self.out(penultimate))
             return taggram, penultimate, mean_pool, max_pool
 
-    Musicnn.__module__ = __name__
+    Musicnn.__module__, Musicnn.__qualname__ = __name__, "Musicnn"
     return Musicnn
 
 
@@ -401,7 +401,7 @@ def load_musicnn(model: str = DEFAULT_MODEL, *, dtype: torch.dtype | None = None
     _check_model(model)
     dtype = torch.float32 if dtype is None else dtype
     if dtype not in (torch.float32, torch.float64):
-        raise ModelError(f"musicnn runs in float32 or float64, not {dtype}")
+        raise ValueError(f"musicnn runs in float32 or float64, not {dtype}")
     with _LOCK:
         return _load_cached(model, str(dtype).removeprefix("torch."))
 
@@ -409,7 +409,7 @@ def load_musicnn(model: str = DEFAULT_MODEL, *, dtype: torch.dtype | None = None
 # ------------------------------------------------------------------------------------------ embeddings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: == on arrays is ambiguous; compare fields explicitly
 class Embedding:
     """musicnn's outputs for one piece of audio, one row per 3 s patch.
 

@@ -1,4 +1,4 @@
-"""`genrekit compare`: several tabular models, one protocol, the same folds; a table and a chart."""
+"""`genrekit compare`: models, saved runs and ensembles under one protocol, the same folds; a table and a chart."""
 
 from __future__ import annotations
 
@@ -39,31 +39,31 @@ def run(args) -> int:
     import os
     import sys
 
-    from genrekit.train import DEFAULT_COMPARE_MODELS, compare_run, comparison_markdown
+    from genrekit import experiments
+    from genrekit.experiments.compare import is_saved_entry
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(DEFAULT_COMPARE_MODELS)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(
+        experiments.DEFAULT_COMPARE_MODELS)
     if not models:
         print("genrekit compare: error: --models is empty", file=sys.stderr)
         return 2
-    from genrekit.compare import compare_saved, is_saved_entry
-
-    if any(is_saved_entry(m) for m in models):
-        if args.image_features or args.folds:
-            print("genrekit compare: error: --image-features and --folds apply to tabular models only; saved "
-                  "models bring their own folds", file=sys.stderr)
-            return 2
-        result = compare_saved(models, args.data, args.protocol, args.out, args.seed, progress=not args.no_progress)
-        print(comparison_markdown(result), end="")
-        print(f"\n{len(models)} {'entry' if len(models) == 1 else 'entries'}, protocol {args.protocol}, folds from {result['folds_from']}, "
-              f"{result['n_tracks']} test tracks, in {result['seconds']:.0f} s; written to {args.out}")
+    saved = any(is_saved_entry(m) for m in models)
+    if saved and (args.image_features or args.folds):
+        print("genrekit compare: error: --image-features and --folds apply to tabular models only; saved "
+              "models bring their own folds", file=sys.stderr)
+        return 2
+    result = experiments.compare(models, args.data, args.protocol, args.out, args.seed, k=args.folds,
+                                 image_root=args.image_features, aggregate=args.aggregate,
+                                 jobs=args.jobs or min(2, os.cpu_count() or 1), progress=not args.no_progress)
+    print(experiments.comparison_markdown(result), end="")
+    if saved:
+        print(f"\n{len(models)} {'entry' if len(models) == 1 else 'entries'}, protocol {args.protocol}, folds from "
+              f"{result['folds_from']}, {result['n_tracks']} test tracks, in {result['seconds']:.0f} s; written to "
+              f"{args.out}")
         if result["errors"]:
             print(f"{len(result['errors'])} tracks could not be read by a member (listed in comparison.json)",
                   file=sys.stderr)
         return 0
-    result = compare_run(models, args.data, args.protocol, args.out, args.seed, k=args.folds,
-                         image_root=args.image_features, aggregate=args.aggregate, progress=not args.no_progress,
-                         jobs=args.jobs or min(2, os.cpu_count() or 1))
-    print(comparison_markdown(result), end="")
     print(f"\n{len(models)} models, protocol {args.protocol}, in {result['seconds']:.0f} s "
           f"({result['jobs']} worker(s)); written to {args.out}")
     return 0

@@ -155,10 +155,10 @@ def run(args) -> int:
         print("\n6. Classic models on Kaggle's features_30_sec.csv, protocol fault-filtered (artist-disjoint), "
               "test accuracy, track level:")
         try:
-            from genrekit.train import compare_run
+            from genrekit.experiments import compare_models
 
-            res = compare_run(["logreg", "rf", "svm"], csv, "fault-filtered", Path(args.out) / "compare",
-                              progress=False)
+            res = compare_models(["logreg", "rf", "svm"], csv, "fault-filtered", Path(args.out) / "compare",
+                                 progress=False)
             for row in res["results"]:
                 print(f"   {row['model']:<8} accuracy {row['accuracy']:.3f}   macro-F1 {row['macro_f1']:.3f}")
             print(f"   reports and plots in {Path(args.out) / 'compare'}/ (the same models on a random split "

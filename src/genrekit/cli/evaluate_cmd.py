@@ -27,19 +27,18 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from genrekit import __version__
-    from genrekit.evaluate import evaluate_model, write_run_report
+    from genrekit.experiments import evaluate_model, write_run
     from genrekit.predict import GenreClassifier
 
     clf = GenreClassifier.load(args.model, backend=args.backend)
-    metrics, arrays = evaluate_model(clf, args.data, protocol=args.protocol, fold=args.fold, seed=args.seed)
-    metrics["genrekit_version"] = __version__
+    result = evaluate_model(clf, args.data, protocol=args.protocol, fold=args.fold, seed=args.seed)
     out = Path(args.out or f"runs/evaluate-{args.protocol}")
-    write_run_report(out, metrics, **arrays)
-    src = ", ".join(f"{v} from {k}" for k, v in metrics["sources"].items() if v)
-    print(f"{args.protocol} test, track level: accuracy {metrics['track_accuracy']:.3f}, macro-F1 "
-          f"{metrics['macro_f1']:.3f} on {metrics['n_tracks']} tracks ({src})")
-    if metrics["errors"]:
-        print(f"{len(metrics['errors'])} test tracks could not be read (listed in metrics.json)", file=sys.stderr)
+    write_run(out, result)
+    track, errors = result.track_level, result.metrics["errors"]
+    src = ", ".join(f"{v} from {k}" for k, v in result.data["sources"].items() if v)
+    print(f"{args.protocol} test, track level: accuracy {track['accuracy']:.3f}, macro-F1 "
+          f"{track['macro_f1']:.3f} on {result.data['n_tracks']} tracks ({src})")
+    if errors:
+        print(f"{len(errors)} test tracks could not be read (listed in metrics.json)", file=sys.stderr)
     print(f"reports in {out}/", file=sys.stderr)
-    return 1 if metrics["errors"] else 0
+    return 1 if errors else 0

@@ -9,9 +9,9 @@ DESCRIPTION = (
     "macro-F1, per-genre precision/recall/F1, confusion matrix, fold scores), report.txt, confusion.png, "
     "pr_curves.png, importance.png, curves.png (iterative models) and model.safetensors. "
     "Tabular models: rf, extratrees, svm, knn, logreg, hgb, rf-top30 (or <model>-top<k>), mlp, mlp-512, "
-    "mlp-512-sgd, mlp-1024-rmsprop, cnn1d, ensemble, stacking. Deep log-mel models (cnn, resnet, ...; see "
-    "genrekit.deep) take a GTZAN root, audio or image folder as PATH. Figures are track-level; segment tables "
-    "(3 s rows) are split by track and also scored per segment."
+    "mlp-512-sgd, mlp-1024-rmsprop, cnn1d, ensemble, stacking. Deep log-mel models (cnn, cnn-bn, resnet, "
+    "shortchunk, ...; see genrekit.experiments) take a GTZAN root, audio or image folder as PATH. Figures are "
+    "track-level; segment tables (3 s rows) and log-mel slices are split by track and also scored per segment."
 )
 
 PROTOCOL_CHOICES = ("random", "kfold", "fault-filtered", "artist3")
@@ -47,79 +47,51 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _deep_models() -> tuple[str, ...]:
-    try:
-        from genrekit import deep
-    except ImportError:
-        return ()
-    return tuple(getattr(deep, "DEEP_MODELS", ()))
-
-
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
-    from genrekit.errors import GenrekitError
-    from genrekit.models.tabular import TABULAR_MODELS, make_model
+    from genrekit import experiments
+    from genrekit.errors import ModelError
+    from genrekit.models.registry import model_names
 
     progress = not args.no_progress
-    name = args.model
-    if name in _deep_models():
-        from genrekit import deep
-
-        kw = {"seed": args.seed, "device": args.device, "progress": progress, "aggregate": args.aggregate}
-        if args.epochs:
-            kw["epochs"] = args.epochs
-        if args.folds:
-            kw["folds"] = args.folds
-        if args.augment is not None:
-            kw["augment"] = args.augment
-        if args.ema is not None:
-            kw["ema"] = args.ema or None
-        if args.resume:
-            kw["resume"] = True
-        if args.refit:
-            kw["refit"] = True
-        if args.split_seed is not None:
-            kw["split_seed"] = args.split_seed
-        if args.valid_size is not None:
-            kw["valid_size"] = args.valid_size
-        deep.train_run(name, args.data, args.protocol, args.out, **kw)
-        import json
-
-        # the run's own report (track level, with macro-F1) rather than train_run's per-fold record
-        metrics = json.loads((Path(args.out) / "metrics.json").read_text())
-        n = len(metrics.get("fold_accuracies") or [])
-        metrics["n_folds"] = n or 1
-        slices = Path(args.out) / "slices" / "metrics.json"
-        if slices.is_file():
-            metrics["segment_level"] = json.loads(slices.read_text())
-        elif metrics.get("slice_accuracy") is not None:
-            metrics["segment_level"] = {"accuracy": metrics["slice_accuracy"]}
+    deep = args.model in model_names("deep")
+    # the deep models' flags, as given (None / False: not given)
+    model_flags = {"epochs": args.epochs or None, "augment": args.augment, "ema": args.ema, "resume": args.resume or None}
+    split_flags = {"valid_size": args.valid_size, "split_seed": args.split_seed, "refit": args.refit or None}
+    params: dict = {}
+    split: dict = {}
+    if deep:
+        params = {"device": args.device, **{k: v for k, v in model_flags.items() if v is not None}}
+        if "ema" in params:
+            params["ema"] = params["ema"] or None  # --ema 0: no weight averaging
+        split = {k: v for k, v in split_flags.items() if v is not None}
     else:
-        if args.epochs:
-            print("genrekit train: --epochs applies to deep models only; ignored", file=sys.stderr)
-        try:
-            make_model(name)
-        except GenrekitError:
-            deep_names = ", ".join(_deep_models()) or "none installed"
-            print(f"genrekit train: error: unknown model {name!r}; tabular: {', '.join(TABULAR_MODELS)}; "
-                  f"deep: {deep_names}", file=sys.stderr)
-            return 2
-        from genrekit.train import train_run
-
-        metrics = train_run(name, args.data, args.protocol, args.out, args.seed, k=args.folds,
-                            image_root=args.image_features, aggregate=args.aggregate, progress=progress)
-    level = metrics.get("level", "track")
-    acc = metrics["accuracy"]
-    std = metrics.get("accuracy_std") or 0.0
-    n_folds = metrics.get("n_folds", 1)
-    spread = f" +- {std:.3f} over {n_folds} folds" if n_folds and n_folds > 1 else ""
-    print(f"{name}: accuracy {acc:.3f}{spread}, macro-F1 {metrics['macro_f1']:.3f} "
-          f"(protocol {args.protocol}, {level}-level)")
-    seg = metrics.get("segment_level")
-    if isinstance(seg, dict) and seg.get("accuracy") is not None:
-        print(f"{name}: segment-level accuracy {seg['accuracy']:.3f} (protocol {args.protocol}; "
-              f"{'3 s slices' if name in _deep_models() else 'segments'})")
+        given = [f"--{k.replace('_', '-')}" for k, v in {**model_flags, **split_flags}.items() if v is not None]
+        if given:
+            print(f"genrekit train: {', '.join(given)} apply to deep models only; ignored", file=sys.stderr)
+    if deep and args.image_features:
+        print("genrekit train: error: --image-features applies to tabular models only", file=sys.stderr)
+        return 2
+    try:
+        factory = experiments.as_factory(args.model, **params)
+    except ModelError as exc:
+        print(f"genrekit train: error: {exc}", file=sys.stderr)
+        return 2
+    options = {"image_root": args.image_features} if args.image_features else {}
+    data = experiments.open_data(args.data, factory, progress=progress, **options)
+    for path, why in data.failed:
+        print(f"genrekit train: skipped {path}: {why}", file=sys.stderr)
+    result = experiments.run(args.protocol, factory, data, seed=args.seed, out=args.out, k=args.folds,
+                             aggregate=args.aggregate, progress=progress, **split)
+    track = result.track_level
+    std, n_folds = track.get("accuracy_std") or 0.0, track.get("n_folds", 1)
+    spread = f" +- {std:.3f} over {n_folds} folds" if n_folds > 1 else ""
+    print(f"{args.model}: accuracy {track['accuracy']:.3f}{spread}, macro-F1 {track['macro_f1']:.3f} "
+          f"(protocol {args.protocol}, track-level)")
+    seg = result.segment_level
+    if seg is not None:
+        unit = f"{data.segment_seconds:g} s slices" if data.segment_unit == "slice" else "segments"
+        print(f"{args.model}: segment-level accuracy {seg['accuracy']:.3f} (protocol {args.protocol}; {unit})")
     print(f"report written to {args.out}")
     return 0

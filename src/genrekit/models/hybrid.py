@@ -27,8 +27,7 @@ KIND = "hybrid"
 
 
 def combine_probas(member_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Old name of :func:`genrekit.metrics.mean_log_proba` with weights, kept while compare.py and
-    scripts/deep_ensemble.py import it from here."""
+    """Old name of :func:`genrekit.metrics.mean_log_proba` with weights, kept while compare.py imports it."""
     return mean_log_proba(member_probas, weights)
 
 

@@ -1,64 +1,40 @@
-"""Scoring of saved models on a protocol.
+"""Saved models scored on a protocol's test tracks, never on tracks they trained on.
 
-The pure metrics live in :mod:`genrekit.metrics` and the reports and plots in :mod:`genrekit.reports`;
-their names are re-exported here for callers that still import them from this module.
+A saved model reads tracks the way it will in use -- through :class:`genrekit.predict.GenreClassifier`,
+from audio where the data has it, else from a Kaggle image (log-mel models) or a feature row (feature
+models) -- so :func:`evaluate_model` measures the file a user gets. Its result is a
+:class:`~genrekit.experiments.results.RunResult` like a training run's, and the model file's recorded
+training tracks (:func:`genrekit.experiments.schema.trained_tracks`) guard against leakage.
 """
 
 from __future__ import annotations
 
-from genrekit.metrics import aggregate_tracks, classification_metrics
-from genrekit.reports import (
-    format_report,
-    json_safe,
-    plot_confusion,
-    plot_curves,
-    plot_importance,
-    plot_pr_curves,
-    pyplot,
-    save_figure,
-    write_json,
-    write_run_report,
-)
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
 
-# Old private names, kept until their last importer (train.py) switches to genrekit.reports.
-_pyplot = pyplot
-_save_figure = save_figure
+import numpy as np
 
-__all__ = [
-    "aggregate_tracks",
-    "classification_metrics",
-    "evaluate_model",
-    "score_tracks",
-    "track_sources",
-    "trained_tracks",
-    "format_report",
-    "json_safe",
-    "plot_confusion",
-    "plot_curves",
-    "plot_importance",
-    "plot_pr_curves",
-    "write_json",
-    "write_run_report",
-]
+from genrekit.errors import DatasetError, GenrekitError, LeakageError, SplitError
+from genrekit.experiments.results import FoldResult, RunResult, score_fold
+from genrekit.experiments.schema import run_record, trained_tracks
+
+__all__ = ["classifier_trained_tracks", "evaluate_model", "model_meta", "score_tracks", "track_sources"]
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".au", ".ogg"}
 
 
-# ------------------------------------------------------------------- saved models on a protocol
-
-
-def track_sources(data, want: str) -> dict:
+def track_sources(data: str | os.PathLike, want: str) -> dict[str, tuple[str, str, Any]]:
     """track id -> (label, kind, payload) from every source under ``data`` that a model of input type
     ``want`` (logmel, features, hybrid) reads: audio first, then Kaggle images or feature rows."""
-    from pathlib import Path
-
     from genrekit import datasets
 
     data = Path(data)
-    found: dict[str, tuple[str, str, object]] = {}
+    found: dict[str, tuple[str, str, Any]] = {}
     if data.is_file() and data.suffix.lower() == ".csv":
         t = datasets.load_feature_table(data)
         if t.is_segmented:
-            from genrekit.errors import DatasetError
-
             raise DatasetError(f"{data}: a segment-level table; evaluate takes one row per track (30 s table)")
         for i, tid in enumerate(t.track_ids):
             found[tid] = (t.y[i], "features", dict(zip(t.columns, t.X[i], strict=True)))
@@ -85,7 +61,7 @@ def track_sources(data, want: str) -> dict:
                 found.setdefault(tid, (images[tid].label, "image+features", (images[tid].path, rows[tid][1])))
         return found
     if data.is_dir() and want == "logmel" and any(data.rglob("*.png")) and not any(
-        f.suffix.lower() in {".wav", ".flac", ".mp3", ".au", ".ogg"} for f in data.rglob("*")
+        f.suffix.lower() in AUDIO_SUFFIXES for f in data.rglob("*")
     ):
         for tr in datasets.scan_images(data):
             found[tr.track_id] = (tr.label, "image", tr.path)
@@ -95,7 +71,7 @@ def track_sources(data, want: str) -> dict:
     return found
 
 
-def model_meta(clf) -> dict:
+def model_meta(clf) -> dict[str, Any]:
     """A classifier's model metadata, read from its file for estimators that keep none once loaded."""
     meta = getattr(clf.model, "meta_", None) or {}
     if "trained_on" not in meta and "train_tracks" not in meta and clf.path and str(clf.path).endswith(".safetensors"):
@@ -105,24 +81,18 @@ def model_meta(clf) -> dict:
     return meta
 
 
-def trained_tracks(clf) -> set[str]:
-    """Every track id a classifier's model file records having trained on (train, early-stopping valid,
-    or a tabular run's ``tracks``), for leakage checks; empty when the file records none."""
-    meta = model_meta(clf)
-    record = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
-    return set(map(str, meta.get("train_tracks") or [])) | {
-        str(t) for key in ("train_tracks", "valid_tracks", "tracks") for t in (record.get(key) or [])}
+def classifier_trained_tracks(clf) -> set[str]:
+    """Every track id ``clf``'s model file records having trained on (empty when it records none)."""
+    return trained_tracks(model_meta(clf))
 
 
 def score_tracks(clf, found: dict, tracks, *, desc: str = "score", progress: bool = True):
     """``clf``'s probabilities (in ``clf.genres`` order) for ``tracks``, each read from its source in
     ``found`` (see :func:`track_sources`). Returns ({track: proba}, errors, counts per source kind); a track that
     cannot be read is listed in errors and the rest go on."""
-    import numpy as np
     from tqdm import tqdm
 
     from genrekit import spectrogram
-    from genrekit.errors import GenrekitError
 
     scored: dict[str, np.ndarray] = {}
     errors: list[dict[str, str]] = []
@@ -147,13 +117,14 @@ def score_tracks(clf, found: dict, tracks, *, desc: str = "score", progress: boo
     return scored, errors, used
 
 
-def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | None = None, seed: int = 0,
-                   progress: bool = True) -> tuple[dict, dict]:
-    """Predict every test track of ``protocol`` found in ``data``; returns (metrics, arrays for plots)."""
-    import numpy as np
+def evaluate_model(clf, data: str | os.PathLike, *, protocol: str = "fault-filtered", fold: int | None = None,
+                   seed: int = 0, progress: bool = True) -> RunResult:
+    """Score ``clf`` on every test track of ``protocol`` found in ``data`` (``"all"``: every track).
 
+    A k-fold protocol needs ``fold``. Refuses (:class:`LeakageError`) when the model file records having
+    trained on a test track. The result's ``metrics`` is its metrics.json record; ``data`` holds
+    ``n_tracks`` (scored) and ``sources`` (how many tracks came from audio, images, feature rows)."""
     from genrekit import splits
-    from genrekit.errors import DatasetError, LeakageError, SplitError
 
     want = clf.input["type"]
     found = track_sources(data, want)
@@ -173,24 +144,30 @@ def evaluate_model(clf, data, *, protocol: str = "fault-filtered", fold: int | N
         raise DatasetError(
             f"{data}: test labels {', '.join(unknown)} are not among the model's classes ({', '.join(clf.genres)})"
         )
-    overlap = sorted(trained_tracks(clf).intersection(map(str, test)))
+    seen = classifier_trained_tracks(clf)
+    overlap = sorted(seen.intersection(map(str, test)))
     if overlap:
         raise LeakageError(
             f"the model was trained on {len(overlap)} of these test tracks (e.g. {overlap[0]}): its score would "
             "be inflated; evaluate it on a protocol whose test side it has not seen"
         )
     scored, errors, used = score_tracks(clf, found, test, desc=f"evaluate ({protocol})", progress=progress)
-    y_true = [found[t][0] for t in scored]
-    proba = [scored[t] for t in scored]
-    y_pred = [clf.genres[int(np.argmax(p))] for p in proba]
-    if not y_true:
+    if not scored:
         raise DatasetError(f"{data}: none of the {len(test)} {protocol} test tracks could be read")
-    m = classification_metrics(y_true, y_pred, clf.genres)
-    metrics = {
-        "protocol": protocol, "protocol_description": splits.PROTOCOL_DESCRIPTIONS.get(protocol, "every track"),
-        "fold": fold, "level": "track", "track_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-        "n_tracks": len(y_true), "n_test_tracks_in_protocol": int(len(test)), "sources": used,
-        "errors": errors, "model": clf.identity, "data": str(data), "seed": seed,
-        "per_class": m["per_class"], "confusion": m["confusion"], "classes": m["classes"],
-    }
-    return metrics, {"y_true": y_true, "y_pred": y_pred, "proba": np.array(proba), "classes": clf.genres}
+    ids = list(scored)
+    r = FoldResult(int(fold or 0), sorted(seen), [], [str(t) for t in test], list(clf.genres), np.array(ids),
+                   np.array([found[t][0] for t in ids]), np.vstack([scored[t] for t in ids]), {})
+    r.scores = score_fold(r)
+    h = hashlib.sha256()
+    for t in ids:
+        h.update(f"{t}|{found[t][0]}|{found[t][1]};".encode())
+    meta = model_meta(clf)
+    result = RunResult(
+        model=str(clf.identity.get("name") or Path(str(clf.path)).name), protocol=protocol, seed=seed, folds=[r],
+        data={"path": str(data), "sha256": h.hexdigest(), "kind": want, "n_tracks": len(ids), "sources": used},
+        model_kind=meta.get("kind"), aggregate=None,
+        extra={"protocol_description": splits.PROTOCOL_DESCRIPTIONS.get(protocol, "every track"),
+               "n_test_tracks_in_protocol": int(len(test)), "errors": errors, "model_identity": clf.identity},
+    )
+    result.metrics = run_record(result)
+    return result

@@ -1,0 +1,586 @@
+"""Data sources of a run: what tracks exist, their labels, and how a set of tracks becomes model input.
+
+A source turns TRACK ids into arrays, so the runner splits by track (never by row or slice) and any
+model reads any source it can take:
+
+* :class:`FeatureSource` -- a feature table (Kaggle's 30 s or 3 s CSV, or audio featurised on the way):
+  one row per track or per segment; estimators get ``X [rows, columns]``.
+* :class:`LogmelSource` -- one normalised log-mel matrix per track (:class:`LogmelData`, from audio,
+  Kaggle images or both); estimators get slices ``X [n, n_mels, frames]`` with the track of each slice.
+* :class:`HybridSource` -- both of the above for the tracks they share; each member of a hybrid model
+  gets the input of its kind and the members' track probabilities are combined by the hybrid rule.
+
+Log-mel data sources (``load_logmels(source=...)``):
+
+* ``audio`` -- any folder-per-label audio (``genrekit.datasets.scan_audio`` + ``genrekit.audio.load``);
+  the model then sees full-resolution log-mels (``time_resolution="full"``).
+* ``images`` -- Kaggle ``images_original`` PNGs, inverted onto the audio grid
+  (:func:`genrekit.spectrogram.invert_image`, cached under the genrekit cache).
+* ``auto`` (default) -- a GTZAN root holding both (like ``../shared/data/gtzan``): every clip that has an
+  image is taken from its image, and clips that only have audio (jazz.00054 here) from the audio passed
+  through :func:`~genrekit.spectrogram.to_image_grid`. One consistent representation for all 1000
+  clips; the model's input description says ``time_resolution="image"`` so prediction treats new audio
+  the same way. (Replacing images by audio where audio exists would mix two time resolutions in
+  training; ``scripts/image_vs_audio.py`` measures why that matters.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit.errors import DatasetError, GenrekitError
+
+__all__ = [
+    "Arrays",
+    "FeatureSource",
+    "HybridSource",
+    "LogmelData",
+    "LogmelSource",
+    "audio_logmel_cached",
+    "image_band_features",
+    "image_feature_columns",
+    "join_image_features",
+    "load_logmels",
+    "load_table",
+    "make_slices",
+]
+
+LOGMEL_CACHE_VERSION = 1
+
+
+@dataclass
+class Arrays:
+    """Model input for a set of tracks: ``X`` (rows or slices), their labels ``y`` and track ids ``groups``."""
+
+    X: Any
+    y: np.ndarray
+    groups: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+# ============================================================================================ feature tables
+
+
+def check_labels(track_ids, labels, source: str) -> None:
+    """What a run needs beyond what the loader checks: two classes or more, two tracks or more per class."""
+    y = np.asarray(labels).astype(str)
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise DatasetError(f"{source}: only one class ({classes[0] if classes.size else 'none'}); a classifier needs at least 2")
+    tids = np.asarray(track_ids).astype(str)
+    few = [c for c in classes if np.unique(tids[y == c]).size < 2]
+    if few:
+        raise DatasetError(f"{source}: class(es) {', '.join(few)} have fewer than 2 tracks; add data or drop them")
+
+
+def load_table(
+    data: str | os.PathLike,
+    *,
+    image_root: str | os.PathLike | None = None,
+    segment_seconds: float | None = None,
+    progress: bool = True,
+):
+    """A FeatureTable from a feature CSV, or from audio files/folders featurised on the way.
+
+    ``image_root``: a Kaggle ``images_original`` folder; per-mel-band statistics of the inverted
+    images are appended to each track's row (see :func:`join_image_features`). ``segment_seconds``:
+    for audio, one row per segment of that length (e.g. 3.0, like Kaggle's 3 s table). Audio goes
+    through :func:`genrekit.batch.feature_table`, so it shares ``genrekit features``' cache.
+    """
+    from genrekit import datasets
+
+    path = Path(data)
+    if not path.exists():
+        raise DatasetError(f"{path}: not found (give a feature CSV such as features_30_sec.csv, or audio folders)")
+    if path.is_file() and path.suffix.lower() == ".csv":
+        table = datasets.load_feature_table(path)
+    else:
+        table = _featurise_audio(path, progress=progress, segment_seconds=segment_seconds)
+    check_labels(table.track_ids, table.y, str(path))
+    if image_root is not None:
+        table = join_image_features(table, image_root, progress=progress)
+    return table
+
+
+def _featurise_audio(path: Path, *, progress: bool, segment_seconds: float | None = None):
+    from genrekit import datasets
+    from genrekit.batch import feature_table
+
+    tracks = datasets.scan_audio([path])
+    if not tracks:
+        raise DatasetError(f"{path}: no audio files found (and not a .csv feature table)")
+    unlabelled = [t for t in tracks if not t.label]
+    if unlabelled:
+        raise DatasetError(
+            f"{unlabelled[0].path}: no genre label ({len(unlabelled)} file(s)); training needs GTZAN-style names "
+            "(blues.00012.wav) or one folder per genre"
+        )
+    table = feature_table(tracks, progress=progress, segment_seconds=segment_seconds)
+    table.source = str(path)
+    if segment_seconds:
+        table.extra["segment_seconds"] = float(segment_seconds)
+    return table
+
+
+def image_band_features(levels: np.ndarray, *, n_bands: int = 32) -> np.ndarray:
+    """Per-mel-band mean and standard deviation of an inverted spectrogram, pooled to ``n_bands`` bands.
+
+    Pooling the 128 mel rows into 32 bands keeps the row short (64 numbers) for ~450 training tracks.
+    """
+    levels = np.asarray(levels, dtype=np.float64)
+    if levels.ndim != 2 or levels.shape[0] % n_bands:
+        raise GenrekitError(f"expected [n_mels, frames] with n_mels divisible by {n_bands}, got {levels.shape}")
+    pooled = levels.reshape(n_bands, levels.shape[0] // n_bands, -1).mean(axis=1)
+    return np.concatenate([pooled.mean(axis=1), pooled.std(axis=1)])
+
+
+def image_feature_columns(n_bands: int = 32) -> list[str]:
+    """Names of the columns :func:`join_image_features` appends."""
+    return [f"img_band{i:02d}_mean" for i in range(n_bands)] + [f"img_band{i:02d}_std" for i in range(n_bands)]
+
+
+def join_image_features(table, image_root: str | os.PathLike, *, n_bands: int = 32, progress: bool = True):
+    """Append image-derived columns to each row by track id; rows whose track has no image are dropped.
+
+    The dropped tracks are listed in ``table.extra["image_missing"]`` (Kaggle lacks jazz00054's image).
+    """
+    from tqdm.auto import tqdm
+
+    from genrekit import datasets
+    from genrekit.spectrogram import invert_image_cached
+
+    images = {t.track_id: t.path for t in datasets.scan_images(image_root)}
+    if not images:
+        raise DatasetError(f"{image_root}: no GTZAN-named images found (expected e.g. blues/blues00012.png)")
+    tids = np.asarray(table.track_ids).astype(str)
+    wanted = [t for t in np.unique(tids) if t in images]
+    missing = sorted(set(tids) - set(wanted))
+    feats: dict[str, np.ndarray] = {}
+    failed: list[str] = []
+    for t in tqdm(wanted, desc="image features", disable=not progress, file=sys.stderr):
+        try:
+            feats[t] = image_band_features(invert_image_cached(images[t]), n_bands=n_bands)
+        except GenrekitError as exc:
+            failed.append(f"{images[t]}: {exc}")
+            missing.append(t)
+    for msg in failed:
+        print(f"genrekit: skipped image {msg}", file=sys.stderr)
+    keep = np.flatnonzero(np.isin(tids, list(feats)))
+    if not keep.size:
+        raise DatasetError(f"{image_root}: none of the table's tracks has a readable image")
+    sub = table.subset(keep)
+    extra = np.stack([feats[t] for t in np.asarray(sub.track_ids).astype(str)])
+    sub.X = np.hstack([sub.X, extra])
+    sub.columns = list(sub.columns) + image_feature_columns(n_bands)
+    sub.extra = {**sub.extra, "image_root": str(image_root), "image_missing": sorted(missing)}
+    return sub
+
+
+class FeatureSource:
+    """A feature table as a run's data: rows of the tracks asked for, in the table's order.
+
+    ``track_ids`` / ``labels`` are per row (a 3 s table repeats a track's id on each of its segments);
+    the runner's folds reduce them to tracks, and :meth:`arrays` maps tracks back to their rows.
+    """
+
+    kind = "features"
+    segment_unit = "segment"
+
+    def __init__(self, table):
+        self.table = table
+        check_labels(table.track_ids, table.y, getattr(table, "source", "") or "table")
+        self.track_ids = np.asarray(table.track_ids).astype(str)
+        self.labels = np.asarray(table.y).astype(str)
+
+    @classmethod
+    def load(cls, data: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
+             segment_seconds: float | None = None, progress: bool = True) -> FeatureSource:
+        """A feature CSV or audio folders (see :func:`load_table`)."""
+        return cls(load_table(data, image_root=image_root, segment_seconds=segment_seconds, progress=progress))
+
+    @property
+    def source(self) -> str:
+        return str(getattr(self.table, "source", ""))
+
+    @property
+    def segmented(self) -> bool:
+        return bool(self.table.is_segmented)
+
+    @property
+    def segment_seconds(self) -> float | None:
+        return float(self.table.extra.get("segment_seconds", 3.0)) if self.segmented else None
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return []
+
+    def fingerprint(self) -> str:
+        return self.table.fingerprint()
+
+    def describe(self) -> dict[str, Any]:
+        """What metrics.json records about the data."""
+        out: dict[str, Any] = {
+            "n_tracks": int(np.unique(self.track_ids).size), "n_rows": int(len(self.labels)),
+            "segmented": self.segmented, "segment_seconds": self.segment_seconds,
+            "columns": list(self.table.columns),
+        }
+        if self.table.extra.get("image_root"):
+            out["image_features"] = {"root": self.table.extra["image_root"],
+                                     "tracks_without_image": self.table.extra.get("image_missing", [])}
+        return out
+
+    def rows(self, tracks: Sequence[str]) -> np.ndarray:
+        """Row indices of ``tracks``, in the table's order."""
+        return np.flatnonzero(np.isin(self.track_ids, np.asarray(tracks, dtype=str)))
+
+    def arrays(self, tracks: Sequence[str], role: str = "test") -> Arrays:
+        """The rows of ``tracks`` (the same for every role: a table has no slicing)."""
+        idx = self.rows(tracks)
+        return Arrays(self.table.X[idx], self.labels[idx], self.track_ids[idx])
+
+    def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
+        """Fit ``model`` on the rows of ``train``, tuning or early-stopping on ``valid`` (may be empty)."""
+        tr, va = self.arrays(train, "train"), self.arrays(valid, "valid")
+        if not len(tr):
+            raise DatasetError(f"{self.source or 'the feature table'}: no rows of the training tracks")
+        model.fit(tr.X, tr.y, X_valid=va.X if len(va) else None, y_valid=va.y if len(va) else None,
+                  feature_names=list(self.table.columns), segment_seconds=self.segment_seconds)
+
+    def predict(self, model, tracks: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(segment track ids, segment labels, probabilities in ``model.classes_`` order, model classes)."""
+        te = self.arrays(tracks, "test")
+        return te.groups, te.y, model.predict_proba(te.X), [str(c) for c in model.classes_]
+
+
+# ============================================================================================ log-mel
+
+
+@dataclass
+class LogmelData:
+    """One normalised log-mel matrix per track, with its label and where it came from."""
+
+    matrices: list[np.ndarray]
+    labels: np.ndarray
+    track_ids: np.ndarray
+    sources: np.ndarray  # "image" | "audio"
+    time_resolution: str
+    failed: list[tuple[str, str]]
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for t, lab, s in zip(self.track_ids, self.labels, self.sources, strict=True):
+            h.update(f"{t}|{lab}|{s};".encode())
+        return h.hexdigest()[:16]
+
+
+def audio_logmel_cached(path: str | os.PathLike, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512,
+                        n_mels: int = 128, time_resolution: str = "full", cache: bool = True) -> np.ndarray:
+    """Log-mel of an audio file, cached by file content + parameters (:class:`genrekit.engine.Cache`)."""
+    from genrekit import audio, engine, spectrogram
+
+    settings = {"sr": sr, "n_fft": n_fft, "hop": hop_length, "n_mels": n_mels, "tr": time_resolution,
+                "v": LOGMEL_CACHE_VERSION}
+    store = engine.Cache("logmel", settings, enabled=cache)
+    key = None
+    if cache:
+        try:
+            key = store.key(path)
+        except OSError:
+            key = None  # unreadable: audio.load below says why, in its own words
+        hit = store.get_array(key) if key is not None else None
+        if hit is not None:
+            return hit
+    y = audio.load(path, sr=sr)
+    m = spectrogram.logmel(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, time_resolution=time_resolution)
+    if key is not None:
+        try:
+            store.put_array(key, m)
+        except OSError:
+            pass  # a full or read-only cache costs time, not correctness
+    return m
+
+
+def load_logmels(data_path: str | os.PathLike, *, source: str = "auto", sr: int = 22050, n_fft: int = 2048,
+                 hop_length: int = 512, n_mels: int = 128, cache: bool = True, progress: bool = True,
+                 time_resolution: str | None = None, genres_only: bool = False) -> LogmelData:
+    """Log-mel matrices for every track under ``data_path`` (see the module docstring for ``source``).
+
+    Bad files are skipped and listed in ``failed`` (path, reason); the rest load. ``time_resolution``
+    forces how audio is computed (a fine-tuned image-trained model wants ``"image"``).
+    """
+    from tqdm import tqdm
+
+    from genrekit import datasets, spectrogram
+
+    root = Path(data_path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder (give an audio folder, a GTZAN root or images_original)")
+    if source not in ("auto", "audio", "images"):
+        raise GenrekitError(f"unknown data source {source!r}: use auto, audio or images")
+    image_root = None
+    if source in ("auto", "images"):
+        if (root / "images_original").is_dir():
+            image_root = root / "images_original"
+        elif root.is_dir() and any(root.rglob("*.png")):
+            image_root = root
+        elif source == "images":
+            raise DatasetError(f"{root}: holds no Kaggle images (images_original/<genre>/*.png)")
+    items: list[tuple[str, str, Path, str]] = []  # (track id, label, path, kind)
+    if image_root is not None:
+        for t in datasets.scan_images(image_root):
+            items.append((t.track_id, t.label, t.path, "image"))
+    if source != "images":
+        have = {i[0] for i in items}
+        if image_root is not None:
+            audio_dirs = datasets.GTZAN(root).audio_dirs if root == image_root.parent else []
+        else:
+            audio_dirs = [root]
+        for t in (datasets.scan_audio(audio_dirs, genres_only=genres_only) if audio_dirs else []):
+            if t.track_id not in have:
+                items.append((t.track_id, t.label, t.path, "audio"))
+    if not items:
+        raise DatasetError(f"{root}: found no audio files or Kaggle images to train on")
+    unlabelled = [str(p) for _, lab, p, _ in items if not lab]
+    if unlabelled:
+        raise DatasetError(
+            f"{unlabelled[0]}: no label (put each file in a folder named after its label); "
+            f"{len(unlabelled)} such file(s)"
+        )
+    time_res = time_resolution or ("image" if image_root is not None else "full")
+    mats, labs, tids, srcs, failed = [], [], [], [], []
+    for tid, lab, path, kind in tqdm(items, desc="log-mel", unit="track", disable=not progress, file=sys.stderr):
+        try:
+            if kind == "image":
+                m = spectrogram.invert_image_cached(path, n_mels=n_mels) if cache else spectrogram.invert_image(path, n_mels=n_mels)
+            else:
+                m = audio_logmel_cached(path, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                                        time_resolution=time_res, cache=cache)
+        except GenrekitError as exc:
+            failed.append((str(path), str(exc)))
+            continue
+        mats.append(m)
+        labs.append(lab)
+        tids.append(tid)
+        srcs.append(kind)
+    if not mats:
+        raise DatasetError(f"{root}: none of the {len(items)} files could be read ({failed[0][1]})")
+    return LogmelData(mats, np.array(labs), np.array(tids), np.array(srcs), time_res, failed)
+
+
+def make_slices(data: LogmelData, idx, *, width: int, overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slices of ``width`` frames from the tracks ``idx`` -> (X, labels, track ids), one row per slice."""
+    from genrekit.spectrogram import slice_starts
+
+    xs, ys, gs = [], [], []
+    for i in idx:
+        m = data.matrices[i]
+        if m.shape[1] < width:
+            m = np.pad(m, ((0, 0), (0, width - m.shape[1])))
+        starts = slice_starts(m.shape[1], width=width, overlap=overlap)
+        xs.append(np.stack([m[:, s : s + width] for s in starts]))
+        ys += [data.labels[i]] * len(starts)
+        gs += [data.track_ids[i]] * len(starts)
+    if not xs:
+        return np.zeros((0, data.matrices[0].shape[0], width), np.float32), np.array([]), np.array([])
+    return np.concatenate(xs).astype(np.float32), np.array(ys), np.array(gs)
+
+
+class LogmelSource:
+    """Log-mel matrices as a run's data: slices of the tracks asked for, in the order asked.
+
+    Training slices are ``width + train_extra_frames`` wide (the extra frames feed the random-crop
+    augmentation) cut with ``train_overlap``; early-stopping slices use ``valid_overlap``; test slices
+    ``eval_overlap``, the overlap prediction uses (recorded in :meth:`input_description`). ``input``
+    overrides the input description (fine-tuning keeps the source model's).
+    """
+
+    kind = "logmel"
+    segment_unit = "slice"
+
+    def __init__(self, data: LogmelData, *, slice_seconds: float = 3.0, train_overlap: float = 0.0,
+                 valid_overlap: float = 0.0, eval_overlap: float = 0.5, train_extra_frames: int = 0,
+                 input: dict | None = None, width: int | None = None, source: str = "auto", path: str = ""):
+        from genrekit import spectrogram
+
+        self.data = data
+        self.slice_seconds = float(slice_seconds)
+        self.train_overlap = float(train_overlap)
+        self.valid_overlap = float(valid_overlap)
+        self.eval_overlap = float(eval_overlap)
+        self.train_extra_frames = int(train_extra_frames)
+        self.width = int(width or spectrogram.slice_frames(seconds=slice_seconds))
+        self.input = dict(input) if input else spectrogram.input_description(
+            slice_seconds=slice_seconds, slice_overlap=eval_overlap, time_resolution=data.time_resolution)
+        self.source_kind = source
+        self.path = str(path)
+        self.track_ids = np.asarray(data.track_ids).astype(str)
+        self.labels = np.asarray(data.labels).astype(str)
+        self._pos = {t: i for i, t in enumerate(self.track_ids)}
+
+    @classmethod
+    def load(cls, data_path: str | os.PathLike, *, source: str = "auto", progress: bool = True,
+             cache: bool = True, time_resolution: str | None = None, sr: int = 22050, n_fft: int = 2048,
+             hop_length: int = 512, n_mels: int = 128, **slicing: Any) -> LogmelSource:
+        """:func:`load_logmels` of ``data_path``; ``slicing`` are this class's slice settings."""
+        data = load_logmels(data_path, source=source, progress=progress, cache=cache, time_resolution=time_resolution,
+                            sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
+        return cls(data, source=source, path=str(data_path), **slicing)
+
+    @property
+    def source(self) -> str:
+        return self.path
+
+    @property
+    def segmented(self) -> bool:
+        return True
+
+    @property
+    def segment_seconds(self) -> float:
+        return self.slice_seconds
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return list(self.data.failed)
+
+    def fingerprint(self) -> str:
+        return self.data.fingerprint()
+
+    def describe(self) -> dict[str, Any]:
+        srcs = self.data.sources
+        return {
+            "n_tracks": int(len(self.track_ids)), "n_rows": int(len(self.track_ids)), "segmented": True,
+            "segment_seconds": self.slice_seconds, "source": self.source_kind,
+            "time_resolution": self.data.time_resolution,
+            "sources_count": {str(s): int(np.sum(srcs == s)) for s in np.unique(srcs)},
+            "input": self.input,
+        }
+
+    def positions(self, tracks: Sequence[str]) -> list[int]:
+        """Index of each of ``tracks`` in :attr:`data`, in the order given."""
+        return [self._pos[str(t)] for t in tracks]
+
+    def arrays(self, tracks: Sequence[str], role: str = "test") -> Arrays:
+        """Slices of ``tracks``: ``role`` "train", "valid" or "test" sets their width and overlap."""
+        if role == "train":
+            width, overlap = self.width + self.train_extra_frames, self.train_overlap
+        elif role == "valid":
+            width, overlap = self.width, self.valid_overlap
+        elif role == "test":
+            width, overlap = self.width, self.eval_overlap
+        else:
+            raise GenrekitError(f"unknown role {role!r}: use train, valid or test")
+        X, y, g = make_slices(self.data, self.positions(tracks), width=width, overlap=overlap)
+        return Arrays(X, y, g)
+
+    def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
+        """Fit ``model`` on the slices of ``train``, early-stopping on the slices of ``valid`` (may be empty)."""
+        tr, va = self.arrays(train, "train"), self.arrays(valid, "valid")
+        if not len(tr):
+            raise DatasetError(f"{self.path or 'log-mel data'}: no slices of the training tracks")
+        has_valid = len(valid) > 0
+        model.fit(tr.X, tr.y, groups=tr.groups, X_valid=va.X if has_valid else None,
+                  y_valid=va.y if has_valid else None, groups_valid=va.groups if has_valid else None)
+
+    def predict(self, model, tracks: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        te = self.arrays(tracks, "test")
+        return te.groups, te.y, model.predict_proba(te.X), [str(c) for c in model.classes_]
+
+
+# ============================================================================================ hybrid
+
+
+def _member_reads(member) -> str:
+    """Which input a hybrid member takes: log-mel slices for deep models, feature rows otherwise."""
+    return "logmel" if getattr(member, "kind", None) == "deep" else "features"
+
+
+class HybridSource:
+    """A log-mel and a feature source over the tracks both hold, for hybrid models.
+
+    Each member of the hybrid fits and predicts on its own input; a track's probability is the
+    hybrid rule over the members' track probabilities (segments of different members do not line
+    up, so the hybrid is scored at track level only).
+    """
+
+    kind = "hybrid"
+    segment_unit = "track"
+
+    def __init__(self, logmel: LogmelSource, features: FeatureSource):
+        if features.segmented:
+            raise DatasetError(f"{features.source}: a segment-level table; a hybrid takes one row per track (30 s table)")
+        from genrekit import datasets
+
+        self.logmel, self.features = logmel, features
+        rows = datasets.table_rows(features.table, logmel.track_ids)
+        keep = [t for t in logmel.track_ids if t in rows]
+        if not keep:
+            raise DatasetError(f"{features.source}: none of the log-mel tracks has a feature row")
+        self._row_id = {t: str(features.track_ids[rows[t]]) for t in keep}
+        self.track_ids = np.array(keep)
+        self.labels = logmel.labels[logmel.positions(keep)]
+
+    @property
+    def source(self) -> str:
+        return f"{self.logmel.source} + {self.features.source}"
+
+    @property
+    def segmented(self) -> bool:
+        return False
+
+    @property
+    def segment_seconds(self) -> None:
+        return None
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return self.logmel.failed
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.logmel.fingerprint()}|{self.features.fingerprint()}".encode()).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {"n_tracks": int(len(self.track_ids)), "n_rows": int(len(self.track_ids)), "segmented": False,
+                "segment_seconds": None, "members": {"logmel": self.logmel.describe(),
+                                                      "features": self.features.describe()}}
+
+    def _part(self, member):
+        return self.logmel if _member_reads(member) == "logmel" else self.features
+
+    def _ids(self, part, tracks: Sequence[str]) -> list[str]:
+        return [self._row_id[str(t)] for t in tracks] if part is self.features else [str(t) for t in tracks]
+
+    def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
+        """Fit every member of ``model`` (a :class:`~genrekit.models.hybrid.HybridModel` of unfitted
+        members) on its own input, then the hybrid itself."""
+        for member in model.members:
+            part = self._part(member)
+            part.fit(member, self._ids(part, train), self._ids(part, valid))
+        model.fit()
+
+    def predict(self, model, tracks: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Track-level probabilities (one row per track, in ``tracks`` order) by the hybrid rule."""
+        from genrekit.metrics import aggregate_tracks
+
+        tracks = [str(t) for t in tracks]
+        classes = [str(c) for c in model.classes_]
+        probas = []
+        for member in model.members_:
+            part = self._part(member)
+            ids = self._ids(part, tracks)
+            g, _, p, member_classes = part.predict(member, ids)
+            uniq, tp = aggregate_tracks(g, p)
+            order = [member_classes.index(c) for c in classes]
+            at = {t: k for k, t in enumerate(uniq)}
+            probas.append(tp[[at[t] for t in ids]][:, order])
+        label = dict(zip(self.track_ids, self.labels, strict=True))
+        return np.array(tracks), np.array([label[t] for t in tracks]), model.combine(probas), classes

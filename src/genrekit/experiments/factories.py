@@ -1,0 +1,192 @@
+"""Model factories: how a run builds a fresh estimator for each fold, and which data it reads.
+
+A factory is called once per fold as ``factory(seed=, workdir=, data=, progress=)`` and returns an
+UNFITTED estimator; the runner fits it through the data source. Besides the call, a factory says
+
+* ``reads`` -- the data kind it takes (``"features"``, ``"logmel"``, ``"hybrid"``), and
+  :meth:`open_data` -- how to open a path as that kind of :mod:`~genrekit.experiments.data` source;
+* ``valid_size`` -- the share of training tracks carved out for early stopping where the protocol has
+  no validation side (``None``: none; deep models early-stop, so 0.15), and ``valid_role`` -- what the
+  validation side does: ``"early-stopping"`` (it picks the kept weights, so the model file counts those
+  tracks as seen) or ``"tuning"`` (it only chooses hyperparameters);
+* ``fold_reports`` -- whether each fold keeps its own model file and report (``fold<i>/``: deep runs,
+  which take long, are resumable and are ensembled per fold later) and ``final_fit`` -- whether a
+  cross-validated run refits on every track for the model file it ships (tabular runs: seconds).
+
+:func:`as_factory` turns a model name into its factory; any callable with that signature works too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genrekit.errors import GenrekitError, ModelError
+
+__all__ = ["DeepFactory", "HybridFactory", "TabularFactory", "as_factory", "factory_name"]
+
+
+class TabularFactory:
+    """A feature-vector model by its registry name (``svm``, ``mlp-512-sgd``, ``ensemble``, ``svm-top20``)."""
+
+    reads = "features"
+    valid_size: float | None = None
+    valid_role = "tuning"  # the validation side chooses hyperparameters; weights come from the train side
+    fold_reports = False
+    final_fit = True
+
+    def __init__(self, name: str, **params: Any):
+        from genrekit.models.registry import make_model
+
+        make_model(name, family="tabular", **params)  # a typo fails here, before any fitting
+        self.name = name
+        self.params = dict(params)
+
+    def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
+        from genrekit.models.registry import make_model
+
+        return make_model(self.name, family="tabular", random_state=seed, **self.params)
+
+    def open_data(self, path: str | os.PathLike, *, progress: bool = True, **options: Any):
+        """A feature CSV or audio folders featurised on the way (``image_root=``, ``segment_seconds=``)."""
+        from genrekit.experiments.data import FeatureSource
+
+        return FeatureSource.load(path, progress=progress, **options)
+
+    def record(self, model) -> dict[str, Any]:
+        return {}
+
+
+def _deep_options() -> set[str]:
+    from genrekit.models.deep import DeepModel
+
+    # the runner sets these itself, from the data source, the seed and the fold's folder
+    owned = {"self", "arch", "input", "input_frames", "seed", "checkpoint_dir", "verbose"}
+    return set(inspect.signature(DeepModel.__init__).parameters) - owned
+
+
+class DeepFactory:
+    """A log-mel CNN (``cnn``, ``resnet``, ``shortchunk`` ...) with :class:`~genrekit.models.deep.DeepModel`'s
+    options (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``width``, ``augment``, ``patience``,
+    ``device``, ``threads``, ``resume``, ``max_minutes``, ``ema``, ...); unknown options are refused."""
+
+    reads = "logmel"
+    valid_size: float | None = 0.15
+    valid_role = "early-stopping"  # the kept weights are the epoch that did best on the validation side
+    fold_reports = True
+    final_fit = False
+    # a training run's defaults where they differ from the estimator's
+    DEFAULTS: dict[str, Any] = {"ema": 0.995}
+
+    def __init__(self, arch: str, **params: Any):
+        from genrekit.models.registry import model_names
+
+        if arch not in model_names("deep"):
+            raise ModelError(f"unknown deep model {arch!r}; choose one of {', '.join(model_names('deep'))}")
+        unknown = sorted(set(params) - _deep_options())
+        if unknown:
+            raise GenrekitError(f"unknown option(s) {', '.join(unknown)} for deep model {arch!r}; known: "
+                                f"{', '.join(sorted(_deep_options()))}")
+        self.name = arch
+        self.params = {**self.DEFAULTS, **params}
+
+    def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
+        from genrekit.models.deep import DeepModel
+
+        return DeepModel(self.name, input=data.input, input_frames=data.width, seed=seed, checkpoint_dir=workdir,
+                         verbose=progress, **self.params)
+
+    def crop_frames(self) -> int:
+        """Extra frames each training slice needs for the random-crop augmentation (0 without it)."""
+        from genrekit.augment import AugmentConfig
+
+        aug = AugmentConfig.parse(self.params.get("augment", "default"))
+        return aug.crop_frames if aug.crop else 0
+
+    def open_data(self, path: str | os.PathLike, *, progress: bool = True, **options: Any):
+        """Log-mel data of a GTZAN root, audio or image folder (``source=``, slice settings: see
+        :class:`~genrekit.experiments.data.LogmelSource`)."""
+        from genrekit.experiments.data import LogmelSource
+
+        return LogmelSource.load(path, progress=progress, train_extra_frames=self.crop_frames(), **options)
+
+    def record(self, model) -> dict[str, Any]:
+        from genrekit.augment import AugmentConfig
+
+        rec: dict[str, Any] = {"augment": AugmentConfig.parse(model.augment).to_dict()}
+        if getattr(model, "init_from", None):  # fine-tuned: how much of the source model it kept
+            rec["layers_transferred"] = int(getattr(model, "transferred_", 0))
+        return rec
+
+
+class HybridFactory:
+    """A hybrid (product of experts) of members with different inputs, e.g. ``["shortchunk", "logreg"]``
+    with ``weights=[0.75, 0.25]``: each member is fitted on its own input, then combined."""
+
+    reads = "hybrid"
+    valid_role = "early-stopping"  # its deep members pick their weights on the validation side
+    final_fit = False
+
+    def __init__(self, members: Sequence[Any], *, weights: Sequence[float] | None = None):
+        if len(members) < 2:
+            raise ModelError("a hybrid needs at least two members")
+        self.members = [as_factory(m) for m in members]
+        if any(m.reads not in ("features", "logmel") for m in self.members):
+            raise ModelError("hybrid members read features or log-mel slices (a hybrid cannot be nested)")
+        self.weights = None if weights is None else [float(w) for w in weights]
+        self.name = "+".join(m.name for m in self.members)
+        self.params = {"members": [m.name for m in self.members], "weights": self.weights}
+        deep = [m.valid_size for m in self.members if m.valid_size]
+        self.valid_size = max(deep) if deep else None
+        self.fold_reports = any(m.fold_reports for m in self.members)
+
+    def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
+        from genrekit.models.hybrid import HybridModel
+
+        parts = {"logmel": data.logmel, "features": data.features}
+        return HybridModel([m(seed=seed, workdir=None, data=parts[m.reads], progress=progress) for m in self.members],
+                           weights=self.weights)
+
+    def open_data(self, path: str | os.PathLike, *, progress: bool = True, table: str | os.PathLike | None = None,
+                  **options: Any):
+        """A GTZAN root's log-mel data and its feature table (``table=`` another CSV)."""
+        from genrekit import datasets
+        from genrekit.errors import DatasetError
+        from genrekit.experiments.data import FeatureSource, HybridSource
+
+        deep = next(m for m in self.members if m.reads == "logmel")
+        csv = table or datasets.GTZAN(path).feature_csv()
+        if csv is None:
+            raise DatasetError(f"{path}: no feature table (features_30_sec.csv) for the hybrid's feature members")
+        return HybridSource(deep.open_data(path, progress=progress, **options),
+                            FeatureSource.load(csv, progress=progress))
+
+    def record(self, model) -> dict[str, Any]:
+        return {"member_kinds": [getattr(m, "kind", "?") for m in model.members_]}
+
+
+def as_factory(model: Any, **params: Any):
+    """``model`` as a factory: a registry name (tabular or deep) with ``params``, or a factory as it is."""
+    if not isinstance(model, str):
+        if params:
+            raise GenrekitError("params go with a model name; a factory carries its own")
+        if not callable(model):
+            raise GenrekitError(f"model must be a name or a factory, got {type(model).__name__}")
+        return model
+    from genrekit.models.registry import model_names
+
+    if model in model_names("deep"):
+        return DeepFactory(model, **params)
+    try:
+        return TabularFactory(model, **params)
+    except ModelError:
+        raise ModelError(f"unknown model {model!r}; tabular: {', '.join(model_names('tabular'))} (or e.g. "
+                         f"svm-top20); deep: {', '.join(model_names('deep'))}") from None
+
+
+def factory_name(factory: Any) -> str:
+    """The name a run records for ``factory``."""
+    return str(getattr(factory, "name", None) or getattr(factory, "__name__", type(factory).__name__))
