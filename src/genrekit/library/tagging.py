@@ -385,7 +385,10 @@ def write_genres(path: str | os.PathLike, values: dict[str, list[str]], *, journ
                  expected_sha256: str | None = None, touch: bool = False,
                  before_replace: Callable[[], None] | None = None) -> WriteResult:
     """Rewrite one file's ``values`` (``{"genre": [...], "GENREKIT_TAGS": [...]}``) safely; see the
-    module docstring for the steps. Raises a TagError (file untouched) when any check fails."""
+    module docstring for the steps. Raises a TagError (file untouched) when any check fails.
+
+    ``before_replace`` is called after the change is journalled and just before the rename: the one
+    moment a crash or another program's edit matters most (the tests use it to cause both)."""
     link = Path(path)
     p = Path(os.path.realpath(link))  # a symlink's target is what gets tagged; the link stays a link
     try:
