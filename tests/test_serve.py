@@ -453,7 +453,8 @@ def test_page_in_headless_chromium(chromium, live_server, tmp_path):
             page = browser.new_page(viewport={"width": 1100, "height": 1300})
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("request", lambda r: None if r.url.startswith((live_server, "data:"))
+            # blob:<origin> is the user's own file played from memory by the page's player: not external
+            page.on("request", lambda r: None if r.url.startswith((live_server, "data:", "blob:" + live_server))
                     else problems.append(f"external request: {r.url}"))
             page.goto(live_server + "/")
             # a locator wait, not wait_for_function: polling a JS string needs eval, which the page's CSP forbids

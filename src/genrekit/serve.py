@@ -286,7 +286,8 @@ async def _read_upload(request: Request, *, max_file_bytes: int) -> _Upload:
 
 
 # ------------------------------------------------------------------------------------ inference
-def _classify(clf, data: bytearray, name: str, *, top_k: int, segments: bool, want_spectrogram: bool) -> dict:
+def _classify(clf, data: bytearray, name: str, *, top_k: int, segments: bool, want_spectrogram: bool,
+              similar_k: int = 0, library=None) -> dict:
     """Decode an upload from memory and classify it (runs in a worker thread)."""
     try:
         y = audio.load_bytes(data, filename=name, sr=clf.sr)
@@ -297,7 +298,26 @@ def _classify(clf, data: bytearray, name: str, *, top_k: int, segments: bool, wa
     rec = pred.to_dict(segments=segments)
     if want_spectrogram:
         rec["spectrogram"] = spectrogram_png(y, sr=clf.sr)
+    if similar_k and library is not None:
+        rec["similar"] = _similar_in_library(library, data, name, k=similar_k)
     return rec
+
+
+def _similar_in_library(library: dict, data: bytearray, name: str, *, k: int) -> list[dict]:
+    """The library's tracks nearest to an upload (musicnn embedding of the upload, decoded at musicnn's
+    16 kHz like the index; the upload itself, when it is a library file, is left out by its digest)."""
+    import hashlib
+
+    from genrekit import embeddings
+
+    y16 = audio.load_bytes(data, filename=name, sr=embeddings.SR)
+    q = embeddings.embed(y16, sr=embeddings.SR).penultimate_mean
+    index = library["index"]
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    same = [i for i, d in enumerate(index.digests) if d == digest]
+    root = library["root"]
+    return [{"file": os.path.relpath(n.file, root), "similarity": round(n.similarity, 6)}
+            for n in index.search(q, k=k, exclude=same)]
 
 
 
@@ -356,12 +376,16 @@ def _torch_threads(workers: int) -> int:
 
 
 # ------------------------------------------------------------------------------------ the app
-def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backend: str = "torch") -> FastAPI:
+def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backend: str = "torch",
+               library=None, library_root: str | os.PathLike | None = None) -> FastAPI:
     """The genrekit web app: page at ``/``, REST API under ``/api``, OpenAPI docs at ``/docs``.
 
     ``model`` is a model file path, a loaded :class:`~genrekit.predict.GenreClassifier`, or None for the
     shipped model; it is loaded once when the app starts. ``workers`` bounds concurrent inferences.
+    ``library`` (a :class:`genrekit.library.similar.SimilarityIndex` of the folder ``library_root``) turns
+    on ``similar=K`` in ``/api/predict`` and the page's "similar in this library" panel.
     """
+    lib = None if library is None else {"index": library, "root": os.path.realpath(library_root or "/")}
     if workers < 1:
         raise ValueError("workers must be >= 1")
     if not max_upload_mb > 0:
@@ -423,8 +447,9 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={
+            # media-src blob:: the page plays the user's own file from memory (URL.createObjectURL)
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                                       "script-src 'self'; connect-src 'self'",
+                                       "script-src 'self'; connect-src 'self'; media-src 'self' blob:",
         })
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -433,7 +458,8 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
     async def health(request: Request) -> dict:
         clf = request.app.state.clf
         return {"status": "ok", "version": __version__, "model": clf.identity, "workers": workers,
-                "max_upload_mb": max_upload_mb}
+                "max_upload_mb": max_upload_mb,
+                "library": None if lib is None else {"tracks": len(lib["index"].paths)}}
 
     @app.get("/api/genres", summary="The genres the loaded model can answer, in its order")
     async def genres(request: Request) -> dict:
@@ -460,6 +486,8 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
         top_k: int | None = Query(None, ge=1, description="genres in `top` (default 3)"),
         segments: bool | None = Query(None, description="include the per-window timeline"),
         spectrogram: bool | None = Query(None, description="include the log-mel spectrogram as a PNG"),
+        similar: int | None = Query(None, ge=1, le=100, description="with the server's --library: the K most "
+                                    "similar library tracks (musicnn embeddings, cosine) in `similar`"),
     ) -> JSONResponse:
         state = request.app.state
         async with state.pending:
@@ -476,8 +504,11 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
                     raise ApiError(415, f"{name}: empty file (0 bytes)",
                                    **_error_fields(name, f"{name}: empty file (0 bytes)", seg))
                 loop = asyncio.get_running_loop()
+                if similar and lib is None:
+                    raise ApiError(422, "similar needs a library: start the server with --library PATH")
                 job = functools.partial(state.memory.run, _classify, state.clf, up.file_data, name,
-                                        top_k=k or 3, segments=bool(seg), want_spectrogram=bool(spec))
+                                        top_k=k or 3, segments=bool(seg), want_spectrogram=bool(spec),
+                                        similar_k=similar or 0, library=lib)
                 try:
                     rec = await loop.run_in_executor(state.pool, job)
                 except AudioError as exc:

@@ -19,6 +19,10 @@ def add_arguments(p) -> None:
     p.add_argument("--max-upload-mb", type=float, default=50.0, help="largest accepted upload (default 50 MB)")
     p.add_argument("--workers", type=int, default=2, help="concurrent inferences (default 2)")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--library", default=None, metavar="PATH",
+                   help="a music folder: the page then lists the tracks of it most similar to each upload "
+                        "(its musicnn index is brought up to date first, as by genrekit similar)")
+    p.add_argument("--index", default=None, metavar="DIR", help="the --library index folder (default: per library)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -45,7 +49,21 @@ def run(args) -> int:
     clf = GenreClassifier.load(args.model, backend=args.backend)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"genrekit serve: warning: listening on {args.host} without authentication", file=sys.stderr)
-    app = create_app(clf, max_upload_mb=args.max_upload_mb, workers=args.workers, backend=args.backend)
+    index = None
+    if args.library:
+        from pathlib import Path
+
+        from genrekit.library import musicnn, similar
+
+        if not Path(args.library).is_dir():
+            print(f"genrekit serve: error: --library {args.library}: not a folder", file=sys.stderr)
+            return 2
+        print(f"genrekit serve: indexing {args.library} (new and changed files only)…", file=sys.stderr)
+        index, rep = similar.update_index(args.library, index_dir=args.index, cache=musicnn.summary_cache())
+        print(f"genrekit serve: library of {rep.total} tracks ({rep.added} new, {rep.changed} changed, "
+              f"{len(rep.failed)} failed)", file=sys.stderr)
+    app = create_app(clf, max_upload_mb=args.max_upload_mb, workers=args.workers, backend=args.backend,
+                     library=index, library_root=args.library)
     print(f"genrekit serve: model {clf.path} ({', '.join(clf.genres)}); http://{args.host}:{args.port}/",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
