@@ -322,7 +322,7 @@ def test_uploads_never_touch_disk(client, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------ concurrency
 class _Gate:
-    """Stands in for GenreClassifier.predict: blocks until released and records peak concurrency."""
+    """Stands in for GenreClassifier.predict_blocks: blocks until released and records peak concurrency."""
 
     def __init__(self, real):
         self.real = real
@@ -361,8 +361,8 @@ def test_inference_is_off_the_loop_bounded_and_loaded_once(tiny_model, monkeypat
     monkeypatch.setattr(GenreClassifier, "load", classmethod(counting_load))
     app = create_app(tiny_model, workers=2)
     with TestClient(app) as c:
-        gate = _Gate(app.state.clf.predict)
-        app.state.clf.predict = gate
+        gate = _Gate(app.state.clf.predict_blocks)  # what the server calls with the upload's decoded blocks
+        app.state.clf.predict_blocks = gate
         data = wav_bytes(3.0)
         results = []
         threads = [threading.Thread(target=lambda: results.append(post(c, data))) for _ in range(5)]

@@ -249,11 +249,13 @@ class _ModelBlob:
 class PredictTask:
     """``path -> record`` exactly as the local engine makes it (``genrekit predict``'s records)."""
 
-    def __init__(self, *, model: str | os.PathLike | None, backend: str, top_k: int, segments: bool):
+    def __init__(self, *, model: str | os.PathLike | None, backend: str, top_k: int, segments: bool,
+                 max_duration: float | None = None):
         self.blob = _ModelBlob(model) if model is not None else None
         self.backend = backend
         self.top_k = int(top_k)
         self.segments = bool(segments)
+        self.max_duration = max_duration  # seconds, or None
 
     def classifier(self):
         """This process's classifier for the model: loaded on first use, then reused by every batch."""
@@ -272,7 +274,8 @@ class PredictTask:
     def __call__(self, path: str) -> dict[str, Any]:
         from genrekit.predict import record_for
 
-        return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments)
+        return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments,
+                          max_duration=self.max_duration)
 
 
 def predict_ray(
@@ -288,13 +291,16 @@ def predict_ray(
     num_cpus: int | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     task: Callable[[str], dict[str, Any]] | None = None,
+    max_duration: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records for ``files`` in input order, computed as Ray tasks: the local engine's records exactly.
 
-    ``task`` replaces the per-file function (tests use it to kill a worker on a chosen file)."""
+    ``task`` replaces the per-file function (tests use it to kill a worker on a chosen file);
+    ``max_duration`` (seconds) as in :meth:`GenreClassifier.predict`."""
     from genrekit.predict import error_record
 
-    fn = task if task is not None else PredictTask(model=model, backend=backend, top_k=top_k, segments=segments)
+    fn = task if task is not None else PredictTask(model=model, backend=backend, top_k=top_k, segments=segments,
+                                                   max_duration=max_duration)
     for path, res in ray_map(fn, [str(f) for f in files], address=address, num_cpus=num_cpus,
                              batch_size=batch_size, max_retries=max_retries, progress=progress, desc="predict"):
         if isinstance(res, ItemError):

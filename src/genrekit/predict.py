@@ -29,9 +29,10 @@ from genrekit.errors import DurationLimitError, GenrekitError, ModelError, Silen
 BLOCK_SECONDS = 30.0
 DEFAULT_MODEL_NAME = "genrekit-gtzan-default.safetensors"
 # A window quieter than this (RMS around its mean, in dB re a full-scale sample value of 1.0) is silent.
-# -60 dBFS is the default noise floor of ffmpeg's silencedetect; it sits 30 dB under the quietest window
-# of real music we measured (GTZAN's quietest 3 s window is about -45 dBFS, see docs/serve.md) and well
-# above digital silence (-inf), 16-bit dither (~-100 dBFS) and the hiss of a quiet recording chain.
+# -60 dBFS is the default noise floor of ffmpeg's silencedetect. It sits 14 dB under the quietest window
+# of real music we measured (the quietest 3 s window of the 124 shared GTZAN clips and the 36 real-world
+# mp3s is -46 dBFS; pianissimo classical is -40 to -42), so quiet music is never dropped, and far above
+# digital silence (-inf) and 16-bit dither (about -100 dBFS). See docs/serve.md.
 SILENCE_DB = -60.0
 
 

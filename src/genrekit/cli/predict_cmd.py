@@ -26,6 +26,9 @@ def add_arguments(p) -> None:
     p.add_argument("--part-size", type=int, default=1000, metavar="N",
                    help="with --out DIR/ (Parquet parts + _manifest.json, resumable): files per part (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--max-duration", type=float, default=None, metavar="MIN",
+                   help="skip files whose decoded audio is longer than MIN minutes: their record gets an "
+                        "error and decoding stops there (default: no limit, any length is streamed)")
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -39,14 +42,14 @@ def _init_worker(model, backend, threads=1):
     _CLF = GenreClassifier.load(model, backend=backend, threads=threads)
 
 
-def _classify(path: str, top_k: int, segments: bool) -> dict:
-    """One file -> its record (module level so process pools can pickle it)."""
+def _classify(path: str, top_k: int, segments: bool, max_duration: float | None = None) -> dict:
+    """One file -> its record (module level so process pools can pickle it); ``max_duration`` in seconds."""
     from genrekit.predict import record_for
 
-    return record_for(_CLF, path, top_k=top_k, segments=segments)
+    return record_for(_CLF, path, top_k=top_k, segments=segments, max_duration=max_duration)
 
 
-def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=True):
+def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=True, max_duration=None):
     """Yield records in input order (one model load per worker process)."""
     from tqdm import tqdm
 
@@ -55,7 +58,7 @@ def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=Tru
         if jobs <= 1 or len(files) <= 1:
             _init_worker(model, backend)
             for f in files:
-                yield _classify(f, top_k, segments)
+                yield _classify(f, top_k, segments, max_duration)
                 bar.update()
             return
         import multiprocessing as mp
@@ -63,7 +66,7 @@ def classify_paths(files, *, model, backend, top_k, segments, jobs, progress=Tru
 
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(model, backend)) as ex:
-            futures = [ex.submit(_classify, f, top_k, segments) for f in files]
+            futures = [ex.submit(_classify, f, top_k, segments, max_duration) for f in files]
             for fut in futures:
                 yield fut.result()
                 bar.update()
@@ -99,6 +102,9 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
             tops = "  ".join(f"{g} {s * 100:5.1f}%" for g, s in r["top"][:top_k])
             lines.append(f"{name:<{width}}  {r['genre']:<10} {tops}")
         for s in r.get("segments") or []:
+            if s.get("silent"):
+                lines.append(f"    {s['start']:8.2f}-{s['end']:8.2f}s  (silent)")
+                continue
             lines.append(f"    {s['start']:8.2f}-{s['end']:8.2f}s  {s['genre']:<10} {max(s['scores'].values()) * 100:5.1f}%")
     return "\n".join(lines) + "\n"
 
@@ -117,6 +123,10 @@ def run(args) -> int:
     if args.jobs < 1:
         print("genrekit predict: error: --jobs must be >= 1", file=sys.stderr)
         return 2
+    if args.max_duration is not None and not args.max_duration > 0:
+        print("genrekit predict: error: --max-duration must be > 0 minutes", file=sys.stderr)
+        return 2
+    max_duration = None if args.max_duration is None else args.max_duration * 60.0
     files: list[str] = []
     missing: list[dict] = []
     from genrekit.predict import error_record
@@ -141,9 +151,11 @@ def run(args) -> int:
             from genrekit.engine_ray import predict_ray
 
             return predict_ray(todo, model=args.model, backend=args.backend, top_k=args.top_k,
-                               segments=args.segments, address=args.address, progress=not args.no_progress)
+                               segments=args.segments, address=args.address, progress=not args.no_progress,
+                               max_duration=max_duration)
         return classify_paths(todo, model=args.model, backend=args.backend, top_k=args.top_k,
-                              segments=args.segments, jobs=args.jobs, progress=not args.no_progress)
+                              segments=args.segments, jobs=args.jobs, progress=not args.no_progress,
+                              max_duration=max_duration)
 
     from genrekit.parquet_out import is_dataset_target, predict_to_dataset
 

@@ -34,8 +34,10 @@ async function loadInfo() {
   try {
     const [g, h] = await Promise.all([fetch("/api/genres"), fetch("/api/health")]);
     genres = (await g.json()).genres || [];
-    maxUploadMb = (await h.json()).max_upload_mb;
-    $("limits").textContent = `wav, flac, ogg, mp3, m4a, opus, … up to ${maxUploadMb} MB. ` +
+    const health = await h.json();
+    maxUploadMb = health.max_upload_mb;
+    const mins = health.max_duration_min ? ` and ${health.max_duration_min} minutes` : "";
+    $("limits").textContent = `wav, flac, ogg, mp3, m4a, opus, … up to ${maxUploadMb} MB${mins}. ` +
       `Genres: ${genres.join(", ")}.`;
   } catch (e) {
     showError("The genrekit server is not answering: " + e);
@@ -77,9 +79,16 @@ function drawTimeline(rec) {
   for (const s of segs) {
     const d = document.createElement("div");
     d.className = "seg";
-    d.dataset.genre = s.genre;
     d.style.flexGrow = String(Math.max(s.end - s.start, 0.001));
     d.style.flexBasis = "0";
+    if (s.silent) {  // below the silence threshold: not classified
+      d.dataset.silent = "true";
+      d.style.background = "#ddd";
+      d.title = `${fmtTime(s.start)}–${fmtTime(s.end)}: silent`;
+      tl.appendChild(d);
+      continue;
+    }
+    d.dataset.genre = s.genre;
     d.style.background = colour(s.genre);
     const p = Math.max(...Object.values(s.scores));
     d.title = `${fmtTime(s.start)}–${fmtTime(s.end)}: ${s.genre} (${(100 * p).toFixed(0)}%)`;
@@ -141,8 +150,11 @@ async function upload(file) {
   }
   if (!res.ok) {
     const why = body.error || res.statusText;
-    const hint = { 413: "The file is too large.", 415: "This is not an audio file genrekit can decode.",
-                   422: "The request was not valid." }[res.status] || `Server error ${res.status}.`;
+    const silent = res.status === 422 && /no audible signal/.test(why);
+    const hint = silent ? "There is no music in this file: it is silent or nearly so." :
+      { 413: "The file is too large or too long.", 415: "This is not an audio file genrekit can decode.",
+        422: "The request was not valid.", 503: "The server could not finish this file in time." }[res.status] ||
+      `Server error ${res.status}.`;
     showError(`${hint}\n${why}`);
     return;
   }
