@@ -191,6 +191,27 @@ def test_silent_intro_is_marked_and_the_song_classified_on_its_music(clf):
     assert "silent" not in d["segments"][-1]  # audible windows keep the record they always had
 
 
+def test_silent_blocks_skip_the_spectrogram_and_give_the_same_record(model, monkeypatch):
+    from genrekit import spectrogram
+
+    class NoCache(dict):
+        def __setitem__(self, k, v):
+            pass
+
+    y = with_silent_intro(95.0, tone(10.0, freq=3000.0)[:, 0])  # 3 silent blocks, then the music
+    calls = []
+    real = spectrogram.logmel_for_input
+    monkeypatch.setattr(spectrogram, "logmel_for_input", lambda y, inp: calls.append(y.size) or real(y, inp))
+    fast = GenreClassifier.load(model).predict(y, sr=SR)
+    assert len(calls) == 2  # the first silent block (to learn a block's width) and the last one
+    slow_clf = GenreClassifier.load(model)
+    slow_clf._full_block_frames = NoCache()
+    slow = slow_clf.predict(y, sr=SR)
+    assert len(calls) == 2 + 4
+    assert fast.to_dict(segments=True) == slow.to_dict(segments=True)
+    assert fast.genre == "metal" and sum(s.silent for s in fast.segments) >= 30
+
+
 def test_hybrid_skips_silent_windows_in_every_member(hybrid):
     h = GenreClassifier.load(hybrid)
     r = h.predict(with_silent_intro(40.0, tone(20.0, freq=110.0)[:, 0]), sr=SR)  # block 1 all silent
