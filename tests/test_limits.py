@@ -285,6 +285,23 @@ def test_max_duration_stops_decoding_early(tmp_path, monkeypatch):
     assert time.perf_counter() - t0 < 5 and n <= 130 * SR
 
 
+def test_long_files_are_refused_before_any_classification(clf, tmp_path, monkeypatch):
+    """With a limit, a file is decoded (only) first: one that decodes past it never reaches the model."""
+    y = tone(75.0, freq=110.0)[:, 0]
+    path = write_audio(tmp_path / "long.flac", y)
+    assert audio.decoded_seconds(path) == pytest.approx(75.0)
+    assert audio.decoded_seconds_bytes(path.read_bytes(), filename="x.flac") == pytest.approx(75.0)
+    with pytest.raises(DurationLimitError, match=r"x\.flac: the audio is longer than the limit of 1 min"):
+        audio.decoded_seconds_bytes(path.read_bytes(), filename="x.flac", max_duration=60)
+    calls = []
+    real = clf._block_parts
+    monkeypatch.setattr(clf, "_block_parts", lambda *a: calls.append(1) or real(*a))
+    with pytest.raises(DurationLimitError):
+        clf.predict(path, max_duration=60)
+    assert calls == []
+    assert clf.predict(path, max_duration=80).genre == "blues" and len(calls) == 3
+
+
 def test_cli_max_duration_minutes(model, tmp_path, capsys):
     write_audio(tmp_path / "short.wav", tone(20.0, freq=110.0))
     write_audio(tmp_path / "long.wav", tone(80.0, freq=110.0))

@@ -448,6 +448,42 @@ def stream(
                           max_duration=max_duration, empty=empty)
 
 
+def decoded_seconds(path: str | os.PathLike, *, max_duration: float | None = None) -> float:
+    """Seconds of audio ``path`` decodes to, counted by decoding it (no resampling, nothing kept), never
+    read from its header; with ``max_duration``, raises :class:`DurationLimitError` as soon as the count
+    passes it. Cheap (decoding is a few percent of classifying), so a caller can refuse a file that
+    decodes to hours before spending any real work on it."""
+    _check_max_duration(max_duration)
+    p = _check_path(path)
+    native_sr, blocks = _native_blocks(p, offset=0.0, duration=None, block_frames=65536)
+    return _count_seconds(blocks, native_sr=native_sr, name=str(p), max_duration=max_duration)
+
+
+def decoded_seconds_bytes(data: bytes, *, filename: str = "upload.wav", max_duration: float | None = None) -> float:
+    """:func:`decoded_seconds` for audio held in memory, decoded as :func:`stream_bytes` decodes it."""
+    _check_max_duration(max_duration)
+    native_sr, blocks = _bytes_native_blocks(data, filename, block_seconds=30.0)
+    return _count_seconds(blocks, native_sr=native_sr, name=filename, max_duration=max_duration)
+
+
+def _count_seconds(blocks: Iterable[np.ndarray], *, native_sr: int, name: str, max_duration: float | None) -> float:
+    limit = None if max_duration is None else max_duration * native_sr
+    n = 0
+    for b in blocks:
+        n += b.shape[0]
+        if limit is not None and n > limit:
+            getattr(blocks, "close", lambda: None)()
+            raise _too_long(name, max_duration, n / native_sr)
+    return n / native_sr
+
+
+def _too_long(name: str, max_duration: float, decoded: float) -> DurationLimitError:
+    return DurationLimitError(
+        f"{name}: the audio is longer than the limit of {_limit_text(max_duration)} (decoding "
+        f"stopped at {_hms(decoded)}; the rest was not read)"
+    )
+
+
 def _check_max_duration(max_duration: float | None) -> None:
     if max_duration is not None and not max_duration > 0:
         raise ValueError(f"max_duration must be > 0 seconds (or None for no limit), got {max_duration}")
@@ -482,10 +518,7 @@ def _resampled(
     for native in blocks:
         decoded += native.shape[0]
         if limit is not None and decoded > limit:
-            raise DurationLimitError(
-                f"{name}: the audio is longer than the limit of {_limit_text(max_duration)} (decoding "
-                f"stopped at {_hms(decoded / native_sr)}; the rest was not read)"
-            )
+            raise _too_long(name, max_duration, decoded / native_sr)
         if not np.isfinite(native).all():
             raise NonFiniteAudioError(f"{name}: audio contains NaN or infinite samples")
         out = rs(native)
@@ -627,6 +660,27 @@ def _sf_bytes_blocks(data: bytes, name: str, *, block_frames: int, block_seconds
     return sr, gen()
 
 
+def _bytes_native_blocks(data: bytes, filename: str, *, block_seconds: float):
+    """(native rate, native-rate mono blocks) of in-memory audio, decoded as :func:`load_bytes` chooses."""
+    import soundfile as sf
+
+    if not data:
+        raise EmptyAudioError(f"{filename}: empty file (0 bytes)")
+    data = bytes(data)  # io.BytesIO shares an immutable bytes buffer instead of copying it
+    ext = Path(filename).suffix.lower()
+    native_frames = 65536
+    read = lambda offset, n: data[offset : offset + n]  # noqa: E731
+    looks_mpeg = data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+    if not (ext in AV_EXTENSIONS or looks_mpeg or _mp3_declared_samples(_mp3_head(read))):
+        try:
+            return _sf_bytes_blocks(data, filename, block_frames=native_frames, block_seconds=block_seconds)
+        except (RuntimeError, sf.LibsndfileError):
+            pass  # not for libsndfile: let FFmpeg try
+    kind = "unsupported or corrupt" if ext not in AUDIO_EXTENSIONS else "not audio or corrupt"
+    return _av_blocks(Path(filename), offset=0.0, duration=None, block_frames=native_frames,
+                      source=io.BytesIO(data), read=read, block_seconds=block_seconds, bad=kind)
+
+
 def stream_bytes(
     data: bytes,
     *,
@@ -642,27 +696,8 @@ def stream_bytes(
     ``max_duration`` (seconds) raises :class:`DurationLimitError` as soon as the decoded audio passes
     it. The decoder is chosen as :func:`load_bytes` chooses it (FFmpeg for MPEG-looking data).
     """
-    import soundfile as sf
-
     _check_max_duration(max_duration)
-    if not data:
-        raise EmptyAudioError(f"{filename}: empty file (0 bytes)")
-    data = bytes(data)  # io.BytesIO shares an immutable bytes buffer instead of copying it
-    ext = Path(filename).suffix.lower()
-    native_frames = 65536
-    read = lambda offset, n: data[offset : offset + n]  # noqa: E731
-    looks_mpeg = data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
-    opened = None
-    if not (ext in AV_EXTENSIONS or looks_mpeg or _mp3_declared_samples(_mp3_head(read))):
-        try:
-            opened = _sf_bytes_blocks(data, filename, block_frames=native_frames, block_seconds=block_seconds)
-        except (RuntimeError, sf.LibsndfileError):
-            opened = None  # not for libsndfile: let FFmpeg try
-    if opened is None:
-        kind = "unsupported or corrupt" if ext not in AUDIO_EXTENSIONS else "not audio or corrupt"
-        opened = _av_blocks(Path(filename), offset=0.0, duration=None, block_frames=native_frames,
-                            source=io.BytesIO(data), read=read, block_seconds=block_seconds, bad=kind)
-    native_sr, blocks = opened
+    native_sr, blocks = _bytes_native_blocks(data, filename, block_seconds=block_seconds)
     yield from _resampled(blocks, native_sr=native_sr, sr=sr, block_seconds=block_seconds, name=filename,
                           max_duration=max_duration, empty=f"{filename}: no audio samples")
 
@@ -773,6 +808,8 @@ __all__ = [
     "AudioError",
     "AudioInfo",
     "Window",
+    "decoded_seconds",
+    "decoded_seconds_bytes",
     "info",
     "iter_audio_files",
     "iter_windows",

@@ -345,6 +345,8 @@ class GenreClassifier:
         if max_duration is not None and not max_duration > 0:
             raise GenrekitError(f"max_duration must be > 0 seconds (or None for no limit), got {max_duration}")
         is_path = isinstance(source, (str, os.PathLike))
+        if is_path and max_duration is not None:  # decode-only first: an hour-long file is skipped in seconds
+            audio.decoded_seconds(source, max_duration=max_duration)
         return self.predict_blocks(self._source_blocks(source, sr, max_duration), top_k=top_k,
                                    file=str(source) if is_path else None)
 

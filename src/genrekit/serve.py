@@ -31,7 +31,7 @@ import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -374,22 +374,36 @@ async def _read_upload(request: Request, *, max_file_bytes: int) -> _Upload:
 
 
 # ------------------------------------------------------------------------------------ inference
+@contextmanager
+def _decoder_errors(name: str):
+    """A decoder's own exception on odd data (not a genrekit error) becomes a DecodeError."""
+    try:
+        yield
+    except GenrekitError:
+        raise
+    except (ValueError, RuntimeError, OSError, EOFError) as exc:
+        raise DecodeError(f"{name}: not audio or corrupt ({type(exc).__name__}: {exc})") from None
+
+
 def _decoded(blocks, name: str):
-    """The decoder's blocks, with a decoder's own exception on odd data turned into a DecodeError."""
+    """The decoder's blocks, its errors on odd data turned into DecodeErrors."""
     it = iter(blocks)
     try:
         while True:
-            try:
-                b = next(it)
-            except StopIteration:
+            with _decoder_errors(name):
+                b = next(it, None)
+            if b is None:
                 return
-            except GenrekitError:
-                raise
-            except (ValueError, RuntimeError, OSError, EOFError) as exc:
-                raise DecodeError(f"{name}: not audio or corrupt ({type(exc).__name__}: {exc})") from None
             yield b
     finally:
         getattr(it, "close", lambda: None)()
+
+
+def _check_budget(deadline: float | None, budget: float | None, name: str, seconds_done: float) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeBudgetError(
+            f"{name}: not classified within this server's time budget of {budget:g} s "
+            f"(stopped after {seconds_done:.0f} s of audio); try a shorter file or a less busy server")
 
 
 def within_budget(blocks, *, deadline: float | None, budget: float | None, name: str, sr: int):
@@ -400,13 +414,9 @@ def within_budget(blocks, *, deadline: float | None, budget: float | None, name:
     seen = 0
     try:
         while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeBudgetError(
-                    f"{name}: not classified within this server's time budget of {budget:g} s "
-                    f"(stopped after {seen / sr:.0f} s of audio); try a shorter file or a less busy server")
-            try:
-                b = next(it)
-            except StopIteration:
+            _check_budget(deadline, budget, name, seen / sr)
+            b = next(it, None)
+            if b is None:
                 return
             seen += b.size
             yield b
@@ -420,6 +430,12 @@ def _classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_s
     """Decode an upload from memory as a stream and classify it block by block (runs in a worker thread)."""
     from genrekit.predict import BLOCK_SECONDS
 
+    _check_budget(deadline, budget, name, 0.0)  # it may have waited for a worker past its budget
+    if max_duration is not None:
+        # Decode only (no resampling, no model), first: a file that decodes to hours is refused after a
+        # fraction of a second of work, before it holds a worker for the classification of 20 minutes.
+        with _decoder_errors(name):
+            audio.decoded_seconds_bytes(data, filename=name, max_duration=max_duration)
     decoded = _decoded(audio.stream_bytes(data, filename=name, sr=clf.sr, block_seconds=BLOCK_SECONDS,
                                           max_duration=max_duration), name)
     timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=clf.sr)
@@ -434,7 +450,6 @@ def _classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_s
     if acc is not None:
         rec["spectrogram"] = spectrogram_png(acc, sr=clf.sr)
     return rec
-
 
 
 def _warm_up(clf) -> None:
