@@ -312,6 +312,15 @@ def test_cli_max_duration_minutes(model, tmp_path, capsys):
     assert recs["long.wav"]["genre"] is None and "longer than the limit of 1 min" in recs["long.wav"]["error"]
     assert main(["predict", str(tmp_path), "--model", str(model), "--max-duration", "0"]) == 2
     assert main(["predict", str(tmp_path), "--model", str(model), "--format", "json", "--no-progress"]) == 0
+    capsys.readouterr()
+    # the limit is part of a resumable run's settings: the same limit resumes, another one is not mixed in
+    pytest.importorskip("pyarrow")
+    args = ["predict", str(tmp_path), "--model", str(model), "--no-progress", "--out", str(tmp_path / "parts") + "/"]
+    assert main([*args, "--max-duration", "1"]) == 1
+    capsys.readouterr()
+    main([*args, "--max-duration", "1"])
+    assert "resuming: 1 of 2 files already done" in capsys.readouterr().err  # failed files are retried
+    assert main(args) != 0 and "other settings" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ in-memory decoding

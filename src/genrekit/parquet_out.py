@@ -304,8 +304,10 @@ def write_records(out: PartitionedOutput, stream: Iterable[dict[str, Any]], *,
 
 def predict_to_dataset(out_dir: str | os.PathLike, files: list[str], missing: list[dict[str, Any]],
                        engine: Callable[[list[str]], Iterable[dict[str, Any]]], *, identity: dict[str, Any],
-                       segments: bool, top_k: int, part_size: int = 1000) -> int:
-    """`genrekit predict --out DIR/`: run ``engine`` on what is left and write parts; returns the exit code."""
+                       segments: bool, top_k: int, part_size: int = 1000, max_duration: float | None = None) -> int:
+    """`genrekit predict --out DIR/`: run ``engine`` on what is left and write parts; returns the exit code.
+
+    ``max_duration`` (seconds) is only recorded in the settings: a run with another limit starts afresh."""
     import sys
 
     model = dict(identity)
@@ -313,8 +315,10 @@ def predict_to_dataset(out_dir: str | os.PathLike, files: list[str], missing: li
         from genrekit.engine import file_digest
 
         model["path"], model["file_sha256"] = None, file_digest(model["path"])
-    out = PartitionedOutput(out_dir, kind="predict", part_size=part_size,
-                            settings={"model": model, "segments": segments, "top_k": top_k}).open()
+    settings = {"model": model, "segments": segments, "top_k": top_k}
+    if max_duration is not None:  # absent otherwise, so folders written before the option still resume
+        settings["max_duration_s"] = max_duration
+    out = PartitionedOutput(out_dir, kind="predict", part_size=part_size, settings=settings).open()
     todo = out.pending(files)
     if len(todo) < len(files):
         print(f"resuming: {len(files) - len(todo)} of {len(files)} files already done in {out_dir}", file=sys.stderr)

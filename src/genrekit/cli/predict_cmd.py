@@ -161,9 +161,13 @@ def run(args) -> int:
 
     if is_dataset_target(args.out):  # a folder: Parquet parts + manifest, resumable at any size
         return predict_to_dataset(args.out, files, missing, engine, identity=clf.identity,
-                                  segments=args.segments, top_k=args.top_k, part_size=args.part_size)
+                                  segments=args.segments, top_k=args.top_k, part_size=args.part_size,
+                                  max_duration=max_duration)
 
-    journal = Journal(Path(args.out), settings={"model": clf.identity, "segments": args.segments}) if args.out else None
+    settings = {"model": clf.identity, "segments": args.segments}
+    if max_duration is not None:  # absent otherwise, so journals written before the option still resume
+        settings["max_duration_s"] = max_duration
+    journal = Journal(Path(args.out), settings=settings) if args.out else None
     done = journal.load() if journal else {}
     todo = [f for f in files if f not in done]
     if done:
