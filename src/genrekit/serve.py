@@ -13,9 +13,10 @@ Design choices, and why:
 * The default response is exactly the record ``genrekit predict --format json`` prints for one file, so
   clients can share code with the CLI; the page asks for ``spectrogram=true`` to get a PNG as well.
 * A small file can decode to hours (8 hours of silence is a 0.7 MB FLAC), so the upload limit does not
-  bound the work. The upload is decoded as a stream (``audio.stream_bytes``), block by block, straight
-  into the classifier: memory stays bounded by the block size whatever the file declares, and decoding
-  stops with 413 once the decoded audio passes ``max_duration``. Each request has a time budget, checked
+  bound the work. A decode-only pass (``audio.decoded_seconds_bytes``) counts the decoded audio and stops
+  with 413 once it passes ``max_duration``, before any classification; then the upload is decoded again
+  as a stream (``audio.stream_bytes``), block by block, straight into the classifier. Memory stays
+  bounded by the block size whatever the file declares. Each request has a time budget, checked
   between blocks (a cooperative deadline: a thread cannot be killed safely), so work past it ends with
   503 and its worker thread is free for the next request.
 """

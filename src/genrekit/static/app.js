@@ -98,12 +98,14 @@ function drawTimeline(rec) {
   $("axis-end").textContent = fmtTime(total);
   const legend = $("legend");
   legend.replaceChildren();
-  for (const g of genres.filter((x) => used.has(x))) {
+  const entries = genres.filter((x) => used.has(x)).map((g) => [g, colour(g)]);
+  if (segs.some((s) => s.silent)) entries.push(["silent (not classified)", "#ddd"]);
+  for (const [label, bg] of entries) {
     const li = document.createElement("li");
     const sw = document.createElement("span");
     sw.className = "swatch";
-    sw.style.background = colour(g);
-    li.append(sw, document.createTextNode(g));
+    sw.style.background = bg;
+    li.append(sw, document.createTextNode(label));
     legend.appendChild(li);
   }
 }
