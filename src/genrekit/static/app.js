@@ -52,7 +52,9 @@ async function loadInfo() {
     const health = await h.json();
     maxUploadMb = health.max_upload_mb;
     libraryTracks = (health.library && health.library.tracks) || 0;
-    $("limits").textContent = `wav, flac, ogg, mp3, m4a, opus, … up to ${maxUploadMb} MB each, several at once. ` +
+    const mins = health.max_duration_min ? ` and ${health.max_duration_min} minutes` : "";
+    $("limits").textContent = `wav, flac, ogg, mp3, m4a, opus, … up to ${maxUploadMb} MB${mins} each, ` +
+      `several at once. ` +
       `Genres: ${genres.join(", ")}.`;
   } catch (e) {
     showError("The genrekit server is not answering: " + e);
@@ -99,10 +101,17 @@ function drawTimeline(rec) {
   segs.forEach((s, i) => {
     const d = document.createElement("div");
     d.className = "seg";
-    d.dataset.genre = s.genre;
     d.dataset.index = String(i);
     d.style.flexGrow = String(Math.max(s.end - s.start, 0.001));
     d.style.flexBasis = "0";
+    if (s.silent) {  // below the silence threshold: not classified
+      d.dataset.silent = "true";
+      d.style.background = "#ddd";
+      d.title = `${fmtTime(s.start)}–${fmtTime(s.end)}: silent`;
+      tl.appendChild(d);
+      return;
+    }
+    d.dataset.genre = s.genre;
     d.style.background = colour(s.genre);
     const p = Math.max(...Object.values(s.scores));
     d.title = `${fmtTime(s.start)}–${fmtTime(s.end)}: ${s.genre} (${(100 * p).toFixed(0)}%)`;
@@ -112,12 +121,14 @@ function drawTimeline(rec) {
   $("axis-end").textContent = fmtTime(trackSeconds(rec));
   const legend = $("legend");
   legend.replaceChildren();
-  for (const g of genres.filter((x) => used.has(x))) {
+  const entries = genres.filter((x) => used.has(x)).map((g) => [g, colour(g)]);
+  if (segs.some((s) => s.silent)) entries.push(["silent (not classified)", "#ddd"]);
+  for (const [label, bg] of entries) {
     const li = document.createElement("li");
     const sw = document.createElement("span");
     sw.className = "swatch";
-    sw.style.background = colour(g);
-    li.append(sw, document.createTextNode(g));
+    sw.style.background = bg;
+    li.append(sw, document.createTextNode(label));
     legend.appendChild(li);
   }
 }
@@ -214,8 +225,12 @@ function follow() {
   box.dataset.segment = String(i);
   if (i >= 0) {
     const s = rec.segments[i];
-    const p = Math.max(...Object.values(s.scores));
-    $("now").textContent = `${fmtTime(t)}: ${s.genre} (${(100 * p).toFixed(0)}%)`;
+    if (s.silent) {
+      $("now").textContent = `${fmtTime(t)}: silent`;
+    } else {
+      const p = Math.max(...Object.values(s.scores));
+      $("now").textContent = `${fmtTime(t)}: ${s.genre} (${(100 * p).toFixed(0)}%)`;
+    }
   }
 }
 
@@ -401,8 +416,11 @@ async function classify(row) {
   }
   if (!res.ok) {
     const why = body.error || res.statusText;
-    const hint = { 413: "The file is too large.", 415: "This is not an audio file genrekit can decode.",
-                   422: "The request was not valid." }[res.status] || `Server error ${res.status}.`;
+    const silent = res.status === 422 && /no audible signal/.test(why);
+    const hint = silent ? "There is no music in this file: it is silent or nearly so." :
+      { 413: "The file is too large or too long.", 415: "This is not an audio file genrekit can decode.",
+        422: "The request was not valid.", 503: "The server could not finish this file in time." }[res.status] ||
+      `Server error ${res.status}.`;
     fail(row, `${hint}\n${why}`);
     return;
   }
