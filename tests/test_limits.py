@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import tone, write_audio
 from genrekit import audio
 from genrekit.cli import main
 from genrekit.errors import DurationLimitError, GenrekitError, SilentAudioError
 from genrekit.predict import SILENCE_DB, GenreClassifier, record_for, rms_db
+from helpers import tone, write_audio
 
 SR = 22050
 

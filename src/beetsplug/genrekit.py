@@ -119,10 +119,8 @@ class GenrekitPlugin(BeetsPlugin):
                 self._log.debug("{}: keeps {} (has a genre)", item, current)
                 continue
             by_path.setdefault(os.fsdecode(item.path), []).append(item)
-        model = self.config["model"].get()
         for path, _digest, rec in tagging.predict_files(
-                list(by_path), clf=clf, model=model, backend=self.config["backend"].as_str(),
-                jobs=int(jobs or self.config["jobs"].get(int)), cache=cache, progress=False):
+                list(by_path), clf=clf, jobs=int(jobs or self.config["jobs"].get(int)), cache=cache, progress=False):
             for item in by_path[path]:
                 current = item_genres(item)
                 d = tagging.decide(current, rec, policy=settings.policy, min_confidence=settings.min_confidence,

@@ -68,7 +68,7 @@ def run(args) -> int:
         cache = tagging.prediction_cache(clf, enabled=not args.no_cache)
         order = {f: i for i, f in enumerate(audio_files)}
         fresh = [rec for _f, _d, rec in tagging.predict_files(
-            audio_files, clf=clf, model=args.model, backend=args.backend, jobs=args.jobs, cache=cache,
+            audio_files, clf=clf, jobs=args.jobs, cache=cache,
             progress=not args.no_progress)]
         records += sorted(fresh, key=lambda r: order.get(r["file"], 0))
     if not records:

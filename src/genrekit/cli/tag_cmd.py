@@ -200,9 +200,9 @@ def run(args) -> int:
     order = {f: i for i, f in enumerate(files)}
     rows = []
     try:
-        for row in tagging.tag_files(files, settings=settings, clf=clf, model=args.model, backend=args.backend,
-                                     write=args.write, journal=journal, resumed=resumed, jobs=args.jobs,
-                                     cache=cache, tag_cache=tag_cache, progress=not args.no_progress):
+        for row in tagging.tag_files(files, settings=settings, clf=clf, write=args.write, journal=journal,
+                                     resumed=resumed, jobs=args.jobs, cache=cache, tag_cache=tag_cache,
+                                     progress=not args.no_progress):
             rows.append(row)
     except KeyboardInterrupt:
         if journal is not None:

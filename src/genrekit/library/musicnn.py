@@ -93,10 +93,12 @@ def summary_file(job: SummaryJob) -> tuple[str, dict[str, Any] | None, str | Non
 def summaries(paths: list[str], *, model: str = DEFAULT_MODEL, jobs: int = 1, cache=None,
               progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any] | None, str | None]]:
     """``(path, sha256, summary, error)`` for each path, in completion order."""
-    from genrekit.engine import ItemError, run_local
+    from genrekit.engine import ItemError, run_local, safe_start_method
 
     todo = [SummaryJob(p, model, cache) for p in paths]
-    for job, res in run_local(summary_file, todo, jobs=jobs, progress=progress, desc="musicnn"):
+    # the caller may hold torch (a genre model, musicnn): workers are started clean, never forked
+    for job, res in run_local(summary_file, todo, jobs=jobs, progress=progress, desc="musicnn",
+                              start_method=safe_start_method()):
         if isinstance(res, ItemError):
             yield job.path, "", None, f"{job.path}: {res}"
         else:

@@ -491,57 +491,6 @@ def cleanup_temp(path: str | os.PathLike) -> bool:
 # ============================================================================================ predictions
 
 
-_CLASSIFIERS: dict[tuple[str | None, str], Any] = {}
-
-
-def _classifier(model: str | None, backend: str):
-    from genrekit.predict import GenreClassifier
-
-    key = (model, backend)
-    if key not in _CLASSIFIERS:
-        _CLASSIFIERS[key] = GenreClassifier.load(model, backend=backend)
-    return _CLASSIFIERS[key]
-
-
-def use_classifier(clf, *, model: str | None, backend: str) -> None:
-    """Register an already loaded classifier (forked workers inherit it instead of loading their own)."""
-    _CLASSIFIERS[(model, backend)] = clf
-
-
-@dataclass(frozen=True)
-class PredictJob:
-    path: str
-    model: str | None
-    backend: str
-    cache: Any = None  # a genrekit.engine.Cache, or None
-
-
-def predict_file(job: PredictJob) -> tuple[str, dict[str, Any]]:
-    """(sha256 of the bytes classified, the ``predict`` record): module level for process pools.
-
-    The content digest is taken before classifying and the file is checked unchanged after, so a
-    prediction always belongs to known bytes; results are cached by that digest."""
-    from genrekit.engine import file_digest
-    from genrekit.predict import error_record, record_for
-
-    try:
-        st = os.stat(job.path)
-        digest = file_digest(job.path)
-    except OSError as exc:
-        return "", error_record(job.path, f"{job.path}: {exc.strerror or exc}")
-    if job.cache is not None:
-        hit = job.cache.get(digest)
-        if hit is not None:
-            return digest, {**hit, "file": job.path}
-    rec = record_for(_classifier(job.model, job.backend), job.path, top_k=3)
-    now = os.stat(job.path)
-    if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-        return digest, error_record(job.path, f"{job.path}: changed while being classified")
-    if job.cache is not None and not rec.get("error"):
-        job.cache.put(digest, rec)
-    return digest, rec
-
-
 def prediction_cache(clf, *, enabled: bool = True):
     """The content-addressed cache of ``predict`` records for one model file (shared by tag, beets and
     playlists, so a dry run's predictions are reused by the ``--write`` run that follows it)."""
@@ -551,19 +500,51 @@ def prediction_cache(clf, *, enabled: bool = True):
                                      "record": 1}, enabled=enabled)
 
 
-def predict_files(paths: list[str], *, clf, model: str | None, backend: str, jobs: int = 1, cache=None,
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def predict_files(paths: list[str], *, clf, jobs: int = 1, cache=None,
                   progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """``(path, sha256, record)`` for each path, in completion order, ``jobs`` processes."""
-    from genrekit.engine import ItemError, run_local
+    """``(path, sha256, record)`` for each path (``genrekit predict``'s record, top 3), in completion
+    order, classified by ``genrekit.batch.predict_records`` on ``jobs`` local processes.
+
+    The content digest is taken before classifying and the file is checked unchanged after, so a
+    prediction always belongs to known bytes; records are cached by that digest (``cache``), and a
+    cached file is not decoded again."""
+    from genrekit.batch import LocalEngine, predict_records
+    from genrekit.engine import file_digest
     from genrekit.predict import error_record
 
-    use_classifier(clf, model=model, backend=backend)
-    jobs_ = [PredictJob(p, model, backend, cache) for p in paths]
-    for job, res in run_local(predict_file, jobs_, jobs=jobs, progress=progress, desc="classify"):
-        if isinstance(res, ItemError):
-            yield job.path, "", error_record(job.path, f"{job.path}: {res}")
-        else:
-            yield job.path, res[0], res[1]
+    known: dict[str, tuple[str, tuple[int, int, int]]] = {}
+    todo: list[str] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest = file_digest(path)
+        except OSError as exc:
+            yield path, "", error_record(path, f"{path}: {exc.strerror or exc}")
+            continue
+        hit = cache.get(digest) if cache is not None else None
+        if hit is not None:
+            yield path, digest, {**hit, "file": path}
+            continue
+        known[path] = (digest, _stat_key(st))
+        todo.append(path)
+    for rec in predict_records(todo, clf, LocalEngine(jobs=jobs, progress=progress), top_k=3):
+        path = rec["file"]
+        digest, before = known[path]
+        try:
+            now = _stat_key(os.stat(path))
+        except OSError as exc:
+            yield path, digest, error_record(path, f"{path}: {exc.strerror or exc}")
+            continue
+        if now != before:
+            yield path, digest, error_record(path, f"{path}: changed while being classified")
+            continue
+        if cache is not None and not rec.get("error"):
+            cache.put(digest, rec)
+        yield path, digest, rec
 
 
 def remember_prediction(cache, sha256: str, record: dict[str, Any]) -> None:
@@ -616,38 +597,38 @@ class TagSettings:
         return d
 
 
-@dataclass(frozen=True)
-class AnalyseJob:
-    path: str
-    genre: bool  # classify the genre
-    tags: bool  # compute the musicnn summary
-    model: str | None
-    backend: str
-    cache: Any = None
-    tag_cache: Any = None
-
-
-def analyse_file(job: AnalyseJob) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None, str | None]:
-    """``(sha256, genre record, musicnn summary, error)`` of one file (module level for process pools)."""
-    digest, rec, summary = "", None, None
-    if job.genre:
-        digest, rec = predict_file(PredictJob(job.path, job.model, job.backend, job.cache))
+def analyse_files(todo: list[tuple[str, bool]], *, tags: bool, clf, jobs: int = 1, cache=None, tag_cache=None,
+                  progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None,
+                                                          str | None]]:
+    """``(path, sha256, genre record, musicnn summary, error)`` for each ``(path, classify the genre?)``
+    of ``todo``, in completion order: the genres first (:func:`predict_files`), then, with ``tags``, the
+    musicnn summaries of the files whose genre did not fail (``musicnn.summaries``). A file whose bytes
+    differ between the two is an error: the row's tags and genre must describe the same bytes."""
+    records: dict[str, tuple[str, dict[str, Any]]] = {}
+    for path, digest, rec in predict_files([p for p, genre in todo if genre], clf=clf, jobs=jobs, cache=cache,
+                                           progress=progress):
         if rec.get("error"):
-            return digest, rec, None, str(rec["error"])
-    if job.tags:
-        from genrekit.library.musicnn import DEFAULT_MODEL, SummaryJob, summary_file
+            yield path, digest, rec, None, str(rec["error"])
+        elif not tags:
+            yield path, digest, rec, None, None
+        else:
+            records[path] = (digest, rec)
+    if not tags:
+        return
+    from genrekit.library.musicnn import DEFAULT_MODEL, summaries
 
-        d2, summary, err = summary_file(SummaryJob(job.path, DEFAULT_MODEL, job.tag_cache))
+    rest = [p for p, genre in todo if not genre or p in records]
+    for path, d2, summary, err in summaries(rest, model=DEFAULT_MODEL, jobs=jobs, cache=tag_cache, progress=progress):
+        digest, rec = records.get(path, ("", None))
         if err:
-            return d2, rec, None, err
-        if digest and d2 != digest:
-            return d2, rec, None, f"{job.path}: changed while being analysed"
-        digest = d2
-    return digest, rec, summary, None
+            yield path, d2, rec, None, err
+        elif digest and d2 != digest:
+            yield path, d2, rec, None, f"{path}: changed while being analysed"
+        else:
+            yield path, d2, rec, summary, None
 
 
-def tag_files(files: list[str], *, settings: TagSettings, clf, model: str | None = None,
-              backend: str = "torch", write: bool = False, journal: UndoJournal | None = None,
+def tag_files(files: list[str], *, settings: TagSettings, clf, write: bool = False, journal: UndoJournal | None = None,
               resumed: set[str] | None = None, jobs: int = 1, cache=None, tag_cache=None,
               progress: bool = True) -> Iterator[TagRow]:
     """Classify and (with ``write``) tag ``files``; one :class:`TagRow` per file, in completion order.
@@ -656,15 +637,13 @@ def tag_files(files: list[str], *, settings: TagSettings, clf, model: str | None
     reported, not redone. Nothing is written without ``write`` and a ``journal``. With
     ``settings.tags`` the top musicnn tags go into :data:`TAGS_FIELD`, genrekit's own field, which is
     brought up to date whatever the genre policy decides (nothing of the user's is replaced)."""
-    from genrekit.engine import ItemError, run_local
-
     if write and journal is None:
         raise GenrekitError("writing tags needs an undo journal")
     resumed = resumed or set()
     fields = [TAGS_FIELD] if settings.tags else []
     if settings.tags:
         from genrekit.library.musicnn import top_tags
-    todo: list[AnalyseJob] = []
+    todo: list[tuple[str, bool]] = []
     current: dict[str, FileTags] = {}
     for path in files:
         real = os.path.realpath(path)
@@ -690,14 +669,11 @@ def tag_files(files: list[str], *, settings: TagSettings, clf, model: str | None
             d = decide(info.genres, None, policy=settings.policy)
             yield TagRow(path, info.genres, [], None, "skipped", d.reason)
         else:
-            todo.append(AnalyseJob(path, genre, bool(settings.tags), model, backend, cache, tag_cache))
-    use_classifier(clf, model=model, backend=backend)
-    for job, res in run_local(analyse_file, todo, jobs=jobs, progress=progress, desc="classify"):
-        path, info = job.path, current[job.path]
+            todo.append((path, genre))
+    for path, digest, rec, summary, err in analyse_files(todo, tags=bool(settings.tags), clf=clf, jobs=jobs,
+                                                         cache=cache, tag_cache=tag_cache, progress=progress):
+        info = current[path]
         cur_tags = info.extra.get(TAGS_FIELD) if settings.tags else None
-        if isinstance(res, ItemError):
-            res = ("", None, None, f"{path}: {res}")
-        digest, rec, summary, err = res
         if err:
             yield TagRow(path, info.genres, [], None, "error", err, info.genres, cur_tags)
             continue
