@@ -6,8 +6,9 @@ finite outputs; the others must fail with a message matching ``needle`` (a regex
 What counts as bad: no decodable samples (empty, random bytes, text, a cut-off header), a file that
 delivers less than its header promises (truncated flac/mp3/wav, a WAV that claims more data than it
 holds), non-finite samples, fewer samples than one analysis frame, links that lead nowhere, files that
-cannot be opened. What is fine however odd: silence, DC offset, 8 kHz and 96 kHz, 6 channels, spaces and
-non-ASCII names, very long files.
+cannot be opened. What is fine however odd: 8 kHz and 96 kHz, 6 channels, spaces and non-ASCII names,
+very long files. Silence and a DC offset decode fine (``info`` and ``features`` process them), but there
+is no music in them, so ``predict`` and the API give no genre: "no audible signal" (``silent`` cases).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class Case:
     path: Path
     ok: bool
     needle: str | None = None  # regex every tool's message for this file must match (bad files only)
+    silent: bool = False  # decodable, but below the silence threshold: no genre from predict / the API
+
+    NO_MUSIC = r"no audible signal \(RMS -inf dBFS < -60 dBFS\)"
 
 
 def _tone(seconds: float, sr: int, channels: int = 1, freq: float = 440.0, seed: int = 0) -> np.ndarray:
@@ -91,8 +95,8 @@ def make_corpus(root: Path) -> list[Case]:
     rng = np.random.default_rng(1234)
     cases: list[Case] = []
 
-    def good(name: str, y: np.ndarray, sr: int, **kw) -> None:
-        cases.append(Case(name, _write(root / name, y, sr, **kw), True))
+    def good(name: str, y: np.ndarray, sr: int, *, silent: bool = False, **kw) -> None:
+        cases.append(Case(name, _write(root / name, y, sr, **kw), True, silent=silent))
 
     def bad(name: str, data: bytes, needle: str) -> None:
         p = root / name
@@ -100,8 +104,8 @@ def make_corpus(root: Path) -> list[Case]:
         cases.append(Case(name, p, False, needle))
 
     # ---- fine, however odd
-    good("silence.wav", np.zeros((4 * SR, 1), np.float32), SR)
-    good("dc offset.wav", np.full((4 * SR, 1), 0.5, np.float32), SR, subtype="PCM_16")
+    good("silence.wav", np.zeros((4 * SR, 1), np.float32), SR, silent=True)
+    good("dc offset.wav", np.full((4 * SR, 1), 0.5, np.float32), SR, subtype="PCM_16", silent=True)
     good("tone 8k.wav", _tone(4.0, 8000), 8000)
     good("tone_96k.flac", _tone(4.0, 96000), 96000)
     good("six_channels.wav", _tone(4.0, SR, channels=6), SR)

@@ -206,3 +206,27 @@ def test_missing_ray_says_how_to_install_it(monkeypatch, tiny_model, music):
     with pytest.raises(RayEngineError, match=r"pip install 'genrekit\[ray\]'"):
         list(predict_ray(_files(music), model=tiny_model, progress=False))
 
+
+
+@pytest.mark.ray
+def test_predict_ray_silence_and_duration_limit_records_equal_local(ray_address, tiny_model, tmp_path):
+    """No music, no genre, and the duration limit, on Ray exactly as locally (issue 15)."""
+    import numpy as np
+
+    from genrekit.engine_ray import predict_ray
+
+    rng = np.random.default_rng(3)
+    write_audio(tmp_path / "a silence.wav", np.zeros((5 * 22050, 1), np.float32))
+    write_audio(tmp_path / "b hiss.flac", (1e-4 * rng.standard_normal((5 * 22050, 1))).astype(np.float32),
+                subtype="PCM_24")
+    intro = np.concatenate([np.zeros((6 * 22050, 1), np.float32), tone(6.0, freq=300.0)])
+    write_audio(tmp_path / "c intro.wav", intro)
+    write_audio(tmp_path / "d long.wav", tone(70.0, freq=300.0))
+    files = _files(tmp_path)
+    local = _local(files, tiny_model, top_k=2, segments=True, max_duration=60.0)
+    remote = list(predict_ray(files, model=tiny_model, top_k=2, segments=True, progress=False, max_duration=60.0))
+    assert remote == local
+    assert [r["genre"] is None for r in remote] == [True, True, False, True]
+    assert all("no audible signal" in r["error"] for r in remote[:2])
+    assert remote[2]["segments"][0]["silent"] is True
+    assert "longer than the limit of 1 min" in remote[3]["error"]

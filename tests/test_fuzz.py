@@ -110,6 +110,22 @@ def test_load_bytes(data, name):
     _check_waveform(y)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(st.binary(max_size=4096), mutated().map(lambda c: c[1])),
+       name=st.sampled_from(["upload.wav", "x.mp3", "song.flac", "noext", "a.txt", "../../b.ogg", "c.m4a"]))
+def test_stream_bytes_and_its_duration_check(data, name):
+    """What the server decodes uploads with obeys the same contract: finite blocks or a GenrekitError."""
+    try:
+        for block in audio.stream_bytes(data, filename=name, block_seconds=0.05, max_duration=3600):
+            assert block.dtype == np.float32 and np.isfinite(block).all()
+    except GenrekitError:
+        pass
+    try:
+        assert audio.decoded_seconds_bytes(data, filename=name, max_duration=3600) >= 0
+    except GenrekitError:
+        pass
+
+
 def test_seed_files_themselves_decode():
     """The mutation seeds are valid, so the properties above start from real decoder paths."""
     for name, data in SEEDS.items():

@@ -322,7 +322,7 @@ def test_uploads_never_touch_disk(client, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------ concurrency
 class _Gate:
-    """Stands in for GenreClassifier.predict: blocks until released and records peak concurrency."""
+    """Stands in for GenreClassifier.predict_blocks: blocks until released and records peak concurrency."""
 
     def __init__(self, real):
         self.real = real
@@ -361,8 +361,8 @@ def test_inference_is_off_the_loop_bounded_and_loaded_once(tiny_model, monkeypat
     monkeypatch.setattr(GenreClassifier, "load", classmethod(counting_load))
     app = create_app(tiny_model, workers=2)
     with TestClient(app) as c:
-        gate = _Gate(app.state.clf.predict)
-        app.state.clf.predict = gate
+        gate = _Gate(app.state.clf.predict_blocks)  # what the server calls with the upload's decoded blocks
+        app.state.clf.predict_blocks = gate
         data = wav_bytes(3.0)
         results = []
         threads = [threading.Thread(target=lambda: results.append(post(c, data))) for _ in range(5)]
@@ -444,6 +444,8 @@ def test_page_in_headless_chromium(chromium, live_server, tmp_path):
     song = write_audio(tmp_path / "upload me.wav", tone(8.0, freq=262.0))
     junk = tmp_path / "junk.mp3"
     junk.write_bytes(b"definitely not an mp3 " * 100)
+    intro = write_audio(tmp_path / "intro.wav", np.concatenate([np.zeros((6 * SR, 1), np.float32), tone(6.0)]))
+    silent = write_audio(tmp_path / "silent.wav", np.zeros((4 * SR, 1), np.float32))
     expected = httpx.post(f"{live_server}/api/predict", files={"file": ("x.wav", song.read_bytes())}).json()
     shot = tmp_path / "serve_page.png"
     problems: list[str] = []
@@ -453,7 +455,8 @@ def test_page_in_headless_chromium(chromium, live_server, tmp_path):
             page = browser.new_page(viewport={"width": 1100, "height": 1300})
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("request", lambda r: None if r.url.startswith((live_server, "data:"))
+            # blob:<origin> is the user's own file played from memory by the page's player: not external
+            page.on("request", lambda r: None if r.url.startswith((live_server, "data:", "blob:" + live_server))
                     else problems.append(f"external request: {r.url}"))
             page.goto(live_server + "/")
             # a locator wait, not wait_for_function: polling a JS string needs eval, which the page's CSP forbids
@@ -480,8 +483,18 @@ def test_page_in_headless_chromium(chromium, live_server, tmp_path):
             page.screenshot(path=str(tmp_path / "serve_page_error.png"), full_page=True)
             assert "not an audio file" in err and "junk.mp3" in err, f"{err!r}; {msg}"
             assert page.is_hidden("#result"), msg
+            # a silent intro: grey windows in the timeline; a silent file: no genre, and the page says why
+            page.set_input_files("#file-input", str(intro))
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            page.screenshot(path=str(tmp_path / "serve_page_intro.png"), full_page=True)
+            assert page.locator("#timeline .seg[data-silent=true]").count() >= 1, msg
+            assert "no audible" not in (page.text_content("#error") or ""), msg
+            page.set_input_files("#file-input", str(silent))
+            page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+            err = page.text_content("#error")
+            assert "no music" in err and "no audible signal" in err and "silent.wav" in err, f"{err!r}; {msg}"
         finally:
             browser.close()
-    # the 415 of the rejected upload is logged as a failed resource load; anything else is a problem
-    problems = [x for x in problems if "status of 415" not in x]
+    # the 415 / 422 of the rejected uploads are logged as failed resource loads; anything else is a problem
+    problems = [x for x in problems if "status of 415" not in x and "status of 422" not in x]
     assert problems == [], f"{problems}; screenshot: {shot}"

@@ -25,10 +25,15 @@ from genrekit.errors import (
     AudioError,
     AudioFileNotFoundError,
     DecodeError,
+    DurationLimitError,
     EmptyAudioError,
     NonFiniteAudioError,
     UnsupportedFormatError,
 )
+
+# At most this many samples (all channels) per native read, whatever channel count a header declares:
+# a WAV claiming 1024 channels would otherwise make one 65536-frame read allocate 256 MB.
+MAX_READ_SAMPLES = 1 << 22
 
 SOUNDFILE_EXTENSIONS = frozenset(
     {".wav", ".wave", ".flac", ".ogg", ".oga", ".au", ".snd", ".aif", ".aiff", ".aifc", ".caf", ".w64", ".rf64"}
@@ -287,6 +292,7 @@ def _sf_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
     start = int(round(offset * sr))
     declared = int(f.frames)
     stop = declared if duration is None else min(declared, start + int(round(duration * sr)))
+    per_read = max(1, min(block_frames, MAX_READ_SAMPLES // max(1, int(f.channels))))
 
     def gen() -> Iterator[np.ndarray]:
         with f:
@@ -297,7 +303,7 @@ def _sf_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
                     f.seek(start)
                 pos = start
                 while pos < stop:
-                    n = min(block_frames, stop - pos)
+                    n = min(per_read, stop - pos)
                     block = f.read(n, dtype="float32", always_2d=True)
                     if block.shape[0] == 0:
                         break
@@ -316,14 +322,21 @@ def _sf_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
     return sr, gen()
 
 
-def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: int) -> tuple[int, Iterator[np.ndarray]]:
-    """Native-rate mono blocks from PyAV/FFmpeg for containers libsndfile cannot read."""
+def _av_blocks(
+    p: Path, *, offset: float, duration: float | None, block_frames: int, source=None, read=None,
+    block_seconds: float | None = None, bad: str = "not audio or corrupt",
+) -> tuple[int, Iterator[np.ndarray]]:
+    """Native-rate mono blocks from PyAV/FFmpeg for containers libsndfile cannot read.
+
+    ``source`` (an in-memory file) replaces the path ``p``, which then only names it in messages;
+    ``read(offset, n)`` reads its bytes for the MP3 length check. ``block_seconds`` caps the block at
+    that much audio (memory per block stays bounded even at very low sample rates)."""
     import av
 
     try:
-        container = av.open(str(p), metadata_errors="replace")
+        container = av.open(str(p) if source is None else source, metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+        raise DecodeError(f"{p}: {bad} ({_short(exc)})") from None
     if not container.streams.audio:
         container.close()
         raise DecodeError(f"{p}: container holds no audio stream")
@@ -334,6 +347,8 @@ def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
         container.close()
         raise
     sr = int(stream.rate or stream.codec_context.sample_rate)
+    if block_seconds is not None:
+        block_frames = max(1, min(block_frames, int(block_seconds * sr)))
     skip = int(round(offset * sr))
     remaining = None if duration is None else int(round(duration * sr))
 
@@ -371,10 +386,12 @@ def _av_blocks(p: Path, *, offset: float, duration: float | None, block_frames: 
                     if remaining is not None and remaining <= 0:
                         break
         except av.error.FFmpegError as exc:
-            raise DecodeError(f"{p}: not audio or corrupt ({_short(exc)})") from None
+            raise DecodeError(f"{p}: {bad} ({_short(exc)})") from None
         if not got_any:
             raise DecodeError(f"{p}: no decodable audio frames")
-        if duration is None and p.suffix.lower() == ".mp3":
+        if duration is None and read is not None:
+            _check_mp3_length(_mp3_head(read), decoded, p)
+        elif duration is None and source is None and p.suffix.lower() == ".mp3":
             _check_mp3_length(_mp3_head(_read_at(p)), decoded, p)
         if pending:
             yield np.concatenate(pending)
@@ -412,23 +429,97 @@ def stream(
     offset: float = 0.0,
     duration: float | None = None,
     block_seconds: float = 30.0,
+    max_duration: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 blocks (about ``block_seconds`` each) at ``sr``.
 
     Memory stays bounded by the block size whatever the file's length. Non-finite samples raise.
+    ``max_duration`` (seconds) raises :class:`DurationLimitError` as soon as the decoded audio (after
+    ``offset``) runs past it, without decoding the rest; the header's length is not consulted.
     """
     if offset < 0 or (duration is not None and duration <= 0):
         raise ValueError("offset must be >= 0 and duration > 0")
+    _check_max_duration(max_duration)
     p = _check_path(path)
     native_sr, blocks = _native_blocks(p, offset=offset, duration=duration, block_frames=65536)
+    empty = f"{p}: no audio samples" + (f" after offset {offset} s" if offset else "")
+    yield from _resampled(blocks, native_sr=native_sr, sr=sr, block_seconds=block_seconds, name=str(p),
+                          max_duration=max_duration, empty=empty)
+
+
+def decoded_seconds(path: str | os.PathLike, *, max_duration: float | None = None) -> float:
+    """Seconds of audio ``path`` decodes to, counted by decoding it (no resampling, nothing kept), never
+    read from its header; with ``max_duration``, raises :class:`DurationLimitError` as soon as the count
+    passes it. Cheap (decoding is a few percent of classifying), so a caller can refuse a file that
+    decodes to hours before spending any real work on it."""
+    _check_max_duration(max_duration)
+    p = _check_path(path)
+    native_sr, blocks = _native_blocks(p, offset=0.0, duration=None, block_frames=65536)
+    return _count_seconds(blocks, native_sr=native_sr, name=str(p), max_duration=max_duration)
+
+
+def decoded_seconds_bytes(data: bytes, *, filename: str = "upload.wav", max_duration: float | None = None) -> float:
+    """:func:`decoded_seconds` for audio held in memory, decoded as :func:`stream_bytes` decodes it."""
+    _check_max_duration(max_duration)
+    native_sr, blocks = _bytes_native_blocks(data, filename, block_seconds=30.0)
+    return _count_seconds(blocks, native_sr=native_sr, name=filename, max_duration=max_duration)
+
+
+def _count_seconds(blocks: Iterable[np.ndarray], *, native_sr: int, name: str, max_duration: float | None) -> float:
+    limit = None if max_duration is None else max_duration * native_sr
+    n = 0
+    for b in blocks:
+        n += b.shape[0]
+        if limit is not None and n > limit:
+            getattr(blocks, "close", lambda: None)()
+            raise _too_long(name, max_duration, n / native_sr)
+    return n / native_sr
+
+
+def _too_long(name: str, max_duration: float, decoded: float) -> DurationLimitError:
+    return DurationLimitError(
+        f"{name}: the audio is longer than the limit of {_limit_text(max_duration)} (decoding "
+        f"stopped at {_hms(decoded)}; the rest was not read)"
+    )
+
+
+def _check_max_duration(max_duration: float | None) -> None:
+    if max_duration is not None and not max_duration > 0:
+        raise ValueError(f"max_duration must be > 0 seconds (or None for no limit), got {max_duration}")
+
+
+def _hms(seconds: float) -> str:
+    """``1:02:03`` / ``20:00`` / ``4.5 s``: a duration as people read it."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _limit_text(seconds: float) -> str:
+    return f"{seconds / 60:.4g} min" if seconds >= 60 else f"{seconds:.4g} s"
+
+
+def _resampled(
+    blocks: Iterable[np.ndarray], *, native_sr: int, sr: int, block_seconds: float, name: str,
+    max_duration: float | None, empty: str,
+) -> Iterator[np.ndarray]:
+    """Native-rate mono blocks -> blocks of ``block_seconds`` at ``sr`` (seamless streaming resampling),
+    checking each native block for non-finite samples and the running duration against ``max_duration``."""
     rs = _StreamResampler(native_sr, sr)
     target = max(1, int(block_seconds * sr))
+    limit = None if max_duration is None else max_duration * native_sr
+    decoded = 0
     pending: list[np.ndarray] = []
     held = 0
     total = 0
     for native in blocks:
+        decoded += native.shape[0]
+        if limit is not None and decoded > limit:
+            raise _too_long(name, max_duration, decoded / native_sr)
         if not np.isfinite(native).all():
-            raise NonFiniteAudioError(f"{p}: audio contains NaN or infinite samples")
+            raise NonFiniteAudioError(f"{name}: audio contains NaN or infinite samples")
         out = rs(native)
         if out.size:
             pending.append(out)
@@ -448,7 +539,7 @@ def stream(
         if joined.size:
             yield joined
     if total == 0:
-        raise EmptyAudioError(f"{p}: no audio samples" + (f" after offset {offset} s" if offset else ""))
+        raise EmptyAudioError(empty)
 
 
 def load(
@@ -531,6 +622,83 @@ def load_bytes(data: bytes, *, filename: str = "upload.wav", sr: int = SR, min_s
         raise NonFiniteAudioError(f"{filename}: audio contains NaN or infinite samples")
     y = resample(y, orig_sr=int(native), target_sr=sr)
     return validate(y, name=filename, min_samples=min_samples)
+
+
+def _sf_bytes_blocks(data: bytes, name: str, *, block_frames: int, block_seconds: float):
+    """Native-rate mono blocks of in-memory audio from soundfile, read block by block: the header's
+    frame count is never used to size a read (a lying header cannot make it allocate), only to report a
+    file that delivers less than it declares."""
+    import soundfile as sf
+
+    f = sf.SoundFile(_SeekClampedBytes(data))  # raises RuntimeError / LibsndfileError: not for libsndfile
+    try:
+        _check_sf_claim(f, name)
+    except DecodeError:
+        f.close()
+        raise
+    sr = int(f.samplerate)
+    declared = int(f.frames)
+    per_read = max(1, min(block_frames, int(block_seconds * sr), MAX_READ_SAMPLES // max(1, int(f.channels))))
+
+    def gen() -> Iterator[np.ndarray]:
+        pos = 0
+        with f:
+            try:
+                while True:
+                    block = f.read(per_read, dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        break
+                    pos += block.shape[0]
+                    yield _to_mono(block)
+            except (RuntimeError, sf.LibsndfileError) as exc:
+                raise DecodeError(f"{name}: truncated or corrupt: decoding failed after {pos / sr:.2f} s "
+                                  f"({_short(exc)})") from None
+        if 0 < pos < declared:
+            raise DecodeError(f"{name}: truncated: header declares {declared} frames but only {pos} could be decoded")
+
+    return sr, gen()
+
+
+def _bytes_native_blocks(data: bytes, filename: str, *, block_seconds: float):
+    """(native rate, native-rate mono blocks) of in-memory audio, decoded as :func:`load_bytes` chooses."""
+    import soundfile as sf
+
+    if not data:
+        raise EmptyAudioError(f"{filename}: empty file (0 bytes)")
+    data = bytes(data)  # io.BytesIO shares an immutable bytes buffer instead of copying it
+    ext = Path(filename).suffix.lower()
+    native_frames = 65536
+    read = lambda offset, n: data[offset : offset + n]  # noqa: E731
+    looks_mpeg = data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+    if not (ext in AV_EXTENSIONS or looks_mpeg or _mp3_declared_samples(_mp3_head(read))):
+        try:
+            return _sf_bytes_blocks(data, filename, block_frames=native_frames, block_seconds=block_seconds)
+        except (RuntimeError, sf.LibsndfileError):
+            pass  # not for libsndfile: let FFmpeg try
+    kind = "unsupported or corrupt" if ext not in AUDIO_EXTENSIONS else "not audio or corrupt"
+    return _av_blocks(Path(filename), offset=0.0, duration=None, block_frames=native_frames,
+                      source=io.BytesIO(data), read=read, block_seconds=block_seconds, bad=kind)
+
+
+def stream_bytes(
+    data: bytes,
+    *,
+    filename: str = "upload.wav",
+    sr: int = SR,
+    block_seconds: float = 30.0,
+    max_duration: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Like :func:`stream`, for audio held in memory (an upload): mono float32 blocks at ``sr``.
+
+    Memory beyond ``data`` itself stays bounded by the block size whatever the bytes declare or decode
+    to: reads are sized by the block, never by the header's length, rate or channel count, and
+    ``max_duration`` (seconds) raises :class:`DurationLimitError` as soon as the decoded audio passes
+    it. The decoder is chosen as :func:`load_bytes` chooses it (FFmpeg for MPEG-looking data).
+    """
+    _check_max_duration(max_duration)
+    native_sr, blocks = _bytes_native_blocks(data, filename, block_seconds=block_seconds)
+    yield from _resampled(blocks, native_sr=native_sr, sr=sr, block_seconds=block_seconds, name=filename,
+                          max_duration=max_duration, empty=f"{filename}: no audio samples")
 
 
 # ---------------------------------------------------------------------------------------------- windows
@@ -639,6 +807,8 @@ __all__ = [
     "AudioError",
     "AudioInfo",
     "Window",
+    "decoded_seconds",
+    "decoded_seconds_bytes",
     "info",
     "iter_audio_files",
     "iter_windows",
@@ -646,6 +816,7 @@ __all__ = [
     "load_bytes",
     "resample",
     "stream",
+    "stream_bytes",
     "validate",
     "windows",
 ]

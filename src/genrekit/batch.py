@@ -300,16 +300,18 @@ class ModelBlob:
 class PredictTask:
     """``path -> record`` (``genrekit predict``'s record: ``predict.record_for``), loading the model once
     per process. Picklable and small: a process pool sends it with every file. :meth:`portable` gives
-    a copy that carries the model's bytes, for workers on other machines (Ray)."""
+    a copy that carries the model's bytes, for workers on other machines (Ray). ``max_duration``
+    (seconds, None: no limit) makes a file that decodes past it an error record."""
 
     fork_safe = False  # the parent holds torch: start workers with forkserver, never fork
 
     def __init__(self, *, model: str | os.PathLike | None, backend: str = "torch", top_k: int = 3,
-                 segments: bool = False):
+                 segments: bool = False, max_duration: float | None = None):
         self.model = None if model is None else str(model)
         self.backend = backend
         self.top_k = int(top_k)
         self.segments = bool(segments)
+        self.max_duration = None if max_duration is None else float(max_duration)
         self.blob: ModelBlob | None = None
 
     def portable(self) -> PredictTask:
@@ -337,21 +339,22 @@ class PredictTask:
     def __call__(self, path: str) -> dict[str, Any]:
         from genrekit.predict import record_for
 
-        return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments)
+        return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments,
+                          max_duration=self.max_duration)
 
 
 def predict_records(
     files: Iterable[str | os.PathLike], classifier: GenreClassifier | str | os.PathLike | None = None,
     engine: Engine | None = None, *, top_k: int = 3, segments: bool = False, backend: str = "torch",
-    task: Callable[[str], dict[str, Any]] | None = None,
+    max_duration: float | None = None, task: Callable[[str], dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``genrekit predict``'s record for each file, as they complete (``engine`` default: this process).
 
     ``classifier`` is a loaded :class:`~genrekit.predict.GenreClassifier` (this process reuses it; worker
     processes load its file once each), a model path or None for the shipped model (run with
-    ``backend``). A file that cannot
-    be classified gets an error record; so does one whose worker died. ``task`` replaces the per-file
-    function (tests use it to crash a worker on purpose)."""
+    ``backend``). A file that cannot be classified gets an error record; so does one whose worker died,
+    one that decodes past ``max_duration`` seconds (decoding stops there) and a silent one. ``task``
+    replaces the per-file function (tests use it to crash a worker on purpose)."""
     from genrekit.predict import GenreClassifier, error_record
 
     engine = engine or LocalEngine()
@@ -361,9 +364,11 @@ def predict_records(
         if loaded.path is None and not in_process:
             raise ModelError("a classifier without a model file cannot be sent to worker processes; "
                              "save the model and load it from its file, or use one job")
-        fn = PredictTask(model=loaded.path, backend=loaded.backend, top_k=top_k, segments=segments)
+        fn = PredictTask(model=loaded.path, backend=loaded.backend, top_k=top_k, segments=segments,
+                         max_duration=max_duration)
     else:
-        fn = PredictTask(model=classifier, backend=backend, top_k=top_k, segments=segments)
+        fn = PredictTask(model=classifier, backend=backend, top_k=top_k, segments=segments,
+                         max_duration=max_duration)
     registered = loaded is not None and fn.key not in _CLASSIFIERS
     if registered:
         _CLASSIFIERS[fn.key] = loaded
@@ -382,15 +387,20 @@ def record_result(record: dict[str, Any]) -> Result:
     return Result(record["file"], record, error=ItemError("", record["error"]) if record.get("error") else None)
 
 
-def predict_settings(classifier: GenreClassifier, *, segments: bool, top_k: int) -> dict[str, Any]:
+def predict_settings(classifier: GenreClassifier, *, segments: bool, top_k: int,
+                     max_duration: float | None = None) -> dict[str, Any]:
     """What decides a prediction output's content, for resuming it: the model (by its bytes, not where
-    it lies, so an output folder can move), the timeline and top-k."""
+    it lies, so an output folder can move), the timeline, top-k and the duration limit (seconds; only
+    when given, so outputs written before the option existed still resume)."""
     from genrekit.engine import file_digest
 
     model = dict(classifier.identity)
     if model.get("path") and os.path.isfile(model["path"]):
         model["path"], model["file_sha256"] = None, file_digest(model["path"])
-    return {"model": model, "segments": bool(segments), "top_k": int(top_k)}
+    settings = {"model": model, "segments": bool(segments), "top_k": int(top_k)}
+    if max_duration is not None:
+        settings["max_duration_s"] = max_duration
+    return settings
 
 
 # ============================================================================================ sinks

@@ -10,6 +10,7 @@ compare every function with librosa). Nothing here imports genrekit above ``erro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -27,7 +28,7 @@ N_MELS = 128
 __all__ = [
     "HOP_LENGTH", "N_FFT", "N_MELS", "SR",
     "amplitude_to_db", "fft_frequencies", "frame_count", "hann_window", "hz_to_mel", "mel_filterbank",
-    "mel_frequencies", "mel_to_hz", "power_to_db", "stft", "stft_frames",
+    "mel_frequencies", "mel_to_hz", "power_to_db", "rms_db", "stft", "stft_frames",
 ]
 
 
@@ -189,3 +190,13 @@ def amplitude_to_db(
     r = _reference(magnitude, ref)
     db = 20.0 * np.log10(np.maximum(magnitude, amin)) - 20.0 * np.log10(max(r, amin))
     return _floor(db, top_db)
+
+
+def rms_db(y: np.ndarray) -> float:
+    """Level of a waveform in dBFS: 20 log10 of its RMS around the mean (a DC offset is not sound), -inf
+    for digital silence or no samples. ``predict`` compares each window's level with its silence threshold."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.size == 0:
+        return -math.inf
+    sd = float(np.std(y))
+    return 20.0 * math.log10(sd) if sd > 0 else -math.inf

@@ -250,17 +250,20 @@ def predict_ray(
     num_cpus: int | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     task: Callable[[str], dict[str, Any]] | None = None,
+    max_duration: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records for ``files`` in input order, computed as Ray tasks: the local engine's records exactly
     (``batch.predict_records`` on a :class:`RayEngine`).
 
-    ``task`` replaces the per-file function (tests use it to kill a worker on a chosen file)."""
+    ``task`` replaces the per-file function (tests use it to kill a worker on a chosen file);
+    ``max_duration`` (seconds) as in :meth:`GenreClassifier.predict`."""
     from genrekit.batch import PredictTask, predict_records
 
     engine = RayEngine(address=address, num_cpus=num_cpus, batch_size=batch_size, max_retries=max_retries,
                        progress=progress)
-    fn = task or PredictTask(model=model, backend=backend, top_k=top_k, segments=segments)
-    yield from predict_records(files, model, engine, top_k=top_k, segments=segments, backend=backend, task=fn)
+    fn = task or PredictTask(model=model, backend=backend, top_k=top_k, segments=segments, max_duration=max_duration)
+    yield from predict_records(files, model, engine, top_k=top_k, segments=segments, backend=backend,
+                               max_duration=max_duration, task=fn)
 
 
 def features_ray(

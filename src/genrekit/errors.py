@@ -34,6 +34,19 @@ class NonFiniteAudioError(AudioError):
     """The samples contain NaN or infinity."""
 
 
+class DurationLimitError(AudioError):
+    """The decoded audio runs past a duration limit (decoding stops there, so a small file that decodes
+    to hours cannot fill memory or hold a worker)."""
+
+
+class SilentAudioError(AudioError):
+    """No window of the audio is above the silence threshold: there is no music to give a genre to."""
+
+
+class TimeBudgetError(GenrekitError):
+    """Work on one request ran past its time budget and was stopped."""
+
+
 class DatasetError(GenrekitError):
     """A dataset, table or layout is malformed or incomplete."""
 

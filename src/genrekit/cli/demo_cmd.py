@@ -58,7 +58,7 @@ def _show_prediction(r, *, top_k: int = 3) -> None:
 
 def _timeline(r) -> str:
     abbrev = {g: g[:2] for g in r.scores}
-    return " ".join(abbrev[s.genre] for s in r.segments)
+    return " ".join(abbrev.get(s.genre, "--") for s in r.segments)  # -- : a silent window
 
 
 def run(args) -> int:

@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--part-size", type=int, default=1000, metavar="N",
                    help="with --out DIR/ (Parquet parts + _manifest.json, resumable): files per part (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--max-duration", type=float, default=None, metavar="MIN",
+                   help="skip files whose decoded audio is longer than MIN minutes: their record gets an "
+                        "error and decoding stops there (default: no limit, any length is streamed)")
 
 
 def make_engine(args):
@@ -71,6 +74,9 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
             tops = "  ".join(f"{g} {s * 100:5.1f}%" for g, s in r["top"][:top_k])
             lines.append(f"{name:<{width}}  {r['genre']:<10} {tops}")
         for s in r.get("segments") or []:
+            if s.get("silent"):
+                lines.append(f"    {s['start']:8.2f}-{s['end']:8.2f}s  (silent)")
+                continue
             lines.append(f"    {s['start']:8.2f}-{s['end']:8.2f}s  {s['genre']:<10} {max(s['scores'].values()) * 100:5.1f}%")
     return "\n".join(lines) + "\n"
 
@@ -89,6 +95,10 @@ def run(args) -> int:
     if args.jobs < 1:
         print("genrekit predict: error: --jobs must be >= 1", file=sys.stderr)
         return 2
+    if args.max_duration is not None and not args.max_duration > 0:
+        print("genrekit predict: error: --max-duration must be > 0 minutes", file=sys.stderr)
+        return 2
+    max_duration = None if args.max_duration is None else args.max_duration * 60.0  # seconds
     files, walk_errors = batch.find_audio(args.paths, unique=False)
     if not files and not walk_errors:
         print("genrekit predict: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
@@ -101,15 +111,20 @@ def run(args) -> int:
     parquet = is_dataset_target(args.out)
     if parquet:  # a folder: Parquet parts + manifest, resumable at any size
         sink = batch.ParquetSink(args.out, kind="predict", part_size=args.part_size, to_rows=lambda r: [predict_row(r)],
-                                 settings=batch.predict_settings(clf, segments=args.segments, top_k=args.top_k))
+                                 settings=batch.predict_settings(clf, segments=args.segments, top_k=args.top_k,
+                                                                 max_duration=max_duration))
     else:
-        sink = batch.JournalSink(args.out, settings={"model": clf.identity, "segments": args.segments},
+        settings = {"model": clf.identity, "segments": args.segments}
+        if max_duration is not None:  # absent otherwise, so journals written before the option still resume
+            settings["max_duration_s"] = max_duration
+        sink = batch.JournalSink(args.out, settings=settings,
                                  render=functools.partial(_render, fmt=args.format, top_k=args.top_k, genres=genres))
     todo = sink.pending(files)
     if sink.summary.resumed:
         where = f" in {args.out}" if parquet else ""
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done{where}", file=sys.stderr)
-    records = batch.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments)
+    records = batch.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments,
+                                    max_duration=max_duration)
     batch.write(map(batch.record_result, records), sink, before=missing)
     if parquet:
         for line in sink.describe(total=len(files) + len(missing)):
