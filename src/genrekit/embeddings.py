@@ -21,7 +21,6 @@ them; torch is loaded by :func:`load_musicnn` (and the :class:`Musicnn` class) w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -36,6 +35,7 @@ import numpy as np
 
 from genrekit.audio import resample, stream, validate
 from genrekit.dsp import fft_frequencies, frame_count, hann_window, hz_to_mel, mel_frequencies
+from genrekit.engine import tensors_sha256
 from genrekit.errors import EmptyAudioError, FeatureError, ModelError, NonFiniteAudioError
 
 if TYPE_CHECKING:
@@ -324,17 +324,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _digest(tensors: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
-        h.update(name.encode())
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
 def read_weights(path: str | os.PathLike, *, model: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Tensors and metadata of a converted musicnn file, verified (format, checksum, tag count);
     :class:`~genrekit.errors.ModelError` names what is wrong. No code is executed from the file."""
@@ -351,7 +340,7 @@ def read_weights(path: str | os.PathLike, *, model: str | None = None) -> tuple[
         raise ModelError(f"{path}: not a valid musicnn weights file (truncated or corrupt: {exc})") from None
     if raw.get("format") != FORMAT:
         raise ModelError(f"{path}: not a genrekit musicnn file (format {raw.get('format')!r}, expected {FORMAT})")
-    if raw.get("sha256") != _digest(tensors):
+    if raw.get("sha256") != tensors_sha256(tensors):
         raise ModelError(f"{path}: checksum mismatch: the weights file was modified or damaged")
     if model is not None and raw.get("model") != model:
         raise ModelError(f"{path}: holds {raw.get('model')!r}, not {model!r}")

@@ -98,6 +98,21 @@ def cache_root() -> Path:
     return Path(base) / "genrekit"
 
 
+def tensors_sha256(tensors: Mapping[str, Any]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (in name order): the integrity check of
+    model and weight files."""
+    import numpy as np  # here, not at the top: engine stays cheap to import
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes: the cache key, so renamed or copied files still hit the cache."""
     h = hashlib.sha256()

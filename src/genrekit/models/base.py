@@ -10,7 +10,6 @@ no work in ``__init__``; fitted attributes end in ``_``. They take arrays and ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,22 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.engine import atomic_write_bytes
+from genrekit.engine import atomic_write_bytes, tensors_sha256
 from genrekit.errors import ModelError
 
 FORMAT_VERSION = 1
-
-
-def tensors_sha256(tensors: dict[str, np.ndarray]) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes (in name order): the file's integrity check."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
-        h.update(name.encode())
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
 
 
 def save_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
@@ -91,6 +78,8 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         raise ModelError(f"{path}: model metadata 'classes' must be a non-empty list of names")
     if "input" in meta:
         validate_input(meta["input"], source=path)
+    if meta.get("temperature") is not None:
+        validate_temperature(meta["temperature"], source=path)
     return tensors, meta
 
 
@@ -105,11 +94,14 @@ def _positive_number(v: Any, upper: float) -> bool:
 def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
     """Check a model's ``input`` block: predict recomputes the model's input from audio with it, so a
     malformed one must be refused when the file is loaded, not fail obscurely later."""
-    if not isinstance(desc, dict) or desc.get("type") not in ("features", "logmel", "hybrid"):
+    if not isinstance(desc, dict) or desc.get("type") not in ("features", "logmel", "musicnn", "hybrid"):
         got = desc.get("type") if isinstance(desc, dict) else desc
         raise ModelError(
-            f"{source}: model metadata 'input' must have type 'features', 'logmel' or 'hybrid', got {got!r}"
+            f"{source}: model metadata 'input' must have type 'features', 'logmel', 'musicnn' or 'hybrid', got {got!r}"
         )
+    if desc["type"] == "musicnn":
+        validate_musicnn_input(desc, source=source)
+        return
     if desc["type"] == "hybrid":
         members = desc.get("members")
         if not isinstance(members, list) or len(members) < 2:
@@ -138,6 +130,57 @@ def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
                          f"got {desc.get('slice_seconds')!r}")
 
 
+MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
+MUSICNN_LAYERS = {"penultimate": 200, "taggram": 50, "pooled": 1506}
+MUSICNN_POOLS = ("mean",)
+MUSICNN_BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def musicnn_input(columns_or_n: Any = None, *, model: str = "MSD_musicnn", layer: str = "penultimate",
+                  pool: str = "mean", patches_per_block: int | None = None, backend: str = "torch") -> dict:
+    """The ``input`` block of a head on musicnn embeddings: predict runs musicnn on each 30 s block
+    (``patches_per_block`` evenly spread 3 s patches, None for all ten) and hands the head the
+    ``pool`` of the audible patches' ``layer`` vectors. ``columns`` name the vector's entries."""
+    n = MUSICNN_LAYERS.get(layer, 0)
+    cols = list(columns_or_n) if isinstance(columns_or_n, (list, tuple)) else [f"{layer}_{pool}_{i}" for i in range(n)]
+    desc = {"type": "musicnn", "model": model, "layer": layer, "pool": pool,
+            "patches_per_block": patches_per_block, "backend": backend, "columns": cols}
+    validate_input(desc, source="musicnn_input")
+    return desc
+
+
+def validate_musicnn_input(desc: dict, *, source: str | os.PathLike = "model") -> None:
+    """A musicnn member's input: known network, layer, pooling, backend; patch count within a block."""
+    if desc.get("model") not in MUSICNN_MODELS:
+        raise ModelError(f"{source}: model metadata 'input.model' must be one of {', '.join(MUSICNN_MODELS)}, "
+                         f"got {desc.get('model')!r}")
+    layer = desc.get("layer")
+    if layer not in MUSICNN_LAYERS:
+        raise ModelError(f"{source}: model metadata 'input.layer' must be one of {', '.join(MUSICNN_LAYERS)}, "
+                         f"got {layer!r}")
+    if desc.get("pool") not in MUSICNN_POOLS:
+        raise ModelError(f"{source}: model metadata 'input.pool' must be one of {', '.join(MUSICNN_POOLS)}, "
+                         f"got {desc.get('pool')!r}")
+    k = desc.get("patches_per_block")
+    if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 10):
+        raise ModelError(f"{source}: model metadata 'input.patches_per_block' must be null or an integer in "
+                         f"[1, 10], got {k!r}")
+    if desc.get("backend", "torch") not in MUSICNN_BACKENDS:
+        raise ModelError(f"{source}: model metadata 'input.backend' must be one of {', '.join(MUSICNN_BACKENDS)}, "
+                         f"got {desc.get('backend')!r}")
+    cols = desc.get("columns")
+    if not isinstance(cols, list) or len(cols) != MUSICNN_LAYERS[layer] or not all(isinstance(c, str) for c in cols):
+        raise ModelError(f"{source}: model metadata 'input.columns' must name the {MUSICNN_LAYERS[layer]} entries "
+                         f"of musicnn's {layer} layer")
+
+
+def validate_temperature(t: Any, *, source: str | os.PathLike = "model") -> float:
+    """A calibration temperature stored in a model file: a finite number in [0.05, 20]."""
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0.05 <= t <= 20):
+        raise ModelError(f"{source}: model metadata 'temperature' must be a number in [0.05, 20], got {t!r}")
+    return float(t)
+
+
 class Estimator:
     """Shared behaviour: predict from predict_proba; subclasses implement fit/predict_proba/save/load."""
 
@@ -150,3 +193,19 @@ class Estimator:
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
             raise ModelError(f"{type(self).__name__} is not fitted yet: call fit() first")
+
+    # The default file round trip for estimators whose whole state is get_state() / from_state();
+    # models with extra metadata (deep, hybrid) override these.
+    def save(self, path: str | os.PathLike, *, extra_meta: dict | None = None) -> Path:
+        tensors, meta = self.get_state()
+        return save_model_file(path, tensors, {**meta, **(extra_meta or {})})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        tensors, meta = load_model_file(path)
+        if meta.get("kind") != cls.kind:
+            raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not one of kind {cls.kind!r}")
+        model = cls.from_state(tensors, meta, source=str(path))
+        if meta.get("temperature") is not None:  # calibration of the file's scores (genrekit.predict applies it)
+            model.temperature_ = float(meta["temperature"])
+        return model

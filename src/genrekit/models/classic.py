@@ -11,14 +11,13 @@ uint8 tensor inside the one safetensors model file; loading accepts only the skl
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.models.base import Estimator, load_model_file, save_model_file
+from genrekit.models.base import Estimator
 from genrekit.models.inputs import check_X, features_input, log_columns, log_transform
 
 KIND = "sklearn"
@@ -294,13 +293,3 @@ class SklearnModel(Estimator):
             raise ModelError(f"{source}: the stored classes do not match the fitted pipeline")
         return model
 
-    def save(self, path: str | os.PathLike):
-        tensors, meta = self.get_state()
-        return save_model_file(path, tensors, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> SklearnModel:
-        tensors, meta = load_model_file(path)
-        if meta["kind"] != KIND:
-            raise ModelError(f"{path}: holds a {meta['kind']!r} model, not a {KIND!r} one")
-        return cls.from_state(tensors, meta, source=str(path))

@@ -12,7 +12,6 @@ split of the training rows.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
-from genrekit.models.base import Estimator, load_model_file, save_model_file
+from genrekit.models.base import Estimator
 from genrekit.models.inputs import check_X, features_input
 from genrekit.models.registry import ENSEMBLE_MEMBERS, KINDS, model_class, tabular_member
 
@@ -224,16 +223,6 @@ class EnsembleModel(Estimator):
             raise ModelError(f"{source}: stacking ensemble lacks its combination weights")
         return model
 
-    def save(self, path: str | os.PathLike):
-        tensors, meta = self.get_state()
-        return save_model_file(path, tensors, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> EnsembleModel:
-        tensors, meta = load_model_file(path)
-        if meta["kind"] != KIND:
-            raise ModelError(f"{path}: holds a {meta['kind']!r} model, not an {KIND!r} one")
-        return cls.from_state(tensors, meta, source=str(path))
 
 
 class _Aligned:

@@ -19,14 +19,13 @@ stratified share of the training rows. The best epoch's weights are kept; the pe
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.models.base import Estimator, load_model_file, save_model_file
+from genrekit.models.base import Estimator
 from genrekit.models.inputs import check_X, features_input, log_columns, log_transform
 
 ARCHS: dict[str, tuple[tuple[int, ...], str]] = {
@@ -302,16 +301,6 @@ class _TorchTabular(Estimator):
         model.best_epoch_ = meta.get("best_epoch")
         return model
 
-    def save(self, path: str | os.PathLike):
-        tensors, meta = self.get_state()
-        return save_model_file(path, tensors, meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike):
-        tensors, meta = load_model_file(path)
-        if meta["kind"] != cls.kind:
-            raise ModelError(f"{path}: holds a {meta['kind']!r} model, not a {cls.kind!r} one")
-        return cls.from_state(tensors, meta, source=str(path))
 
 
 class MLPModel(_TorchTabular):
