@@ -19,7 +19,7 @@ from genrekit import __version__
 COMMANDS = [
     "info", "features", "train", "compare", "eda", "evaluate", "finetune",
     "predict", "demo", "export", "serve",
-    "tag", "playlists", "similar",  # library tools (issue 16)
+    "tag", "playlists", "similar",  # library tools
 ]
 
 
