@@ -306,8 +306,11 @@ class PredictTask:
     fork_safe = False  # the parent holds torch: start workers with forkserver, never fork
 
     def __init__(self, *, model: str | os.PathLike | None, backend: str = "torch", top_k: int = 3,
-                 segments: bool = False, max_duration: float | None = None):
+                 segments: bool = False, max_duration: float | None = None, min_confidence: float | None = None,
+                 tags: bool = False):
         self.model = None if model is None else str(model)
+        self.min_confidence = min_confidence
+        self.tags = bool(tags)
         self.backend = backend
         self.top_k = int(top_k)
         self.segments = bool(segments)
@@ -340,13 +343,14 @@ class PredictTask:
         from genrekit.predict import record_for
 
         return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments,
-                          max_duration=self.max_duration)
+                          max_duration=self.max_duration, min_confidence=self.min_confidence, tags=self.tags)
 
 
 def predict_records(
     files: Iterable[str | os.PathLike], classifier: GenreClassifier | str | os.PathLike | None = None,
     engine: Engine | None = None, *, top_k: int = 3, segments: bool = False, backend: str = "torch",
     max_duration: float | None = None, task: Callable[[str], dict[str, Any]] | None = None,
+    min_confidence: float | None = None, tags: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """``genrekit predict``'s record for each file, as they complete (``engine`` default: this process).
 
@@ -354,7 +358,9 @@ def predict_records(
     processes load its file once each), a model path or None for the shipped model (run with
     ``backend``). A file that cannot be classified gets an error record; so does one whose worker died,
     one that decodes past ``max_duration`` seconds (decoding stops there) and a silent one. ``task``
-    replaces the per-file function (tests use it to crash a worker on purpose)."""
+    replaces the per-file function (tests use it to crash a worker on purpose). ``min_confidence``: records
+    whose top score is below it carry ``"uncertain": true`` (false above); ``tags``: top MSD tags also for
+    models without a musicnn member (those with one always carry them)."""
     from genrekit.predict import GenreClassifier, error_record
 
     engine = engine or LocalEngine()
@@ -365,10 +371,10 @@ def predict_records(
             raise ModelError("a classifier without a model file cannot be sent to worker processes; "
                              "save the model and load it from its file, or use one job")
         fn = PredictTask(model=loaded.path, backend=loaded.backend, top_k=top_k, segments=segments,
-                         max_duration=max_duration)
+                         max_duration=max_duration, min_confidence=min_confidence, tags=tags)
     else:
         fn = PredictTask(model=classifier, backend=backend, top_k=top_k, segments=segments,
-                         max_duration=max_duration)
+                         max_duration=max_duration, min_confidence=min_confidence, tags=tags)
     registered = loaded is not None and fn.key not in _CLASSIFIERS
     if registered:
         _CLASSIFIERS[fn.key] = loaded

@@ -23,6 +23,9 @@ __all__ = [
     "aggregate_tracks",
     "classification_metrics",
     "confusion_matrix",
+    "expected_calibration_error",
+    "fit_temperature",
+    "reliability_bins",
     "log_proba",
     "mean_log_proba",
     "normalised_weights",
@@ -182,3 +185,48 @@ def aggregate_tracks(
     np.add.at(tie, inverse, proba)
     out = out + 1e-6 * tie / counts
     return unique, out / out.sum(axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------ calibration
+def reliability_bins(y_true: Sequence, proba, classes: Sequence[str], *, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Top-1 confidence against accuracy in ``n_bins`` equal-width confidence bins: per bin the
+    count, mean confidence and accuracy (NaN where empty)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != len(classes) or proba.shape[0] != len(y_true):
+        raise GenrekitError(f"proba must be [n_samples, {len(classes)}] with one row per label, got {proba.shape}")
+    if n_bins < 1:
+        raise GenrekitError(f"n_bins must be >= 1, got {n_bins}")
+    conf = proba.max(axis=1)
+    correct = np.asarray(classes)[proba.argmax(axis=1)] == np.asarray(y_true).astype(str)
+    idx = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(idx, weights=correct.astype(float), minlength=n_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count, "confidence": mean_conf, "accuracy": acc}
+
+
+def expected_calibration_error(y_true: Sequence, proba, classes: Sequence[str], *, n_bins: int = 10) -> float:
+    """ECE of the top-1 confidence: sum over bins of (bin share) * |accuracy - mean confidence|."""
+    b = reliability_bins(y_true, proba, classes, n_bins=n_bins)
+    n = b["count"].sum()
+    full = b["count"] > 0
+    return float(np.sum(b["count"][full] / n * np.abs(b["accuracy"][full] - b["confidence"][full])))
+
+
+def fit_temperature(y_true: Sequence, proba, classes: Sequence[str], *, lo: float = 0.05, hi: float = 20.0) -> float:
+    """The temperature T minimising the negative log-likelihood of ``softmax(log p / T)`` (scalar
+    search on log T: the NLL is smooth and unimodal in it)."""
+    from scipy.optimize import minimize_scalar
+
+    logp = log_proba(np.asarray(proba, dtype=np.float64))
+    pos = {c: i for i, c in enumerate(map(str, classes))}
+    y = np.array([pos[str(c)] for c in y_true])
+
+    def nll(log_t: float) -> float:
+        z = logp / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-np.mean(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))))
+
+    r = minimize_scalar(nll, bounds=(np.log(lo), np.log(hi)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(r.x))

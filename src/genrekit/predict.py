@@ -28,7 +28,16 @@ from genrekit.errors import DurationLimitError, GenrekitError, ModelError, Silen
 from genrekit.metrics import PROBA_FLOOR, mean_log_proba
 
 BLOCK_SECONDS = 30.0
-DEFAULT_MODEL_NAME = "genrekit-gtzan-default.safetensors"
+# Shipped models by name (``--model NAME``): the musicnn hybrid is the default; today's faster CNN +
+# features hybrid stays available as genrekit-gtzan-fast (its file keeps its old name).
+SHIPPED_MODELS = {
+    "genrekit-gtzan-musicnn": "genrekit-gtzan-musicnn.safetensors",
+    "genrekit-gtzan-fast": "genrekit-gtzan-default.safetensors",
+    "genrekit-gtzan-default": "genrekit-gtzan-default.safetensors",  # the fast model's old name
+}
+DEFAULT_MODEL = "genrekit-gtzan-musicnn"
+DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
+N_TAGS_RECORD = 5  # top MSD tags in a prediction record
 # A window quieter than this (RMS around its mean, in dB re a full-scale sample value of 1.0) is silent.
 # -60 dBFS is the default noise floor of ffmpeg's silencedetect. It sits 14 dB under the quietest window
 # of real music we measured (the quietest 3 s window of the 124 shared GTZAN clips and the 36 real-world
@@ -47,15 +56,35 @@ def _window_levels(y: np.ndarray, spans, *, offset: float, sr: int) -> np.ndarra
     return out
 
 
-def default_model_path() -> Path:
-    """The pretrained model shipped inside the package."""
-    p = Path(str(resources.files("genrekit").joinpath("pretrained", DEFAULT_MODEL_NAME)))
+def default_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """A pretrained model shipped inside the package (by default the default one)."""
+    if name not in SHIPPED_MODELS:
+        raise ModelError(f"unknown shipped model {name!r} (known: {', '.join(SHIPPED_MODELS)})")
+    p = Path(str(resources.files("genrekit").joinpath("pretrained", SHIPPED_MODELS[name])))
     if not p.is_file():
         raise ModelError(
             f"the shipped model is missing ({p}); reinstall genrekit or pass --model PATH "
             "(build it with: python scripts/build_pretrained.py)"
         )
     return p
+
+
+def model_path(model: str | os.PathLike | None) -> Path:
+    """A model file from a path, a shipped model's name (``genrekit-gtzan-fast``) or None (the default)."""
+    if model is None:
+        return default_model_path()
+    if isinstance(model, str) and model in SHIPPED_MODELS and not Path(model).exists():
+        return default_model_path(model)
+    return Path(model)
+
+
+def calibrate(scores: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Probabilities ``p`` sharpened or softened by a temperature: ``softmax(log p / T)`` (T None: as is)."""
+    if temperature is None or temperature == 1.0:
+        return scores
+    z = np.log(np.clip(np.asarray(scores, dtype=np.float64), PROBA_FLOOR, 1.0)) / float(temperature)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -86,8 +115,11 @@ class Prediction:
     duration: float
     segments: list[Segment] = field(default_factory=list)
     file: str | None = None
+    tags: list[tuple[str, float]] | None = None  # top MSD tags (models with a musicnn member, or asked for)
 
-    def to_dict(self, *, segments: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, segments: bool = False, min_confidence: float | None = None) -> dict[str, Any]:
+        """The record; ``tags`` only when computed and ``uncertain`` only with ``min_confidence``, so
+        records of models without musicnn stay as they were."""
         d: dict[str, Any] = {
             "file": self.file,
             "genre": self.genre,
@@ -95,10 +127,20 @@ class Prediction:
             "top": [[g, round(s, 6)] for g, s in self.top],
             "duration_s": round(self.duration, 3),
         }
+        if self.tags is not None:
+            d["tags"] = [[t, round(v, 6)] for t, v in self.tags]
+        if min_confidence is not None:
+            d["uncertain"] = bool(self.scores[self.genre] < min_confidence)
         if segments:
             d["segments"] = [s.to_dict() for s in self.segments]
         d["error"] = None
         return d
+
+
+def check_min_confidence(p: float | None) -> float | None:
+    if p is not None and not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
+        raise GenrekitError(f"min_confidence must be a probability in [0, 1], got {p!r}")
+    return None if p is None else float(p)
 
 
 def error_record(file: str, error: str, *, segments: bool = False) -> dict[str, Any]:
@@ -112,13 +154,15 @@ def error_record(file: str, error: str, *, segments: bool = False) -> dict[str, 
 
 def record_for(
     clf: GenreClassifier, path: str, *, top_k: int = 3, segments: bool = False, max_duration: float | None = None,
+    min_confidence: float | None = None, tags: bool = False,
 ) -> dict[str, Any]:
     """One file's ``genrekit predict`` record; any error reading it becomes the record's ``error``
     (a silent file's is "no audible signal", one longer than ``max_duration`` seconds says so).
 
     Every engine (local processes, Ray, the web server) uses this, so their records are identical."""
     try:
-        return clf.predict(path, top_k=top_k, max_duration=max_duration).to_dict(segments=segments)
+        return clf.predict(path, top_k=top_k, max_duration=max_duration, tags=tags).to_dict(
+            segments=segments, min_confidence=min_confidence)
     except GenrekitError as exc:
         return error_record(path, str(exc), segments=segments)
     except (OSError, ValueError, MemoryError) as exc:
@@ -141,11 +185,12 @@ class GenreClassifier:
         self.input: dict[str, Any] = getattr(model, "input_", None) or meta.get("input") or {}
         if self.input.get("type") == "hybrid":
             self.members = list(zip(model.members_, self.input["members"], strict=True))
-        elif self.input.get("type") in ("logmel", "features"):
+        elif self.input.get("type") in ("logmel", "features", "musicnn"):
             self.members = [(model, self.input)]
         else:
             raise ModelError(f"{path}: model input type {self.input.get('type')!r} is not supported for prediction")
-        rates = {int(inp.get("sr", audio.SR)) for _, inp in self.members}
+        # musicnn resamples each block to its own 16 kHz: the others' rate decides
+        rates = {int(inp.get("sr", audio.SR)) for _, inp in self.members if inp["type"] != "musicnn"} or {audio.SR}
         if len(rates) != 1:
             raise ModelError(f"{path}: members expect different sample rates {sorted(rates)}")
         self.sr = rates.pop()
@@ -153,6 +198,8 @@ class GenreClassifier:
         # the member whose windows make the timeline: the spectrogram model when there is one
         kinds = [inp["type"] for _, inp in self.members]
         self._timeline = kinds.index("logmel") if "logmel" in kinds else 0
+        self.temperature: float | None = getattr(model, "temperature_", None) or meta.get("temperature")
+        self.musicnn = next((inp for _, inp in self.members if inp["type"] == "musicnn"), None)
         self._full_block_frames: dict[str, int] = {}  # log-mel frames of a full block, per front end
 
     # ------------------------------------------------------------------------------------ loading
@@ -173,7 +220,7 @@ class GenreClassifier:
         limit_blas_threads(threads)  # numpy/scipy too: small products, threads only contend
         if backend not in ("torch", "onnx"):
             raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
-        p = Path(path) if path is not None else default_model_path()
+        p = model_path(path)
         if backend == "onnx":
             from genrekit.onnx import OnnxModel
 
@@ -279,9 +326,28 @@ class GenreClassifier:
                     if full:
                         self._full_block_frames[key] = made[key].shape[1]
                 parts.append(self._levels_proba(model, inp, made[key], offset, y.size / self.sr, y))
+            elif inp["type"] == "musicnn":
+                parts.append(self._musicnn_proba(model, inp, y, offset))
             else:
                 parts.append(self._rows_proba(model, inp, y, offset))
         return parts
+
+    def _musicnn_proba(self, model, inp: dict, y: np.ndarray, offset: float, *, tags_only: bool = False):
+        """musicnn on one block: the head's probabilities per audible patch (the timeline), every
+        patch's span and level, and the audible patches' (layer vectors, taggram) for the track score."""
+        from genrekit import embeddings
+
+        e = embeddings.embed(y, sr=self.sr, model=inp.get("model", embeddings.DEFAULT_MODEL),
+                             patches_per_block=inp.get("patches_per_block"), backend=inp.get("backend", "torch"))
+        spans = [(offset + float(s), min(offset + y.size / self.sr, offset + float(s) + embeddings.PATCH_SECONDS))
+                 for s in e.starts]
+        level = _window_levels(y, spans, offset=offset, sr=self.sr)
+        audible = level >= SILENCE_DB
+        vec = getattr(e, inp.get("layer", "penultimate"))[audible].astype(np.float64)
+        tg = e.taggram[audible]
+        if tags_only:
+            return None, spans, level, (vec, tg)
+        return self._proba_of(model, vec), spans, level, (vec, tg)
 
     def _source_blocks(self, source, sr: int | None, max_duration: float | None) -> Iterator[np.ndarray]:
         """Blocks of about 30 s at the model's rate from a file path or an array of samples."""
@@ -318,13 +384,15 @@ class GenreClassifier:
             yield prev, offset
 
     # ------------------------------------------------------------------------------------ predict
-    def predict(self, source, *, sr: int | None = None, top_k: int = 3, max_duration: float | None = None) -> Prediction:
+    def predict(self, source, *, sr: int | None = None, top_k: int = 3, max_duration: float | None = None,
+                tags: bool = False) -> Prediction:
         """Classify a file path or an array of samples (then give ``sr``) of any length.
 
         Returns the track's genre, every genre's score (summing to 1), the ``top_k`` genres and the
         per-window timeline (``segments``; silent windows are marked and not classified). Raises
         :class:`~genrekit.errors.SilentAudioError` when no window is audible and, with ``max_duration``
         (seconds), :class:`~genrekit.errors.DurationLimitError` as soon as the decoded audio is longer.
+        The top MSD tags come with it when the model has a musicnn member, or with ``tags=True``.
         """
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
@@ -334,15 +402,16 @@ class GenreClassifier:
         if is_path and max_duration is not None:  # decode-only first: an hour-long file is skipped in seconds
             audio.decoded_seconds(source, max_duration=max_duration)
         return self.predict_blocks(self._source_blocks(source, sr, max_duration), top_k=top_k,
-                                   file=str(source) if is_path else None)
+                                   file=str(source) if is_path else None, tags=tags)
 
-    def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None) -> Prediction:
+    def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False) -> Prediction:
         """Classify a track given as consecutive blocks of samples at ``self.sr`` (e.g. from
         :func:`genrekit.audio.stream_bytes`), consumed one at a time: whoever makes the blocks can stop
         the work between two of them (a deadline) or look at the samples (a spectrogram)."""
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
         parts = []
+        extra_tags = []  # tags asked of a model without a musicnn member: a separate musicnn pass
         duration = 0.0
         name = file or "samples"
         for block, offset in self._blocks(blocks):
@@ -351,24 +420,54 @@ class GenreClassifier:
                     continue
                 audio.validate(block, name=name)
             parts.append(self._block_parts(block, offset))
+            if tags and self.musicnn is None:
+                inp = {"model": "MSD_musicnn", "layer": "taggram", "patches_per_block": None, "backend": "torch"}
+                extra_tags.append(self._musicnn_proba(None, inp, block, offset, tags_only=True)[3][1])
             duration = offset + block.size / self.sr
         if not parts:
             raise audio.EmptyAudioError(f"{name}: no audio samples")
         if not any(len(part[0]) for b in parts for part in b):
             loudest = max(float(np.max(part[2])) for b in parts for part in b)
             raise SilentAudioError(f"{name}: no audible signal (RMS {loudest:.1f} dBFS < {SILENCE_DB:g} dBFS)")
-        return self._aggregate(parts, top_k=top_k, duration=duration, file=file)
+        pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file)
+        if extra_tags:
+            pred.tags = self._top_tags(np.concatenate(extra_tags))
+        return pred
+
+    @staticmethod
+    def _top_tags(taggram: np.ndarray) -> list[tuple[str, float]] | None:
+        """The file's top MSD tags: musicnn's mean taggram over the audible patches."""
+        from genrekit import embeddings
+
+        if len(taggram) == 0:
+            return None
+        mean = taggram.mean(axis=0)
+        order = np.argsort(-mean, kind="stable")[:N_TAGS_RECORD]
+        names = embeddings.tag_names("MSD_musicnn")
+        return [(names[i], float(mean[i])) for i in order]
 
     def predict_precomputed(
         self, *, levels: np.ndarray | None = None, row=None, top_k: int = 3, file: str | None = None,
-        seconds: float = 30.0,
+        seconds: float = 30.0, embedding=None, image=None,
     ) -> Prediction:
         """Classify one track from precomputed inputs: a log-mel matrix (e.g. an inverted Kaggle image)
         for spectrogram members and/or a feature row (columns as in the member's metadata) for feature
-        members. Every member must get its input."""
+        members; for a musicnn member an :class:`~genrekit.embeddings.Embedding` or a Kaggle ``image``
+        (its path; the row's ``rms_mean`` sets its level). Every member must get its input."""
         parts = []
         for model, inp in self.members:
-            if inp["type"] == "logmel":
+            if inp["type"] == "musicnn":
+                if embedding is None and image is not None:
+                    from genrekit import embeddings
+
+                    rms = row.get("rms_mean") if isinstance(row, dict) else None
+                    embedding = embeddings.embed_image(image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"))
+                if embedding is None:
+                    raise ModelError(f"{self.path}: this model needs a musicnn embedding or a Kaggle image")
+                vec = getattr(embedding, inp.get("layer", "penultimate")).astype(np.float64)
+                parts.append((model.predict_proba(vec), [(0.0, seconds)] * len(vec), None,
+                              (vec, embedding.taggram)))
+            elif inp["type"] == "logmel":
                 if levels is None:
                     raise ModelError(f"{self.path}: this model needs a log-mel matrix")
                 seconds = levels.shape[1] * int(inp.get("hop_length", 512)) / self.sr
@@ -403,8 +502,15 @@ class GenreClassifier:
 
         per_member = [norm(np.concatenate([b[m][0] for b in blocks])) for m in range(len(self.members))]
         track = [mean_log(p) for p in per_member]
+        tags = None
+        for m, (model, inp) in enumerate(self.members):
+            if inp["type"] == "musicnn":  # the head scores the mean of the audible patches' vectors, as trained
+                vec = np.concatenate([b[m][3][0] for b in blocks])
+                tags = self._top_tags(np.concatenate([b[m][3][1] for b in blocks]))
+                if len(vec):
+                    track[m] = norm(model.predict_proba(vec.mean(axis=0, keepdims=True)))
         hybrid = len(self.members) > 1
-        scores = (self.model.combine(track) if hybrid else track[0])[0]
+        scores = calibrate((self.model.combine(track) if hybrid else track[0])[0], self.temperature)
         segments: list[Segment] = []
         t = self._timeline
         for b in blocks:
@@ -424,5 +530,5 @@ class GenreClassifier:
         return Prediction(
             genre=self.genres[int(order[0])], scores={self.genres[i]: float(scores[i]) for i in order},
             top=[(self.genres[i], float(scores[i])) for i in order[:top_k]],
-            duration=float(duration), segments=segments, file=file,
+            duration=float(duration), segments=segments, file=file, tags=tags,
         )

@@ -25,6 +25,7 @@ __all__ = [
     "plot_curves",
     "plot_importance",
     "plot_pr_curves",
+    "plot_reliability",
     "pyplot",
     "save_figure",
     "write_json",
@@ -169,6 +170,30 @@ def plot_pr_curves(y_true, proba, classes: Sequence[str], title: str, path: Path
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title(title, fontsize=9)
     save_figure(fig, path)
+
+
+def plot_reliability(y_true, proba, classes: Sequence[str], title: str, path: Path, *, n_bins: int = 10) -> float:
+    """Reliability diagram (accuracy per top-1 confidence bin against the diagonal); returns the ECE."""
+    from genrekit.metrics import expected_calibration_error, reliability_bins
+
+    b = reliability_bins(y_true, proba, classes, n_bins=n_bins)
+    ece = expected_calibration_error(y_true, proba, classes, n_bins=n_bins)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    centres = (b["edges"][:-1] + b["edges"][1:]) / 2
+    full = b["count"] > 0
+    ax.bar(centres[full], b["accuracy"][full], width=1.0 / n_bins, edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for c, a, n in zip(centres[full], b["accuracy"][full], b["count"][full], strict=True):
+        ax.text(c, a + 0.02, str(int(n)), ha="center", fontsize=7)
+    ax.set_xlabel("top-1 confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"{title}\nECE {ece:.3f} ({n_bins} bins)", fontsize=9)
+    save_figure(fig, path)
+    return ece
 
 
 def plot_curves(history: list[dict[str, Any]], title: str, path: Path) -> None:

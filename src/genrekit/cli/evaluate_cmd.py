@@ -36,9 +36,24 @@ def run(args) -> int:
     write_run(out, result)
     track, errors = result.track_level, result.metrics["errors"]
     src = ", ".join(f"{v} from {k}" for k, v in result.data["sources"].items() if v)
+    ece = _reliability(result, out)
     print(f"{args.protocol} test, track level: accuracy {track['accuracy']:.3f}, macro-F1 "
-          f"{track['macro_f1']:.3f} on {result.data['n_tracks']} tracks ({src})")
+          f"{track['macro_f1']:.3f} on {result.data['n_tracks']} tracks ({src}); ECE {ece:.3f}")
     if errors:
         print(f"{len(errors)} test tracks could not be read (listed in metrics.json)", file=sys.stderr)
     print(f"reports in {out}/", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _reliability(result, out) -> float:
+    """reliability.png and calibration.json (ECE of the track scores, 10 bins) beside the run's reports."""
+    import numpy as np
+
+    from genrekit.reports import plot_reliability, write_json
+
+    f = result.folds[0]
+    proba = np.asarray(f.track_proba, dtype=float)
+    ece = plot_reliability(f.track_true, proba, f.classes, f"{result.model}: {result.protocol} test",
+                           out / "reliability.png")
+    write_json(out / "calibration.json", {"ece": ece, "n_bins": 10, "n_tracks": int(len(proba))})
+    return ece

@@ -18,7 +18,9 @@ DESCRIPTION = (
 
 def add_arguments(p) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
-    p.add_argument("--model", "-m", default=None, help="a genrekit model file (default: the shipped model)")
+    p.add_argument("--model", "-m", default=None,
+                   help="a genrekit model file or a shipped model's name: genrekit-gtzan-musicnn (the default), "
+                        "genrekit-gtzan-fast (today's CNN + features hybrid, faster)")
     p.add_argument("--top-k", type=int, default=3, help="genres to show per file (default 3)")
     p.add_argument("--segments", action="store_true", help="include the per-window timeline")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -33,6 +35,10 @@ def add_arguments(p) -> None:
     p.add_argument("--max-duration", type=float, default=None, metavar="MIN",
                    help="skip files whose decoded audio is longer than MIN minutes: their record gets an "
                         "error and decoding stops there (default: no limit, any length is streamed)")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="mark records whose top (calibrated) score is below P as \"uncertain\": true")
+    p.add_argument("--tags", action="store_true",
+                   help="top MSD tags for models without a musicnn member too (models with one always give them)")
 
 
 def make_engine(args):
@@ -72,7 +78,10 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
             lines.append(f"{name:<{width}}  ERROR  {r['error']}")
         else:
             tops = "  ".join(f"{g} {s * 100:5.1f}%" for g, s in r["top"][:top_k])
-            lines.append(f"{name:<{width}}  {r['genre']:<10} {tops}")
+            more = "  uncertain" if r.get("uncertain") else ""
+            if r.get("tags"):
+                more += "  tags: " + ", ".join(t for t, _ in r["tags"][:3])
+            lines.append(f"{name:<{width}}  {r['genre']:<10} {tops}{more}")
         for s in r.get("segments") or []:
             if s.get("silent"):
                 lines.append(f"    {s['start']:8.2f}-{s['end']:8.2f}s  (silent)")
@@ -98,6 +107,9 @@ def run(args) -> int:
     if args.max_duration is not None and not args.max_duration > 0:
         print("genrekit predict: error: --max-duration must be > 0 minutes", file=sys.stderr)
         return 2
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        print("genrekit predict: error: --min-confidence must be within 0..1", file=sys.stderr)
+        return 2
     max_duration = None if args.max_duration is None else args.max_duration * 60.0  # seconds
     files, walk_errors = batch.find_audio(args.paths, unique=False)
     if not files and not walk_errors:
@@ -117,6 +129,10 @@ def run(args) -> int:
         settings = {"model": clf.identity, "segments": args.segments}
         if max_duration is not None:  # absent otherwise, so journals written before the option still resume
             settings["max_duration_s"] = max_duration
+        if args.min_confidence is not None:  # absent otherwise (journals written before still resume)
+            settings["min_confidence"] = args.min_confidence
+        if args.tags:
+            settings["tags"] = True
         sink = batch.JournalSink(args.out, settings=settings,
                                  render=functools.partial(_render, fmt=args.format, top_k=args.top_k, genres=genres))
     todo = sink.pending(files)
@@ -124,7 +140,8 @@ def run(args) -> int:
         where = f" in {args.out}" if parquet else ""
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done{where}", file=sys.stderr)
     records = batch.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments,
-                                    max_duration=max_duration)
+                                    max_duration=max_duration, min_confidence=args.min_confidence,
+                                    tags=args.tags)
     batch.write(map(batch.record_result, records), sink, before=missing)
     if parquet:
         for line in sink.describe(total=len(files) + len(missing)):

@@ -45,9 +45,9 @@ def track_sources(data: str | os.PathLike, want: str) -> dict[str, tuple[str, st
         g = datasets.GTZAN(data)
         for tr in g.audio_tracks():
             found[tr.track_id] = (tr.label, "audio", tr.path)
-        images = {tr.track_id: tr for tr in g.image_tracks()} if want in ("logmel", "hybrid") else {}
+        images = {tr.track_id: tr for tr in g.image_tracks()} if want in ("logmel", "hybrid", "musicnn") else {}
         rows = {}
-        if want in ("features", "hybrid") and g.feature_csv():
+        if want in ("features", "hybrid", "musicnn") and g.feature_csv():
             t = datasets.load_feature_table(g.feature_csv())
             rows = {tid: (t.y[i], dict(zip(t.columns, t.X[i], strict=True))) for i, tid in enumerate(t.track_ids)}
         if want == "logmel":
@@ -56,7 +56,7 @@ def track_sources(data: str | os.PathLike, want: str) -> dict[str, tuple[str, st
         elif want == "features":
             for tid, (lab, row) in rows.items():
                 found.setdefault(tid, (lab, "features", row))
-        elif want == "hybrid":  # without audio a track needs both its image and its feature row
+        elif want in ("hybrid", "musicnn"):  # without audio: its image and its feature row (musicnn: rms_mean)
             for tid in images.keys() & rows.keys():
                 found.setdefault(tid, (images[tid].label, "image+features", (images[tid].path, rows[tid][1])))
         return found
@@ -106,7 +106,9 @@ def score_tracks(clf, found: dict, tracks, *, desc: str = "score", progress: boo
                 r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(payload), file=str(payload))
             elif kind == "image+features":
                 png, row = payload
-                r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(png), row=row, file=str(png))
+                needs_levels = any(inp["type"] == "logmel" for _, inp in clf.members)
+                levels = spectrogram.invert_image_cached(png) if needs_levels else None
+                r = clf.predict_precomputed(levels=levels, row=row, file=str(png), image=png)
             else:
                 r = clf.predict_precomputed(row=payload, file=tid)
         except GenrekitError as exc:

@@ -1,0 +1,139 @@
+"""Build genrekit's shipped default: a head on musicnn embeddings, alone or blended with today's model.
+
+    python scripts/build_musicnn_default.py --data ../shared/data/gtzan
+
+Issue 17, item 5. Everything is chosen on the fault-filtered VALID side; TEST is never read here.
+
+1. Embeddings: the per-track mean ``penultimate`` musicnn vectors cached by
+   ``scripts/image_to_musicnn.py embed`` (from audio for the 124 clips, from the Kaggle image elsewhere).
+2. Candidates, each fitted on TRAIN and scored on VALID: logistic regression (C 0.03 / 0.1 / 0.3 / 1) and
+   an RBF SVM with Platt scaling (C 1 / 10) on the embedding (``genrekit.models.classic.SklearnModel``,
+   standardised inputs), alone and blended by mean log-probability with today's recipe refitted on TRAIN
+   only (``image_to_musicnn.todays_recipe_on_valid``: CNN 0.75 + feature logistic regression 0.25), musicnn
+   weight 0.25 / 0.5 / 0.75. The best valid track accuracy wins (ties: the first in the table's order).
+3. The temperature is fitted on VALID from the valid-tuned (train-only) winner's probabilities.
+4. The winner is refitted on TRAIN + VALID: the head on those tracks' embeddings, today's members taken
+   from the shipped ``genrekit-gtzan-fast`` file (which learnt from TRAIN + VALID), and written, with the
+   temperature and the valid table in its metadata, to ``src/genrekit/pretrained/genrekit-gtzan-musicnn.safetensors``.
+
+Score it afterwards, once: ``genrekit evaluate --data ../shared/data/gtzan --protocol fault-filtered``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+DEFAULT_OUT = ROOT / "src" / "genrekit" / "pretrained" / "genrekit-gtzan-musicnn.safetensors"
+HEADS = (("logreg", {"C": 0.03}), ("logreg", {"C": 0.1}), ("logreg", {"C": 0.3}), ("logreg", {"C": 1.0}),
+         ("svm", {"C": 1.0, "gamma": "scale"}), ("svm", {"C": 10.0, "gamma": "scale"}))
+WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # musicnn head's weight; 1.0: the head alone
+PATCHES_PER_BLOCK = None  # all ten patches of each 30 s block (the tables' track means use them all)
+BACKEND = "onnx"  # onnxruntime float32: within ~1e-5 of the torch port, no torch import for the head
+
+
+def head_model(name: str, params: dict, columns: list[str]):
+    from genrekit.models.classic import SklearnModel
+
+    return SklearnModel(name, tune=False, params=dict(params), log_var=False, random_state=0), columns
+
+
+def fit_head(name: str, params: dict, X: np.ndarray, y: list[str]):
+    from genrekit.models.base import musicnn_input
+
+    inp = musicnn_input(model="MSD_musicnn", layer="penultimate", pool="mean", patches_per_block=PATCHES_PER_BLOCK,
+                        backend=BACKEND)
+    m, _ = head_model(name, params, inp["columns"])
+    m.fit(X, y, feature_names=inp["columns"])
+    m.input_ = inp
+    return m
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gtzan"))
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+    p.add_argument("--workdir", default=str(ROOT / "runs" / "transfer"), help="today's recipe refitted on TRAIN")
+    p.add_argument("--table", default=str(ROOT / "runs" / "musicnn-default" / "valid.md"))
+    args = p.parse_args(argv)
+
+    import image_to_musicnn as I
+
+    from genrekit import GENRES, splits
+    from genrekit.metrics import expected_calibration_error, fit_temperature, mean_log_proba
+    from genrekit.models.hybrid import HybridModel
+    from genrekit.predict import GenreClassifier, calibrate, default_model_path
+
+    t0 = time.time()
+    ff = splits.fault_filtered()
+    emb, label, src = I.track_embeddings("penultimate")
+    train = [t for t in ff["train"] if t in emb]
+    valid = [t for t in ff["valid"] if t in emb]
+    missing = [t for t in ff["train"] + ff["valid"] if t not in emb]
+    Xtr, ytr = np.stack([emb[t] for t in train]).astype(np.float64), [label[t] for t in train]
+    Xv, yv = np.stack([emb[t] for t in valid]).astype(np.float64), [label[t] for t in valid]
+    todays = I.todays_recipe_on_valid(Path(args.data), Path(args.workdir), train, valid)["hybrid"]
+
+    def acc(pr: np.ndarray) -> float:
+        return float(np.mean(np.asarray(GENRES)[pr.argmax(1)] == np.asarray(yv)))
+
+    rows, best = [], None
+    for name, params in HEADS:
+        head = fit_head(name, params, Xtr, ytr)
+        ph = head.predict_proba(Xv)[:, [list(map(str, head.classes_)).index(g) for g in GENRES]]
+        for w in WEIGHTS:
+            pr = ph if w == 1.0 else mean_log_proba([ph, todays], weights=[w, 1 - w])
+            a = acc(pr)
+            rows.append((name, params, w, a))
+            if best is None or a > best[3]:
+                best = (name, params, w, a, pr)
+    lines = [f"# musicnn default: candidates fitted on {len(train)} fault-filtered TRAIN tracks, scored on "
+             f"{len(valid)} VALID tracks (track accuracy); {len(missing)} train/valid tracks without an embedding", "",
+             f"today's recipe, train only: {acc(todays):.3f}", "",
+             "| head | params | musicnn weight | valid accuracy |", "|---|---|---|---|"]
+    lines += [f"| {n} | {json.dumps(pa)} | {w} | {a:.3f} |" for n, pa, w, a in rows]
+    name, params, w, a, pv = best
+    temperature = fit_temperature(yv, pv, GENRES)
+    ece_before = expected_calibration_error(yv, pv, GENRES)
+    ece_after = expected_calibration_error(yv, calibrate(pv, temperature), GENRES)
+    lines += ["", f"chosen: {name} {json.dumps(params)}, musicnn weight {w}: valid {a:.3f}; temperature "
+              f"{temperature:.3f} (valid ECE {ece_before:.3f} -> {ece_after:.3f}, 10 bins; in-sample for T)"]
+    text = "\n".join(lines)
+    print(text)
+    Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.table).write_text(text + "\n")
+
+    # refit on TRAIN + VALID
+    both = train + valid
+    head = fit_head(name, params, np.vstack([Xtr, Xv]), ytr + yv)
+    seen = sorted(set(ff["train"]) | set(ff["valid"]))
+    card = {
+        "recipe": f"{name} {json.dumps(params)} on musicnn MSD penultimate (mean over patches)"
+                  + ("" if w == 1.0 else f", blended {w} / {1 - w:.2f} with genrekit-gtzan-fast by mean log-probability"),
+        "valid_accuracy_train_only": a, "temperature": temperature, "valid_ece_before": ece_before,
+        "valid_ece_after": ece_after, "candidates": [{"head": n, "params": pa, "weight": ww, "valid_accuracy": aa}
+                                                     for n, pa, ww, aa in rows],
+        "head_trained_on": {"audio": sum(src[t] == "audio" for t in both), "image": sum(src[t] == "image" for t in both)},
+        "build": "python scripts/build_musicnn_default.py",
+    }
+    extra = {"name": "genrekit-gtzan-musicnn", "card": card, "train_tracks": seen, "temperature": temperature}
+    out = Path(args.out)
+    if w == 1.0:
+        head.save(out, extra_meta=extra)
+    else:
+        fast = GenreClassifier.load(default_model_path("genrekit-gtzan-fast")).model
+        fw = np.asarray(fast.weights_, dtype=float) * (1 - w)  # flattened: the mean-log rule is linear in log p
+        HybridModel([head, *fast.members_], weights=[w, *fw.tolist()]).fit().save(out, extra_meta=extra)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
