@@ -7,7 +7,8 @@ Issue 17, item 5. Everything is chosen on the fault-filtered VALID side; TEST is
 1. Embeddings: the per-track mean ``penultimate`` musicnn vectors cached by
    ``scripts/image_to_musicnn.py embed`` (from audio for the 124 clips, from the Kaggle image elsewhere).
 2. Candidates, each fitted on TRAIN and scored on VALID: logistic regression (C 0.03 / 0.1 / 0.3 / 1) and
-   an RBF SVM with Platt scaling (C 1 / 10) on the embedding (``genrekit.models.classic.SklearnModel``,
+   an RBF SVM with Platt scaling (C 1 / 10) on the embedding, plain or domain-z (each source domain
+   standardised with its own statistics, stored in the head's input; docs/transfer.md) (``genrekit.models.classic.SklearnModel``,
    standardised inputs), alone and blended by mean log-probability with today's recipe refitted on TRAIN
    only (``image_to_musicnn.todays_recipe_on_valid``: CNN 0.75 + feature logistic regression 0.25), musicnn
    weight 0.25 / 0.5 / 0.75. The best valid track accuracy wins (ties: the first in the table's order).
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 DEFAULT_OUT = ROOT / "src" / "genrekit" / "pretrained" / "genrekit-gtzan-musicnn.safetensors"
 HEADS = (("logreg", {"C": 0.03}), ("logreg", {"C": 0.1}), ("logreg", {"C": 0.3}), ("logreg", {"C": 1.0}),
          ("svm", {"C": 1.0, "gamma": "scale"}), ("svm", {"C": 10.0, "gamma": "scale"}))
-WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # musicnn head's weight; 1.0: the head alone
+WEIGHTS = (1.0, 0.75, 0.5, 0.25)
+MODES = ("plain", "domain-z")  # domain-z: audio- and image-derived embeddings standardised each on its own  # musicnn head's weight; 1.0: the head alone
 PATCHES_PER_BLOCK = None  # all ten patches of each 30 s block (the tables' track means use them all)
 BACKEND = "onnx"  # onnxruntime float32: within ~1e-5 of the torch port, no torch import for the head
 
@@ -45,15 +47,27 @@ def head_model(name: str, params: dict, columns: list[str]):
     return SklearnModel(name, tune=False, params=dict(params), log_var=False, random_state=0), columns
 
 
-def fit_head(name: str, params: dict, X: np.ndarray, y: list[str]):
+def domain_stats(X: np.ndarray, is_audio: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each domain's mean and std (+1e-6), as ``image_to_musicnn.Statistics`` computes them."""
+    return {d: (X[m].mean(axis=0), X[m].std(axis=0) + 1e-6) for d, m in (("audio", is_audio), ("image", ~is_audio))}
+
+
+def standardised(X: np.ndarray, is_audio: np.ndarray, stats) -> np.ndarray:
+    (ma, sa), (mi, si) = stats["audio"], stats["image"]
+    return np.where(is_audio[:, None], (X - ma) / sa, (X - mi) / si)
+
+
+def fit_head(name: str, params: dict, X: np.ndarray, y: list[str], is_audio: np.ndarray, mode: str):
+    """The head fitted on ``X`` (raw embeddings; domain-z: standardised per domain, stats stored in its input)."""
     from genrekit.models.base import musicnn_input
 
+    stats = domain_stats(X, is_audio) if mode == "domain-z" else None
     inp = musicnn_input(model="MSD_musicnn", layer="penultimate", pool="mean", patches_per_block=PATCHES_PER_BLOCK,
-                        backend=BACKEND)
+                        backend=BACKEND, standardise=stats)
     m, _ = head_model(name, params, inp["columns"])
-    m.fit(X, y, feature_names=inp["columns"])
+    m.fit(standardised(X, is_audio, stats) if stats else X, y, feature_names=inp["columns"])
     m.input_ = inp
-    return m
+    return m, stats
 
 
 def main(argv=None) -> int:
@@ -79,31 +93,39 @@ def main(argv=None) -> int:
     missing = [t for t in ff["train"] + ff["valid"] if t not in emb]
     Xtr, ytr = np.stack([emb[t] for t in train]).astype(np.float64), [label[t] for t in train]
     Xv, yv = np.stack([emb[t] for t in valid]).astype(np.float64), [label[t] for t in valid]
+    atr = np.array([src[t] == "audio" for t in train])
+    av = np.array([src[t] == "audio" for t in valid])
     todays = I.todays_recipe_on_valid(Path(args.data), Path(args.workdir), train, valid)["hybrid"]
 
     def acc(pr: np.ndarray) -> float:
         return float(np.mean(np.asarray(GENRES)[pr.argmax(1)] == np.asarray(yv)))
 
+    def acc_on(pr: np.ndarray, mask: np.ndarray) -> float:
+        return float(np.mean(np.asarray(GENRES)[pr[mask].argmax(1)] == np.asarray(yv)[mask]))
+
     rows, best = [], None
-    for name, params in HEADS:
-        head = fit_head(name, params, Xtr, ytr)
-        ph = head.predict_proba(Xv)[:, [list(map(str, head.classes_)).index(g) for g in GENRES]]
-        for w in WEIGHTS:
-            pr = ph if w == 1.0 else mean_log_proba([ph, todays], weights=[w, 1 - w])
-            a = acc(pr)
-            rows.append((name, params, w, a))
-            if best is None or a > best[3]:
-                best = (name, params, w, a, pr)
+    for mode in MODES:
+        for name, params in HEADS:
+            head, stats = fit_head(name, params, Xtr, ytr, atr, mode)
+            ph = head.predict_proba(standardised(Xv, av, stats) if stats else Xv)
+            ph = ph[:, [list(map(str, head.classes_)).index(g) for g in GENRES]]
+            for w in WEIGHTS:
+                pr = ph if w == 1.0 else mean_log_proba([ph, todays], weights=[w, 1 - w])
+                a = acc(pr)
+                rows.append((mode, name, params, w, a, acc_on(pr, av)))
+                if best is None or a > best[4]:
+                    best = (mode, name, params, w, a, pr)
     lines = [f"# musicnn default: candidates fitted on {len(train)} fault-filtered TRAIN tracks, scored on "
              f"{len(valid)} VALID tracks (track accuracy); {len(missing)} train/valid tracks without an embedding", "",
              f"today's recipe, train only: {acc(todays):.3f}", "",
-             "| head | params | musicnn weight | valid accuracy |", "|---|---|---|---|"]
-    lines += [f"| {n} | {json.dumps(pa)} | {w} | {a:.3f} |" for n, pa, w, a in rows]
-    name, params, w, a, pv = best
+             f"| standardisation | head | params | musicnn weight | valid accuracy | on the {int(av.sum())} valid audio clips |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {mo} | {n} | {json.dumps(pa)} | {w} | {a:.3f} | {aa:.3f} |" for mo, n, pa, w, a, aa in rows]
+    mode, name, params, w, a, pv = best
     temperature = fit_temperature(yv, pv, GENRES)
     ece_before = expected_calibration_error(yv, pv, GENRES)
     ece_after = expected_calibration_error(yv, calibrate(pv, temperature), GENRES)
-    lines += ["", f"chosen: {name} {json.dumps(params)}, musicnn weight {w}: valid {a:.3f}; temperature "
+    lines += ["", f"chosen: {mode} {name} {json.dumps(params)}, musicnn weight {w}: valid {a:.3f}; temperature "
               f"{temperature:.3f} (valid ECE {ece_before:.3f} -> {ece_after:.3f}, 10 bins; in-sample for T)"]
     text = "\n".join(lines)
     print(text)
@@ -112,14 +134,15 @@ def main(argv=None) -> int:
 
     # refit on TRAIN + VALID
     both = train + valid
-    head = fit_head(name, params, np.vstack([Xtr, Xv]), ytr + yv)
+    head, _ = fit_head(name, params, np.vstack([Xtr, Xv]), ytr + yv, np.concatenate([atr, av]), mode)
     seen = sorted(set(ff["train"]) | set(ff["valid"]))
     card = {
-        "recipe": f"{name} {json.dumps(params)} on musicnn MSD penultimate (mean over patches)"
+        "recipe": f"{name} {json.dumps(params)} on musicnn MSD penultimate (mean over patches, {mode})"
                   + ("" if w == 1.0 else f", blended {w} / {1 - w:.2f} with genrekit-gtzan-fast by mean log-probability"),
         "valid_accuracy_train_only": a, "temperature": temperature, "valid_ece_before": ece_before,
-        "valid_ece_after": ece_after, "candidates": [{"head": n, "params": pa, "weight": ww, "valid_accuracy": aa}
-                                                     for n, pa, ww, aa in rows],
+        "valid_ece_after": ece_after, "candidates": [{"standardisation": mo, "head": n, "params": pa, "weight": ww,
+                                                      "valid_accuracy": aa, "valid_audio_accuracy": au}
+                                                     for mo, n, pa, ww, aa, au in rows],
         "head_trained_on": {"audio": sum(src[t] == "audio" for t in both), "image": sum(src[t] == "image" for t in both)},
         "build": "python scripts/build_musicnn_default.py",
     }

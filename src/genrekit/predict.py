@@ -169,6 +169,17 @@ def record_for(
         return error_record(path, f"{path}: {type(exc).__name__}: {exc}", segments=segments)
 
 
+def musicnn_vectors(inp: dict, vectors: np.ndarray, *, domain: str = "audio") -> np.ndarray:
+    """A musicnn member's per-patch vectors as its head takes them: standardised with the statistics
+    of their source ``domain`` when the member stores them (audio's when that domain has none)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    std = inp.get("standardise")
+    if not std:
+        return x
+    s = std.get(domain) or std["audio"]
+    return (x - np.asarray(s["mean"])) / np.asarray(s["std"])
+
+
 class GenreClassifier:
     """Classify songs with a genrekit model.
 
@@ -343,7 +354,7 @@ class GenreClassifier:
                  for s in e.starts]
         level = _window_levels(y, spans, offset=offset, sr=self.sr)
         audible = level >= SILENCE_DB
-        vec = getattr(e, inp.get("layer", "penultimate"))[audible].astype(np.float64)
+        vec = musicnn_vectors(inp, getattr(e, inp.get("layer", "penultimate"))[audible], domain="audio")
         tg = e.taggram[audible]
         if tags_only:
             return None, spans, level, (vec, tg)
@@ -448,12 +459,13 @@ class GenreClassifier:
 
     def predict_precomputed(
         self, *, levels: np.ndarray | None = None, row=None, top_k: int = 3, file: str | None = None,
-        seconds: float = 30.0, embedding=None, image=None,
+        seconds: float = 30.0, embedding=None, image=None, domain: str = "audio",
     ) -> Prediction:
         """Classify one track from precomputed inputs: a log-mel matrix (e.g. an inverted Kaggle image)
         for spectrogram members and/or a feature row (columns as in the member's metadata) for feature
         members; for a musicnn member an :class:`~genrekit.embeddings.Embedding` or a Kaggle ``image``
-        (its path; the row's ``rms_mean`` sets its level). Every member must get its input."""
+        (its path; the row's ``rms_mean`` sets its level; ``domain`` says where a given ``embedding``
+        came from: ``audio`` or ``image``). Every member must get its input."""
         parts = []
         for model, inp in self.members:
             if inp["type"] == "musicnn":
@@ -462,9 +474,10 @@ class GenreClassifier:
 
                     rms = row.get("rms_mean") if isinstance(row, dict) else None
                     embedding = embeddings.embed_image(image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"))
+                    domain = "image"
                 if embedding is None:
                     raise ModelError(f"{self.path}: this model needs a musicnn embedding or a Kaggle image")
-                vec = getattr(embedding, inp.get("layer", "penultimate")).astype(np.float64)
+                vec = musicnn_vectors(inp, getattr(embedding, inp.get("layer", "penultimate")), domain=domain)
                 parts.append((model.predict_proba(vec), [(0.0, seconds)] * len(vec), None,
                               (vec, embedding.taggram)))
             elif inp["type"] == "logmel":

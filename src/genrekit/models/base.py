@@ -137,14 +137,22 @@ MUSICNN_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def musicnn_input(columns_or_n: Any = None, *, model: str = "MSD_musicnn", layer: str = "penultimate",
-                  pool: str = "mean", patches_per_block: int | None = None, backend: str = "torch") -> dict:
+                  pool: str = "mean", patches_per_block: int | None = None, backend: str = "torch",
+                  standardise: dict[str, tuple[Any, Any]] | None = None) -> dict:
     """The ``input`` block of a head on musicnn embeddings: predict runs musicnn on each 30 s block
     (``patches_per_block`` evenly spread 3 s patches, None for all ten) and hands the head the
-    ``pool`` of the audible patches' ``layer`` vectors. ``columns`` name the vector's entries."""
+    ``pool`` of the audible patches' ``layer`` vectors. ``columns`` name the vector's entries.
+
+    ``standardise``: per source domain (``audio``, ``image``) the (mean, std) vectors its vectors are
+    standardised with before the head (docs/transfer.md "domain-z": image-derived embeddings sit apart
+    from audio-derived ones, so each domain is centred and scaled on its own)."""
     n = MUSICNN_LAYERS.get(layer, 0)
     cols = list(columns_or_n) if isinstance(columns_or_n, (list, tuple)) else [f"{layer}_{pool}_{i}" for i in range(n)]
     desc = {"type": "musicnn", "model": model, "layer": layer, "pool": pool,
             "patches_per_block": patches_per_block, "backend": backend, "columns": cols}
+    if standardise is not None:
+        desc["standardise"] = {d: {"mean": [float(v) for v in m], "std": [float(v) for v in sd]}
+                               for d, (m, sd) in standardise.items()}
     validate_input(desc, source="musicnn_input")
     return desc
 
@@ -172,6 +180,21 @@ def validate_musicnn_input(desc: dict, *, source: str | os.PathLike = "model") -
     if not isinstance(cols, list) or len(cols) != MUSICNN_LAYERS[layer] or not all(isinstance(c, str) for c in cols):
         raise ModelError(f"{source}: model metadata 'input.columns' must name the {MUSICNN_LAYERS[layer]} entries "
                          f"of musicnn's {layer} layer")
+    std = desc.get("standardise")
+    if std is None:
+        return
+    n = MUSICNN_LAYERS[layer]
+    if not isinstance(std, dict) or "audio" not in std or not set(std) <= {"audio", "image"}:
+        raise ModelError(f"{source}: model metadata 'input.standardise' must map 'audio' (and optionally 'image') "
+                         "to {mean, std}")
+    for d, ms in std.items():
+        ok = isinstance(ms, dict) and all(isinstance(ms.get(k), list) and len(ms[k]) == n for k in ("mean", "std"))
+        if ok:
+            m, sd = np.asarray(ms["mean"], dtype=float), np.asarray(ms["std"], dtype=float)
+            ok = bool(np.isfinite(m).all() and np.isfinite(sd).all() and (sd > 0).all())
+        if not ok:
+            raise ModelError(f"{source}: model metadata 'input.standardise.{d}' must hold 'mean' and 'std' lists of "
+                             f"{n} finite numbers (std > 0)")
 
 
 def validate_temperature(t: Any, *, source: str | os.PathLike = "model") -> float:
