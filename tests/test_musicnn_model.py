@@ -1,0 +1,168 @@
+"""musicnn as a model member (issue 17): input validation, predict with a tiny musicnn head (tags, timeline,
+temperature, min_confidence), shipped-model names, calibration metrics. Synthesised audio only."""
+
+import json
+
+import numpy as np
+import pytest
+
+from genrekit.errors import GenrekitError, ModelError
+from helpers import tone, write_audio
+
+
+def _head(tmp_path, *, temperature=None, standardise=False, name="head.safetensors"):
+    """A logistic regression on random 200-d vectors as a musicnn head (2 genres), saved as a model file."""
+    from genrekit.models.base import musicnn_input
+    from genrekit.models.classic import SklearnModel
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 200))
+    y = np.array(["blues", "metal"] * 20)
+    X[y == "metal", :5] += 1.5
+    std = {"audio": (np.full(200, 0.1), np.full(200, 2.0))} if standardise else None
+    inp = musicnn_input(patches_per_block=2, backend="torch", standardise=std)
+    m = SklearnModel("logreg", tune=False, params={"C": 1.0}, log_var=False).fit(X, y, feature_names=inp["columns"])
+    m.input_ = inp
+    extra = {} if temperature is None else {"temperature": temperature}
+    return m.save(tmp_path / name, extra_meta=extra), m
+
+
+def _bad_file(tmp_path, **changes):
+    from genrekit.models.base import musicnn_input, save_model_file
+
+    inp = musicnn_input()
+    inp.update(changes)
+    return save_model_file(tmp_path / "bad.safetensors", {"x": np.zeros(1)}, {"kind": "sklearn", "input": inp})
+
+
+@pytest.mark.parametrize("changes, text", [
+    ({"layer": "cnn9"}, "input.layer"),
+    ({"model": "VGG"}, "input.model"),
+    ({"pool": "max"}, "input.pool"),
+    ({"patches_per_block": 0}, "patches_per_block"),
+    ({"patches_per_block": 11}, "patches_per_block"),
+    ({"patches_per_block": True}, "patches_per_block"),
+    ({"backend": "tf"}, "input.backend"),
+    ({"columns": ["a"]}, "input.columns"),
+    ({"standardise": {"image": {"mean": [0.0] * 200, "std": [1.0] * 200}}}, "input.standardise"),
+    ({"standardise": {"audio": {"mean": [0.0] * 200, "std": [0.0] * 200}}}, "input.standardise.audio"),
+])
+def test_musicnn_member_input_is_validated_on_load(tmp_path, changes, text):
+    from genrekit.models.base import load_model_file
+
+    with pytest.raises(ModelError, match=text):
+        load_model_file(_bad_file(tmp_path, **changes))
+
+
+def test_temperature_is_validated(tmp_path):
+    from genrekit.models.base import load_model_file, save_model_file
+
+    for bad in (0.0, -1.0, "2", 1e9):
+        p = save_model_file(tmp_path / "t.safetensors", {"x": np.zeros(1)}, {"kind": "sklearn", "temperature": bad})
+        with pytest.raises(ModelError, match="temperature"):
+            load_model_file(p)
+
+
+def test_predict_with_a_musicnn_head(tmp_path):
+    """Per 30 s block musicnn patches make the timeline; the track score is the head on the mean of the
+    audible patches' vectors, calibrated by the file's temperature; tags come from the same pass."""
+    from genrekit import embeddings
+    from genrekit.dsp import rms_db
+    from genrekit.predict import GenreClassifier, calibrate, record_for
+
+    path, head = _head(tmp_path, temperature=0.5, standardise=True)
+    clf = GenreClassifier.load(path)
+    assert clf.temperature == 0.5 and clf.musicnn is not None
+    y = tone(40.0, freq=330.0)[:, 0]
+    silent = np.concatenate([np.zeros(22050 * 9, np.float32), y])  # 9 s of silence first
+    f = write_audio(tmp_path / "a.wav", silent)
+    r = clf.predict(silent, sr=22050, top_k=2)
+    # 2 patches per full 30 s block (the first, at 6 s, in the silence), 2 in the 19 s tail block
+    assert len(r.segments) == 4 and r.segments[0].silent and r.segments[0].genre is None
+    assert not any(s.silent for s in r.segments[1:]) and r.segments[-1].end <= 49.0 + 1e-6
+    # the expected score, recomputed from the audible patches
+    vecs, tags = [], []
+    for b in (silent[: 30 * 22050], silent[30 * 22050:]):
+        e = embeddings.embed(b, sr=22050, patches_per_block=2)
+        for i, s in enumerate(e.starts):
+            seg = b[int(round(s * 22050)): int(round(min(b.size / 22050, s + embeddings.PATCH_SECONDS) * 22050))]
+            if rms_db(seg) >= -60.0:
+                vecs.append(e.penultimate[i])
+                tags.append(e.taggram[i])
+    assert len(vecs) == 3
+    v = (np.mean(vecs, axis=0) - 0.1) / 2.0
+    raw = head.predict_proba(v[None].astype(np.float64))
+    want = calibrate(np.clip(raw, 1e-12, 1) / np.clip(raw, 1e-12, 1).sum(), 0.5)[0]
+    got = np.array([r.scores[g] for g in clf.genres])
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    assert r.tags is not None and len(r.tags) == 5
+    mean_tags = np.mean(tags, axis=0)
+    assert r.tags[0][0] == embeddings.tag_names()[int(mean_tags.argmax())]
+
+    rec = record_for(clf, str(f), min_confidence=1.0)
+    assert rec["uncertain"] is True and [t for t, _ in rec["tags"]] == [t for t, _ in r.tags]
+    assert record_for(clf, str(f), min_confidence=0.0)["uncertain"] is False
+    assert "uncertain" not in record_for(clf, str(f))
+
+
+def test_musicnn_head_in_a_hybrid_with_precomputed_inputs(tmp_path, tiny_model):
+    """The head mixes with a CNN member by the mean-log rule; an embedding can be handed in directly."""
+    from genrekit import embeddings
+    from genrekit.metrics import mean_log_proba
+    from genrekit.models import load_model
+    from genrekit.models.hybrid import HybridModel
+    from genrekit.predict import GenreClassifier
+
+    path, head = _head(tmp_path)
+    hp = HybridModel([load_model(path), load_model(tiny_model)], weights=[0.5, 0.5]).fit().save(tmp_path / "h.safetensors")
+    clf = GenreClassifier.load(hp)
+    assert [i["type"] for _, i in clf.members] == ["musicnn", "logmel"]
+    f = write_audio(tmp_path / "b.wav", tone(8.0, freq=500.0))
+    r = clf.predict(f)
+    assert r.tags is not None and abs(sum(r.scores.values()) - 1) < 1e-6
+    assert all(s.end - s.start == pytest.approx(3.0, abs=0.05) for s in r.segments[:-1])  # the CNN's 3 s slices
+    e = embeddings.embed(np.zeros(16000 * 4, np.float32) + np.sin(np.arange(64000) / 7.0).astype(np.float32))
+    with pytest.raises(ModelError, match="log-mel"):
+        clf.predict_precomputed(embedding=e)
+    solo = GenreClassifier.load(path).predict_precomputed(embedding=e)
+    p = head.predict_proba(e.penultimate.astype(np.float64))
+    assert solo.genre == head.classes_[int(mean_log_proba(p).argmax())]
+
+
+def test_shipped_model_names_resolve(tmp_path, capsys, tiny_model):
+    from genrekit.cli import main
+    from genrekit.predict import SHIPPED_MODELS, default_model_path, model_path
+
+    fast = model_path("genrekit-gtzan-fast")
+    assert fast == default_model_path("genrekit-gtzan-fast") and fast.is_file()
+    assert fast.name == SHIPPED_MODELS["genrekit-gtzan-fast"] and model_path(None) == default_model_path()
+    with pytest.raises(ModelError, match="unknown shipped model"):
+        default_model_path("nope")
+    f = write_audio(tmp_path / "c.wav", tone(4.0))
+    assert main(["predict", str(f), "--model", "genrekit-gtzan-fast", "--format", "json", "--no-progress"]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert list(rec) == ["file", "genre", "scores", "top", "duration_s", "error"]  # no tags, no uncertain
+    assert main(["predict", str(f), "--model", str(tiny_model), "--format", "json", "--no-progress",
+                 "--min-confidence", "0.99", "--tags"]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    assert list(rec) == ["file", "genre", "scores", "top", "duration_s", "tags", "uncertain", "error"]
+    assert rec["uncertain"] is (max(rec["scores"].values()) < 0.99) and len(rec["tags"]) == 5
+    assert main(["predict", str(f), "--min-confidence", "2"]) == 2
+
+
+def test_calibration_metrics():
+    from genrekit.metrics import expected_calibration_error, fit_temperature, reliability_bins, softmax
+
+    rng = np.random.default_rng(1)
+    classes = ["a", "b", "c"]
+    logits = rng.normal(scale=3.0, size=(4000, 3))
+    true_p = softmax(logits / 2.0)  # labels drawn at temperature 2: the raw softmax is over-confident
+    y = np.array([rng.choice(classes, p=p) for p in true_p])
+    over = softmax(logits)
+    t = fit_temperature(y, over, classes)
+    assert 1.7 < t < 2.3
+    assert expected_calibration_error(y, true_p, classes) < 0.03 < expected_calibration_error(y, over, classes)
+    b = reliability_bins(y, over, classes, n_bins=5)
+    assert b["count"].sum() == 4000 and len(b["edges"]) == 6
+    with pytest.raises(GenrekitError):
+        reliability_bins(y, over[:, :2], classes)
