@@ -166,3 +166,46 @@ def test_calibration_metrics():
     assert b["count"].sum() == 4000 and len(b["edges"]) == 6
     with pytest.raises(GenrekitError):
         reliability_bins(y, over[:, :2], classes)
+
+
+def test_train_on_an_embedding_table_and_predict(tmp_path, capsys):
+    """`genrekit train --input musicnn` on an .npz table: the saved model reads audio through musicnn."""
+    from genrekit.cli import main
+    from genrekit.predict import GenreClassifier
+
+    rng = np.random.default_rng(2)
+    labels = np.array(["blues", "metal"] * 15)
+    X = rng.normal(size=(30, 200)).astype(np.float32)
+    X[labels == "metal", :3] += 2.0
+    ids = np.array([f"{g}.{i:05d}" for i, g in enumerate(labels)])
+    table = tmp_path / "emb.npz"
+    np.savez(table, track_ids=ids, labels=labels, penultimate=X)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "logreg", "--data", str(table), "--input", "musicnn", "--protocol", "random",
+                 "--out", str(out), "--no-progress"]) == 0
+    clf = GenreClassifier.load(out / "model.safetensors")
+    assert clf.input["type"] == "musicnn" and clf.input["layer"] == "penultimate"
+    r = clf.predict(write_audio(tmp_path / "x.wav", tone(4.0)))
+    assert r.genre in ("blues", "metal") and r.tags is not None
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, track_ids=ids, labels=labels)
+    capsys.readouterr()
+    assert main(["train", "--model", "logreg", "--data", str(bad), "--input", "musicnn", "--protocol", "random",
+                 "--out", str(tmp_path / "r2"), "--no-progress"]) != 0
+    assert "lacks penultimate" in capsys.readouterr().err
+
+
+def test_finetune_a_musicnn_head_on_labelled_folders(tmp_path):
+    """Few-shot: 4 synthesised tracks per label, embeddings cached, a model predict takes."""
+    from genrekit.experiments import finetune_musicnn
+    from genrekit.predict import GenreClassifier
+
+    for g, f0 in (("low", 110.0), ("high", 1760.0)):
+        for i in range(4):
+            write_audio(tmp_path / "data" / g / f"{g}{i}.wav", tone(3.5, freq=f0 * (1 + 0.05 * i), seed=i))
+    res = finetune_musicnn(tmp_path / "data", tmp_path / "ft", head="logreg", valid_size=0.25, progress=False)
+    assert sorted(res.classes) == ["high", "low"] and len(res.folds[0].track_ids) == 2
+    clf = GenreClassifier.load(res.model_file)
+    assert clf.input["type"] == "musicnn"
+    r = clf.predict(write_audio(tmp_path / "q.wav", tone(4.0, freq=1800.0)))
+    assert r.genre == "high"

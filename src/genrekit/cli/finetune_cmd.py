@@ -33,6 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: fastest on a shared CPU)")
     p.add_argument("--no-progress", action="store_true", help="quiet: no progress bar or epoch lines")
+    p.add_argument("--head", default=None, metavar="NAME",
+                   help="few-shot transfer instead: a tabular head (logreg, svm, mlp ...) on frozen musicnn "
+                        "embeddings of your audio (--from, --freeze and the training flags do not apply)")
 
 
 def run(args) -> int:
@@ -50,6 +53,8 @@ def run(args) -> int:
     except GenrekitError as exc:
         print(f"genrekit finetune: error: {exc}", file=sys.stderr)
         return 2
+    if args.head:
+        return _musicnn_head(args)
     result = finetune(args.data, args.out, source_model=args.source_model, freeze=args.freeze, epochs=args.epochs,
                       lr=args.lr, batch_size=args.batch_size, augment=args.augment, valid_size=args.valid_size,
                       overlap=args.overlap, seed=args.seed, device=args.device, threads=args.threads,
@@ -66,3 +71,30 @@ def run(args) -> int:
         print(f"fine-tuned {result.model} on {labels} labels ({len(fold.train_tracks)} tracks, no hold-out)")
     print(f"wrote {result.model_file}")
     return 1 if failed else 0
+
+
+def _musicnn_head(args) -> int:
+    import sys
+
+    from genrekit.errors import GenrekitError
+    from genrekit.experiments import finetune_musicnn
+    from genrekit.models.registry import model_names
+
+    if args.head not in model_names("tabular"):
+        print(f"genrekit finetune: error: --head {args.head!r} is not a tabular model "
+              f"({', '.join(model_names('tabular'))})", file=sys.stderr)
+        return 2
+    try:
+        result = finetune_musicnn(args.data, args.out, head=args.head, valid_size=args.valid_size, seed=args.seed,
+                                  progress=not args.no_progress)
+    except GenrekitError as exc:
+        print(f"genrekit finetune: error: {exc}", file=sys.stderr)
+        return 1
+    fold = result.folds[0]
+    if fold.scored:
+        print(f"musicnn + {args.head} on {len(result.classes)} labels: hold-out track-level accuracy "
+              f"{result.track_level['accuracy']:.3f} ({len(fold.track_ids)} tracks)")
+    else:
+        print(f"musicnn + {args.head} on {len(result.classes)} labels ({len(fold.train_tracks)} tracks, no hold-out)")
+    print(f"wrote {result.model_file}")
+    return 0

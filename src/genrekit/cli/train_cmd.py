@@ -44,6 +44,9 @@ def add_arguments(p) -> None:
     p.add_argument("--refit", action="store_true",
                    help="deep models: train on train + valid tracks for exactly --epochs (no early stopping); "
                         "choose the recipe and epochs on a run without --refit first")
+    p.add_argument("--input", choices=("features", "musicnn"), default=None,
+                   help="tabular models: what they learn from: GTZAN features (default) or musicnn embeddings "
+                        "(of audio folders, or an .npz embedding table given as --data)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -79,6 +82,12 @@ def run(args) -> int:
         print(f"genrekit train: error: {exc}", file=sys.stderr)
         return 2
     options = {"image_root": args.image_features} if args.image_features else {}
+    if args.input == "musicnn":
+        if deep or args.image_features:
+            print("genrekit train: error: --input musicnn applies to tabular models without --image-features",
+                  file=sys.stderr)
+            return 2
+        options = {"input": "musicnn"}
     data = experiments.open_data(args.data, factory, progress=progress, **options)
     for path, why in data.failed:
         print(f"genrekit train: skipped {path}: {why}", file=sys.stderr)

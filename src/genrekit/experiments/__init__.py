@@ -28,6 +28,7 @@ from genrekit.experiments.compare import (
     write_comparison,
 )
 from genrekit.experiments.data import (
+    EmbeddingSource,
     FeatureSource,
     HybridSource,
     LogmelData,
@@ -40,7 +41,7 @@ from genrekit.experiments.data import (
     make_slices,
 )
 from genrekit.experiments.factories import DeepFactory, HybridFactory, TabularFactory, as_factory
-from genrekit.experiments.finetune import finetune
+from genrekit.experiments.finetune import finetune, finetune_musicnn
 from genrekit.experiments.results import FoldResult, FoldSpec, RunResult, summarise
 from genrekit.experiments.runner import (
     CV_PROTOCOLS,
@@ -59,6 +60,7 @@ __all__ = [
     "DEFAULT_COMPARE_MODELS",
     "HOLDOUT_PROTOCOLS",
     "DeepFactory",
+    "EmbeddingSource",
     "FeatureSource",
     "FoldResult",
     "FoldSpec",
@@ -77,6 +79,7 @@ __all__ = [
     "comparison_markdown",
     "evaluate_model",
     "finetune",
+    "finetune_musicnn",
     "fit_fold",
     "image_band_features",
     "join_image_features",

@@ -40,7 +40,9 @@ from genrekit.errors import DatasetError, GenrekitError
 
 __all__ = [
     "Arrays",
+    "EmbeddingSource",
     "FeatureSource",
+    "embedding_table",
     "HybridSource",
     "LogmelData",
     "LogmelSource",
@@ -263,6 +265,101 @@ class FeatureSource:
         """(segment track ids, segment labels, probabilities in ``model.classes_`` order, model classes)."""
         te = self.arrays(tracks, "test")
         return te.groups, te.y, model.predict_proba(te.X), [str(c) for c in model.classes_]
+
+
+# ============================================================================================ musicnn embeddings
+
+EMBEDDING_LAYERS = ("penultimate", "taggram", "pooled")
+
+
+def _embed_audio_item(item: tuple[str, str]) -> np.ndarray:
+    """One file's per-patch musicnn vectors of ``layer`` (module level: runs in worker processes)."""
+    from genrekit import embeddings
+
+    path, layer = item
+    return getattr(embeddings.embed_file(path), layer).astype(np.float32)
+
+
+def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", progress: bool = True,
+                    jobs: int = 1):
+    """A :class:`~genrekit.datasets.FeatureTable` of per-track mean musicnn ``layer`` vectors.
+
+    ``data``: an ``.npz`` embedding table (``track_ids``, ``labels`` and the layer's rows, as
+    ``scripts/image_to_musicnn.py embed`` writes them), or folder-per-label audio, embedded with
+    :func:`genrekit.embeddings.embed_file` through the content-keyed cache (``genrekit.engine.Cache``,
+    namespace ``musicnn-tracks``: a second run reads every file from it). Unreadable files are left
+    out and listed in the table's ``extra["failed"]``."""
+    from genrekit import datasets, engine
+    from genrekit.models.base import MUSICNN_LAYERS
+
+    if layer not in EMBEDDING_LAYERS:
+        raise DatasetError(f"unknown musicnn layer {layer!r}; choose from {', '.join(EMBEDDING_LAYERS)}")
+    path = Path(data)
+    cols = [f"{layer}_mean_{i}" for i in range(MUSICNN_LAYERS[layer])]
+    if path.is_file() and path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("track_ids", "labels", layer) if k not in z.files]
+            if missing:
+                raise DatasetError(f"{path}: not an embedding table (lacks {', '.join(missing)})")
+            ids, y, X = z["track_ids"].astype(str), z["labels"].astype(str), z[layer].astype(np.float64)
+        if X.ndim != 2 or X.shape != (len(ids), len(cols)):
+            raise DatasetError(f"{path}: '{layer}' must be [{len(ids)}, {len(cols)}], got {X.shape}")
+        return datasets.FeatureTable(X, y, ids, ids.copy(), cols, source=str(path), extra={"failed": []})
+    if not path.exists():
+        raise DatasetError(f"{path}: not found (give an .npz embedding table or folder-per-label audio)")
+    tracks = datasets.scan_audio(path)
+    if not tracks:
+        raise DatasetError(f"{path}: no audio files found")
+    cache = engine.Cache("musicnn-tracks", {"model": "MSD_musicnn", "layer": layer, "format": 1})
+    keys = {str(t.path): cache.key(t.path) for t in tracks}
+    todo = [(p, layer) for p in keys if cache.get_array(keys[p]) is None]
+    failed: list[tuple[str, str]] = []
+    for (p, _), res in engine.run_local(_embed_audio_item, todo, jobs=jobs, desc="musicnn", progress=progress):
+        if isinstance(res, engine.ItemError):
+            failed.append((p, str(res)))
+        else:
+            cache.put_array(keys[p], res)
+    rows, kept = [], []
+    for t in tracks:
+        arr = cache.get_array(keys[str(t.path)])
+        if arr is not None and len(arr):
+            rows.append(np.asarray(arr, dtype=np.float64).mean(axis=0))
+            kept.append(t)
+    if not kept:
+        raise DatasetError(f"{path}: none of the {len(tracks)} audio files could be embedded")
+    return datasets.FeatureTable(np.vstack(rows), np.array([t.label for t in kept]),
+                                 np.array([t.track_id for t in kept]), np.array([str(t.path) for t in kept]),
+                                 cols, source=str(path), extra={"failed": failed})
+
+
+class EmbeddingSource(FeatureSource):
+    """musicnn embeddings as a run's data: a :class:`FeatureSource` whose rows are per-track mean
+    musicnn vectors (:func:`embedding_table`), and whose fitted models carry a ``musicnn`` input, so the
+    saved file classifies audio with ``genrekit predict`` like any other model."""
+
+    kind = "features"
+
+    def __init__(self, table, *, layer: str = "penultimate"):
+        super().__init__(table)
+        self.layer = layer
+
+    @classmethod
+    def load(cls, data: str | os.PathLike, *, layer: str = "penultimate", progress: bool = True,
+             jobs: int = 1, **_ignored: Any) -> EmbeddingSource:
+        return cls(embedding_table(data, layer=layer, progress=progress, jobs=jobs), layer=layer)
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return list(self.table.extra.get("failed", []))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "musicnn": {"model": "MSD_musicnn", "layer": self.layer, "pool": "mean"}}
+
+    def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
+        from genrekit.models.base import musicnn_input
+
+        super().fit(model, train, valid)
+        model.input_ = musicnn_input(list(self.table.columns), layer=self.layer)
 
 
 # ============================================================================================ log-mel

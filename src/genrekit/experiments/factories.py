@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genrekit.errors import GenrekitError, ModelError
+from genrekit.errors import DatasetError, GenrekitError, ModelError
 
 __all__ = ["DeepFactory", "HybridFactory", "TabularFactory", "as_factory", "factory_name"]
 
@@ -51,9 +51,16 @@ class TabularFactory:
         return make_model(self.name, family="tabular", random_state=seed, **self.params)
 
     def open_data(self, path: str | os.PathLike, *, progress: bool = True, **options: Any):
-        """A feature CSV or audio folders featurised on the way (``image_root=``, ``segment_seconds=``)."""
-        from genrekit.experiments.data import FeatureSource
+        """A feature CSV or audio folders featurised on the way (``image_root=``, ``segment_seconds=``);
+        with ``input="musicnn"`` (or an ``.npz`` embedding table) musicnn embeddings instead
+        (:class:`~genrekit.experiments.data.EmbeddingSource`, ``layer=``)."""
+        from genrekit.experiments.data import EmbeddingSource, FeatureSource
 
+        kind = options.pop("input", None) or ("musicnn" if str(path).lower().endswith(".npz") else "features")
+        if kind == "musicnn":
+            return EmbeddingSource.load(path, progress=progress, **options)
+        if kind != "features":
+            raise DatasetError(f"unknown model input {kind!r}: use 'features' or 'musicnn'")
         return FeatureSource.load(path, progress=progress, **options)
 
     def record(self, model) -> dict[str, Any]:

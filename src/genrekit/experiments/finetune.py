@@ -20,7 +20,7 @@ import numpy as np
 from genrekit.errors import GenrekitError, ModelError
 from genrekit.experiments.results import FoldSpec, RunResult
 
-__all__ = ["finetune", "holdout_split"]
+__all__ = ["finetune", "finetune_musicnn", "holdout_split"]
 
 
 def holdout_split(track_ids, labels, valid_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,3 +117,37 @@ def finetune(
                    extra={"finetuned_from": start_name, "source_classes": meta.get("classes"),
                           "freeze_body": bool(freeze)},
                    progress=progress)
+
+
+def finetune_musicnn(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    head: str = "logreg",
+    layer: str = "penultimate",
+    valid_size: float = 0.2,
+    seed: int = 0,
+    jobs: int = 1,
+    progress: bool = True,
+) -> RunResult:
+    """Few-shot transfer: a tabular ``head`` (any registry name: logreg, svm, mlp ...) on musicnn
+    embeddings of the labelled audio under ``data`` (folder per label). musicnn stays frozen, so a
+    handful of tracks per label is enough. Embeddings are cached by content
+    (:func:`genrekit.experiments.data.embedding_table`). Writes ``out/model.safetensors``, a musicnn-input
+    model ``genrekit predict --model`` takes, and the hold-out report (``valid_size`` of the tracks)."""
+    from genrekit.experiments.data import EmbeddingSource
+    from genrekit.experiments.factories import TabularFactory
+    from genrekit.experiments.runner import run
+
+    if not 0.0 <= valid_size < 1.0:
+        raise GenrekitError(f"valid_size must be in [0, 1), got {valid_size}")
+    source = EmbeddingSource.load(data, layer=layer, progress=progress, jobs=jobs)
+    labels = np.unique(source.labels)
+    if len(labels) < 2:
+        raise GenrekitError(f"{data}: found {len(labels)} label folder(s); fine-tuning needs at least two")
+    tr, va = holdout_split(source.track_ids, source.labels, valid_size, seed)
+    tids = source.track_ids
+    fold = FoldSpec(0, tuple(tids[tr]), (), tuple(tids[va]))
+    return run(f"finetune hold-out ({valid_size:.0%} of tracks, stratified)", TabularFactory(head), source, seed=seed,
+               out=out, folds=[fold], fold_reports=False, importance=False,
+               extra={"finetuned_from": f"musicnn MSD_musicnn {layer} (frozen) + {head} head"}, progress=progress)
