@@ -17,7 +17,10 @@ Issue 17, item 5. Everything is chosen on the fault-filtered VALID side; TEST is
    from the shipped ``genrekit-gtzan-fast`` file (which learnt from TRAIN + VALID), and written, with the
    temperature and the valid table in its metadata, to ``src/genrekit/pretrained/genrekit-gtzan-musicnn.safetensors``.
 
-Score it afterwards, once: ``genrekit evaluate --data ../shared/data/gtzan --protocol fault-filtered``.
+Score it afterwards, once, and record the figure in the file's card (its tensors stay as they are):
+
+    genrekit evaluate --data ../shared/data/gtzan --protocol fault-filtered --out runs/evaluate-musicnn-default
+    python scripts/build_musicnn_default.py --record-test runs/evaluate-musicnn-default
 """
 
 from __future__ import annotations
@@ -70,13 +73,39 @@ def fit_head(name: str, params: dict, X: np.ndarray, y: list[str], is_audio: np.
     return m, stats
 
 
+def record_test(model: Path, run: Path) -> int:
+    """Copy an evaluate run's track-level figures and ECE into the model file's card (metadata only)."""
+    import hashlib
+
+    from genrekit.models.base import load_model_file, save_model_file
+
+    m = json.loads((run / "metrics.json").read_text())
+    cal = json.loads((run / "calibration.json").read_text())
+    tensors, meta = load_model_file(model)
+    if m.get("model_identity", {}).get("sha256") not in (None, hashlib.sha256(model.read_bytes()).hexdigest()):
+        raise SystemExit(f"{run} scored another file than {model}")
+    meta["card"].update({
+        "protocol": m["protocol"], "level": "track", "track_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+        "n_tracks": m["n_tracks"], "sources": m["sources"], "test_ece": cal["ece"], "per_class": m["per_class"],
+        "confusion": m["confusion"], "classes": m["classes"],
+        "test_command": f"genrekit evaluate --data ../shared/data/gtzan --protocol {m['protocol']}",
+    })
+    save_model_file(model, tensors, meta)
+    print(json.dumps({k: meta["card"][k] for k in ("track_accuracy", "macro_f1", "n_tracks", "test_ece", "sources")}))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gtzan"))
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--workdir", default=str(ROOT / "runs" / "transfer"), help="today's recipe refitted on TRAIN")
     p.add_argument("--table", default=str(ROOT / "runs" / "musicnn-default" / "valid.md"))
+    p.add_argument("--record-test", metavar="RUN", default=None,
+                   help="only copy the test figures of a `genrekit evaluate` run of --out into its card")
     args = p.parse_args(argv)
+    if args.record_test:
+        return record_test(Path(args.out), Path(args.record_test))
 
     import image_to_musicnn as I
 

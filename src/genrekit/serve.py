@@ -424,7 +424,8 @@ def within_budget(blocks, *, deadline: float | None, budget: float | None, name:
 
 def _classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_spectrogram: bool,
               max_duration: float | None = None, deadline: float | None = None,
-              budget: float | None = None, similar_k: int = 0, library=None) -> dict:
+              budget: float | None = None, similar_k: int = 0, library=None,
+              min_confidence: float | None = None) -> dict:
     """Decode an upload from memory as a stream and classify it block by block (runs in a worker thread)."""
     from genrekit.predict import BLOCK_SECONDS
 
@@ -444,7 +445,7 @@ def _classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_s
     finally:  # on any error too: close the decoder now, not when the garbage collector gets to it
         blocks.close()
         timed.close()
-    rec = pred.to_dict(segments=segments)
+    rec = pred.to_dict(segments=segments, min_confidence=min_confidence)
     if acc is not None:
         rec["spectrogram"] = spectrogram_png(acc, sr=clf.sr)
     if similar_k and library is not None:
@@ -662,6 +663,8 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
         spectrogram: bool | None = Query(None, description="include the log-mel spectrogram as a PNG"),
         similar: int | None = Query(None, ge=1, le=100, description="with the server's --library: the K most "
                                     "similar library tracks (musicnn embeddings, cosine) in `similar`"),
+        min_confidence: float | None = Query(None, ge=0.0, le=1.0, description="mark the record `uncertain` "
+                                             "when its top (calibrated) score is below this"),
     ) -> JSONResponse:
         state = request.app.state
         async with state.pending:
@@ -685,7 +688,7 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
                 job = functools.partial(state.memory.run, _classify, state.clf, up.file_data, name,
                                         top_k=k or 3, segments=bool(seg), want_spectrogram=bool(spec),
                                         max_duration=max_duration, deadline=deadline, budget=time_budget,
-                                        similar_k=similar or 0, library=lib)
+                                        similar_k=similar or 0, library=lib, min_confidence=min_confidence)
                 try:
                     rec = await loop.run_in_executor(state.pool, job)
                 except DurationLimitError as exc:
