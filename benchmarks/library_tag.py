@@ -90,7 +90,10 @@ def build(root: Path, data: Path, n: int) -> list[Path]:
         clip = clips[i % len(clips)]
         with av.open(str(clip)) as c:
             sr = c.streams.audio[0].sample_rate
-            y = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)]).astype(np.float32)
+            frames = [f.to_ndarray() for f in c.decode(audio=0)]
+        # PyAV hands a 16-bit FLAC's integer samples: scale to full scale, or the copies are 90 dB too loud
+        scale = float(np.iinfo(frames[0].dtype).max + 1) if np.issubdtype(frames[0].dtype, np.integer) else 1.0
+        y = (np.concatenate([f.mean(axis=0) for f in frames]) / scale).astype(np.float32)
         fmt = ("mp3", "flac", "ogg", "m4a")[i % 4]
         p = root / f"{i:03d}-{clip.stem}.{fmt}"
         p.write_bytes(encode(y, sr, fmt))

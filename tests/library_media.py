@@ -126,6 +126,18 @@ def make_file(path: Path, fmt: str, y: np.ndarray | None = None, sr: int = 22050
     return path
 
 
+def decode_mono(path) -> tuple[np.ndarray, int]:
+    """A real clip as mono float32 at full scale (+-1.0) and its rate, to re-encode into other formats.
+    PyAV hands a 16/24-bit FLAC's integer samples: they are scaled, or the copies would be 90 dB too loud."""
+    import av
+
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray() for f in c.decode(audio=0)]
+        sr = c.streams.audio[0].sample_rate
+    scale = float(np.iinfo(frames[0].dtype).max + 1) if np.issubdtype(frames[0].dtype, np.integer) else 1.0
+    return (np.concatenate([f.mean(axis=0) for f in frames]) / scale).astype(np.float32), sr
+
+
 def decoded_pcm(path) -> np.ndarray:
     """The PCM FFmpeg decodes: a check independent of the packet digest the writer itself uses."""
     import av

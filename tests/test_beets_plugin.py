@@ -149,10 +149,7 @@ def test_plugin_not_on_import_unless_enabled(tmp_path, tiny_model):
 def test_real_library_of_20_gtzan_clips_with_the_shipped_model(tmp_path, gtzan):
     """The target: `beet genrekit` on 20 real tracks (2 per genre, re-encoded to mp3/flac/ogg/m4a) sets
     the genre on all, with the values `genrekit tag` proposes."""
-    import av
-    import numpy as np
-
-    from library_media import add_tags, encode
+    from library_media import add_tags, decode_mono, encode
 
     home = tmp_path
     src = tmp_path / "incoming"
@@ -165,9 +162,7 @@ def test_real_library_of_20_gtzan_clips_with_the_shipped_model(tmp_path, gtzan):
     assert len(chosen) == 20
     titles = {}
     for i, clip in enumerate(chosen):
-        with av.open(str(clip)) as c:
-            y = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)]).astype(np.float32)
-            sr = c.streams.audio[0].sample_rate
+        y, sr = decode_mono(clip)
         fmt = ("mp3", "flac", "ogg", "m4a")[i % 4]
         p = src / f"{clip.stem}{EXT[fmt]}"
         p.write_bytes(encode(y, sr, fmt))

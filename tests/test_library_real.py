@@ -18,7 +18,7 @@ import pytest
 
 from genrekit.library import tagging
 from genrekit.library.undo import UndoJournal
-from library_media import EXT, add_tags, decoded_pcm, encode, other_tags
+from library_media import EXT, add_tags, decode_mono, decoded_pcm, encode, other_tags
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -26,7 +26,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def build_real_library(root: Path, shared: Path, *, n: int = 100) -> list[Path]:
     """``n`` files: real-world mp3 copies (their own tags) and GTZAN clips re-encoded in four formats,
     tagged with title/artist/album, a cover picture, and on every fifth file a genre already."""
-    import av
 
     root.mkdir(parents=True)
     real = sorted((shared / "realworld" / "fma").glob("*.mp3"))
@@ -41,9 +40,7 @@ def build_real_library(root: Path, shared: Path, *, n: int = 100) -> list[Path]:
     pick = sorted(rng.choice(len(clips), size=n - len(files), replace=False))
     for i, k in enumerate(pick):
         clip = clips[k]
-        with av.open(str(clip)) as c:
-            sr = c.streams.audio[0].sample_rate
-            y = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)]).astype(np.float32)
+        y, sr = decode_mono(clip)
         fmt = ("mp3", "flac", "ogg", "m4a")[i % 4]
         dst = root / clip.parent.name / f"{clip.stem}{EXT[fmt]}"
         dst.parent.mkdir(exist_ok=True)
