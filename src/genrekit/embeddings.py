@@ -758,6 +758,11 @@ def musicnn_input_from_image(
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < IMAGE_N_FFT:
         raise FeatureError(f"n_samples must be the clip's length at 22.05 kHz (>= {IMAGE_N_FFT}), got {n_samples!r}")
     top_db = _check_positive(top_db, "top_db")
+    if floor_db is not None and (isinstance(floor_db, bool) or not isinstance(floor_db, (int, float, np.number))
+                                 or not np.isfinite(floor_db)):
+        raise FeatureError(f"floor_db must be a finite number of dB (or None), got {floor_db!r}")
+    if not isinstance(band_offset, (bool, np.bool_)):
+        raise FeatureError(f"band_offset must be True or False, got {band_offset!r}")
     if peak_power is not None:
         peak = _check_positive(peak_power, "peak_power")
     elif rms_mean is not None:
