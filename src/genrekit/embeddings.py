@@ -115,7 +115,9 @@ def _logmel_frames(padded: np.ndarray, n: int) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[: (n - 1) * HOP_LENGTH + 1 : HOP_LENGTH]
     spec = np.fft.rfft(frames * hann_window(N_FFT), axis=-1).astype(np.complex64)  # float64 FFT
     power = np.abs(spec) ** 2
-    mel = (power @ _mel_basis()).astype(np.float16).astype(np.float32)
+    # clipped at float16's largest value: the original turns louder bins (mel power > 65504, which
+    # loud real recordings reach) into inf and its taggram into NaN; below that the cast is the same
+    mel = np.minimum(power @ _mel_basis(), np.float32(65504.0)).astype(np.float16).astype(np.float32)
     return np.log10(np.float32(10000.0) * mel + np.float32(1.0))
 
 
