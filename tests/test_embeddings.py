@@ -327,3 +327,14 @@ def test_top_tags():
         E.top_tags(emb, 3, patch=emb.n_patches)
     with pytest.raises(ValueError):
         E.top_tags(emb, 0)
+
+
+def test_loud_audio_stays_finite():
+    """Audio beyond full scale (a decoder's unnormalised floats) drives musicnn's float16 mel power past
+    65504 (here to ~4e5): clipped, not inf/NaN."""
+    t = np.arange(16000 * 4) / 16000
+    y = (30 * np.sin(2 * np.pi * 100 * t)).astype(np.float32)
+    x = E.musicnn_input(y)
+    assert np.isfinite(x).all() and x.max() <= np.log10(10000 * 65504.0 + 1) + 1e-6
+    emb = E.embed(y)
+    assert np.isfinite(emb.taggram).all() and np.isfinite(emb.penultimate).all()

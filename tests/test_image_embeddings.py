@@ -226,6 +226,9 @@ def test_png_path_is_inverted_and_mapped(tmp_path):
         (np.zeros((128, 336)), {"n_samples": True}, "n_samples"),
         (np.zeros((128, 336)), {"n_samples": 66150.5}, "n_samples"),
         (np.zeros((128, 336)), {"top_db": 0}, "top_db"),
+        (np.zeros((128, 336)), {"floor_db": float("nan")}, "floor_db"),
+        (np.zeros((128, 336)), {"floor_db": "-105"}, "floor_db"),
+        (np.zeros((128, 336)), {"band_offset": "yes"}, "band_offset"),
     ],
 )
 def test_bad_input_raises_a_specific_error(levels, kwargs, match):

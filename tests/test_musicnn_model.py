@@ -209,3 +209,23 @@ def test_finetune_a_musicnn_head_on_labelled_folders(tmp_path):
     assert clf.input["type"] == "musicnn"
     r = clf.predict(write_audio(tmp_path / "q.wav", tone(4.0, freq=1800.0)))
     assert r.genre == "high"
+
+
+def test_rest_min_confidence(tmp_path):
+    """`POST /api/predict?min_confidence=P` marks the record; without it the record is as before."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from genrekit.serve import create_app
+
+    path, _ = _head(tmp_path)
+    data = write_audio(tmp_path / "s.wav", tone(4.0)).read_bytes()
+    with TestClient(create_app(path, workers=1)) as c:
+        def post(params):
+            return c.post("/api/predict", files={"file": ("s.wav", data, "application/octet-stream")}, params=params)
+
+        r = post({"min_confidence": 1.0})
+        assert r.status_code == 200, r.text
+        assert r.json()["uncertain"] is True and len(r.json()["tags"]) == 5
+        assert "uncertain" not in post({}).json()
+        assert post({"min_confidence": 2}).status_code == 422

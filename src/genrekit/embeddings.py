@@ -115,7 +115,9 @@ def _logmel_frames(padded: np.ndarray, n: int) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[: (n - 1) * HOP_LENGTH + 1 : HOP_LENGTH]
     spec = np.fft.rfft(frames * hann_window(N_FFT), axis=-1).astype(np.complex64)  # float64 FFT
     power = np.abs(spec) ** 2
-    mel = (power @ _mel_basis()).astype(np.float16).astype(np.float32)
+    # clipped at float16's largest value: the original turns louder bins (mel power > 65504, which
+    # loud real recordings reach) into inf and its taggram into NaN; below that the cast is the same
+    mel = np.minimum(power @ _mel_basis(), np.float32(65504.0)).astype(np.float16).astype(np.float32)
     return np.log10(np.float32(10000.0) * mel + np.float32(1.0))
 
 
@@ -758,6 +760,11 @@ def musicnn_input_from_image(
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < IMAGE_N_FFT:
         raise FeatureError(f"n_samples must be the clip's length at 22.05 kHz (>= {IMAGE_N_FFT}), got {n_samples!r}")
     top_db = _check_positive(top_db, "top_db")
+    if floor_db is not None and (isinstance(floor_db, bool) or not isinstance(floor_db, (int, float, np.number))
+                                 or not np.isfinite(floor_db)):
+        raise FeatureError(f"floor_db must be a finite number of dB (or None), got {floor_db!r}")
+    if not isinstance(band_offset, (bool, np.bool_)):
+        raise FeatureError(f"band_offset must be True or False, got {band_offset!r}")
     if peak_power is not None:
         peak = _check_positive(peak_power, "peak_power")
     elif rms_mean is not None:
