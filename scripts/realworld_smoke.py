@@ -1,0 +1,85 @@
+"""Behaviour on real music from outside GTZAN: the 36-clip smoke set in ../shared/data/realworld.
+
+A smoke check, not a benchmark to tune to (the set is small on purpose). For the 13 clips with a plain
+GTZAN genre it counts top-1 and top-3 hits; for the 11 styles none of the ten covers it counts the
+records that say so: flagged uncertain (best score under ``--min-confidence``, fixed before looking)
+or carrying a top MSD tag beyond the ten genres (``--tags-k`` of them).
+
+    python scripts/realworld_smoke.py                       # the shipped default
+    python scripts/realworld_smoke.py --model genrekit-gtzan-fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+# MSD tags that name a style or mood outside GTZAN's ten genres
+BEYOND_TEN = {
+    "electronic", "dance", "electronica", "electro", "House", "ambient", "chillout", "chill",
+    "experimental", "funk", "soul", "rnb", "folk", "easy listening", "party",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from genrekit.datasets import shared_root
+    from genrekit.predict import GenreClassifier
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=None, help="the realworld folder (default ../shared/data/realworld)")
+    ap.add_argument("--model", default=None, help="model name or file (default: the shipped default)")
+    ap.add_argument("--min-confidence", type=float, default=0.5, help="below it a record is uncertain")
+    ap.add_argument("--tags-k", type=int, default=3, help="how many top MSD tags count")
+    ap.add_argument("--out", type=Path, default=None, help="write the per-file table as JSON here")
+    args = ap.parse_args(argv)
+
+    root = args.data
+    if root is None:
+        gtzan = shared_root()
+        if gtzan is None:
+            print("../shared/data/realworld not found: pass --data", file=sys.stderr)
+            return 2
+        root = Path(gtzan).parent / "realworld"
+    rows = list(csv.DictReader((root / "labels.csv").open(encoding="utf-8")))
+    clf = GenreClassifier.load(args.model) if args.model else GenreClassifier.load()
+
+    table, top1, top3, outside, flagged = [], 0, 0, 0, 0
+    for row in rows:
+        r = clf.predict(str(root / row["file"]), top_k=3, tags=True)
+        top = [g for g, _ in r.top]
+        best = float(r.scores[r.genre])
+        tags = [t for t, _ in (r.tags or [])][: args.tags_k]
+        uncertain = best < args.min_confidence  # the record's "uncertain" under --min-confidence
+        beyond = sorted(set(tags) & BEYOND_TEN)
+        want = row["gtzan_genre"]
+        rec = {"file": row["file"], "label": want or row["style"] or "", "genre": r.genre, "score": round(best, 3),
+               "top3": top, "tags": tags, "uncertain": uncertain}
+        if want:
+            top1 += r.genre == want
+            top3 += want in top
+            rec["hit"] = "top1" if r.genre == want else ("top3" if want in top else "miss")
+        if row["outside_gtzan"] == "yes":
+            outside += 1
+            said = uncertain or bool(beyond)
+            flagged += said
+            rec["outside_said"] = said
+        table.append(rec)
+        print(f"{row['file']:32s} {rec['label']:18s} {r.genre:10s} {best:5.2f} "
+              f"{'UNCERTAIN ' if uncertain else ''}{rec.get('hit', '')} tags: {', '.join(tags)}")
+
+    n_lab = sum(1 for r in rows if r["gtzan_genre"])
+    print(f"\nmodel: {clf.path}")
+    print(f"labelled clips: top-1 {top1}/{n_lab}, top-3 {top3}/{n_lab}")
+    print(f"outside styles flagged uncertain (< {args.min_confidence}) or tagged beyond the ten "
+          f"(top {args.tags_k} MSD tags): {flagged}/{outside}")
+    if args.out:
+        args.out.write_text(json.dumps({"rows": table, "top1": top1, "top3": top3, "n_labelled": n_lab,
+                                        "outside_flagged": flagged, "n_outside": outside}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
