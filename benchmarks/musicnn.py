@@ -1,21 +1,23 @@
 """Measure the options for fast musicnn embeddings (prints; asserts nothing). Issue 17, item 7.
 
     OMP_NUM_THREADS=1 python benchmarks/musicnn.py [--data ../shared/data/gtzan/audio] [--clips N]
-        [--compile] [--skip-children]
+        [--compile] [--sections 1,2,3,4,5] [--skip-children]
     OMP_NUM_THREADS=1 python benchmarks/musicnn.py calibrate   # int8 ranges for musicnn_runtime
 
 Tables printed:
 
 1. network speed: ms per 30 s clip (10 patches) on one thread, CPU (``time.process_time``) and wall,
    best of 3, per backend (torch, torch + dynamic int8 Linear, torch.compile with ``--compile``,
-   onnxruntime float32 / int8) and batch size, and 2 threads;
+   onnxruntime float32 / int8, and onnxruntime's own quantize_dynamic / quantize_static on the float32
+   graph for comparison) and batch size, and 2 threads;
 2. agreement with torch on the committed references (tests/data/musicnn_reference.npz: 2 synthesised
    clips regenerated from their seeds + 3 shared GTZAN clips): max abs difference of taggram,
    penultimate and pooled;
 3. track scores from fewer patches: per option (patches per 30 s block x backend) the cosine of the
    mean penultimate / taggram to torch's all-patch mean, and the top-1 changes of a quick head
    (standardised logistic regression trained on the all-patch torch mean penultimate of the shared
-   clips, 5-fold stratified and leave-one-out) against its all-patch prediction;
+   clips, 5-fold stratified and leave-one-out) against its all-patch prediction, and the accuracy of
+   a head trained on the option's own embeddings (as a shipped head would be);
 4. end to end: ``embeddings.embed_file`` of a 30 s clip and of a 4-minute mp3 (44.1 kHz stereo, made
    from 8 real clips), clips/s with 2 worker processes, cold start of a fresh process to the first
    embedding (first use with an empty cache and with the ONNX graph cached), peak RSS of a
@@ -107,6 +109,44 @@ def runners(with_compile: bool) -> dict[str, Callable[[np.ndarray, int], tuple[n
     return out
 
 
+def ort_quantized(cal: np.ndarray) -> dict[str, Callable[[np.ndarray, int], tuple[np.ndarray, ...]]]:
+    """onnxruntime's own quantisers on genrekit's float32 graph, for comparison with the onnx-int8 backend:
+    dynamic (ConvInteger on every conv, per-channel int8 weights) and static QDQ of the two timbral
+    convs calibrated (MinMax) on ``cal``, the train-side patches."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    from genrekit import musicnn_runtime as R
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self) -> dict | None:
+            if self.i >= len(cal):
+                return None
+            self.i += 4
+            return {R.INPUT_NAME: cal[self.i - 4 : self.i]}
+
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "musicnn.onnx"
+        src.write_bytes(R.build_onnx())
+        dyn, qdq = Path(d) / "dynamic.onnx", Path(d) / "static.onnx"
+        quantize_dynamic(src, dyn, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_static(src, qdq, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=[f"{n}.conv" for n in R.TIMBRAL])
+        for name, path in (("ort quantize_dynamic", dyn), ("ort quantize_static (timbral)", qdq)):
+            sess = R.OnnxMusicnn("MSD_musicnn", path.read_bytes())
+            out[name] = lambda x, b, s=sess: s.run(x, batch=b)
+    return out
+
+
 def network_speed(run: dict, x10: np.ndarray) -> list[list[object]]:
     import torch
 
@@ -120,6 +160,8 @@ def network_speed(run: dict, x10: np.ndarray) -> list[list[object]]:
             rows.append([name, "first call (compile)", f"{1000 * (time.process_time() - c0):.0f}",
                          f"{1000 * (time.perf_counter() - w0):.0f}"])
         for b in ((1, 2, 4, 10) if name in ("torch", "onnx") else (2,)):
+            if name.startswith("ort ") and b != 2:
+                continue
             f(x10[:b], b)
             cpu, wall = best_of(lambda f=f, b=b: f(x10, b))
             rows.append([name, f"batch {b}, 1 thread", f"{1000 * cpu:.0f}", f"{1000 * wall:.0f}"])
@@ -193,6 +235,7 @@ def head_study(outputs: dict[str, tuple[np.ndarray, ...]], labels: np.ndarray) -
     schemes = {"5-fold": list(StratifiedKFold(min(5, max(2, n_per_class)), shuffle=True, random_state=0).split(pen_full, labels)),
                "LOO": list(LeaveOneOut().split(pen_full))}
     preds = {s: {o: np.empty(n, dtype=object) for o in inputs} for s in schemes}
+    own = {o: np.empty(n, dtype=object) for o in inputs}  # a head trained on the option's own embeddings
     base = {s: np.empty(n, dtype=object) for s in schemes}
     for s, splits in schemes.items():
         for tr, te in splits:
@@ -200,6 +243,9 @@ def head_study(outputs: dict[str, tuple[np.ndarray, ...]], labels: np.ndarray) -
             base[s][te] = clf.predict(pen_full[te])
             for o, x in inputs.items():
                 preds[s][o][te] = clf.predict(x[te])
+                if s == "5-fold":
+                    fit = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)).fit(x[tr], labels[tr])
+                    own[o][te] = fit.predict(x[te])
 
     def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
@@ -211,7 +257,7 @@ def head_study(outputs: dict[str, tuple[np.ndarray, ...]], labels: np.ndarray) -
         changed = " / ".join(str(int(np.sum(preds[s][o] != base[s]))) for s in schemes)
         acc = " / ".join(f"{np.mean(preds[s][o] == labels):.3f}" for s in schemes)
         rows.append([o, ",".join(map(str, idx)), f"{c_pen.mean():.4f} ({c_pen.min():.3f})",
-                     f"{c_tg.mean():.4f} ({c_tg.min():.3f})", changed, acc])
+                     f"{c_tg.mean():.4f} ({c_tg.min():.3f})", changed, acc, f"{np.mean(own[o] == labels):.3f}"])
     return rows
 
 
@@ -269,6 +315,12 @@ def embed_speed(clip: Path, song: Path) -> list[list[object]]:
         c_song, w_song = best_of(lambda b=backend, k=k: E.embed_file(song, backend=b, patches_per_block=k), 2)
         rows.append([f"{backend}, {k or 10}/block", f"{1000 * c_clip:.0f} / {1000 * w_clip:.0f}",
                      f"{c_song:.2f} / {w_song:.2f}"])
+    for backend, k in (("onnx", 3), ("onnx", 4)):  # one file on both cores: 2 intra-op threads
+        E.embed_file(clip, backend=backend, patches_per_block=k, threads=2)
+        c_clip, w_clip = best_of(lambda b=backend, k=k: E.embed_file(clip, backend=b, patches_per_block=k, threads=2))
+        c_song, w_song = best_of(lambda b=backend, k=k: E.embed_file(song, backend=b, patches_per_block=k, threads=2), 2)
+        rows.append([f"{backend}, {k}/block, 2 threads", f"{1000 * c_clip:.0f} / {1000 * w_clip:.0f}",
+                     f"{c_song:.2f} / {w_song:.2f}"])
     return rows
 
 
@@ -283,13 +335,16 @@ def fresh_processes(files: list[Path], clip: Path, ten: Path) -> list[list[objec
             rate = len(files) / (time.perf_counter() - t0)
         code = ("import sys, time, json; t0 = time.perf_counter(); from genrekit import embeddings as E; "
                 "e = E.embed_file(sys.argv[1], backend=sys.argv[2], patches_per_block=json.loads(sys.argv[3])); "
+                "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
                 "print(json.dumps({'s': time.perf_counter() - t0, 'torch': 'torch' in sys.modules, "
-                "'onnx': 'onnx' in sys.modules}))")
+                "'onnx': 'onnx' in sys.modules, 'hwm_mb': int(hwm) // 1024}))")
         argv = [backend, json.dumps(k)]
         with tempfile.TemporaryDirectory() as cache:
             first = child(code, [str(clip), *argv], {**env, "XDG_CACHE_HOME": cache})
             warm = [child(code, [str(clip), *argv], {**env, "XDG_CACHE_HOME": cache}) for _ in range(3)]
-            rss = child(code, [str(ten), *argv], {**env, "XDG_CACHE_HOME": cache})[1]
+            # VmHWM of the child's own memory map: wait4's ru_maxrss would include this (large) parent's
+            # RSS at fork time, which Linux folds into the child's maximum at exec
+            rss = json.loads(child(code, [str(ten), *argv], {**env, "XDG_CACHE_HOME": cache})[2])["hwm_mb"]
         info = json.loads(warm[-1][2])
         rows.append([f"{backend}, {k or 10}/block", f"{rate:.1f}", f"{first[0]:.2f}",
                      f"{np.median([w[0] for w in warm]):.2f}", f"{rss}",
@@ -318,48 +373,65 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=DATA, help="folder of 30 s clips (default: the shared GTZAN audio)")
     p.add_argument("--clips", type=int, default=None, help="use only N clips, spread over the folder")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (about a minute to compile)")
-    p.add_argument("--skip-children", action="store_true", help="skip worker pools and fresh-process runs")
+    p.add_argument("--sections", default="1,2,3,4,5", help="which tables to print (default: all)")
+    p.add_argument("--skip-children", action="store_true", help="skip worker pools and fresh processes (table 5)")
     args = p.parse_args()
     if args.command == "calibrate":
         return calibrate(args.data)
+    sections = {int(t) for t in args.sections.split(",") if t.strip()} - ({5} if args.skip_children else set())
 
     import warnings
 
     import torch
 
+    from genrekit.audio import iter_audio_files, load
+
     warnings.filterwarnings("ignore", message=".*(deprecated|quantize_per_tensor).*")  # torch.ao's notices
     torch.set_num_threads(1)
     print(f"musicnn speed benchmark: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
-    files, x, labels, decode = load_clips(args.data, args.clips)
-    print(f"{len(files)} clips from {args.data}; decode + log-mel {1000 * decode:.0f} ms CPU per clip")
-    run = runners(args.compile)
-    print("\n1. network, ms per 30 s clip (10 patches), best of 3\n")
-    print(table(["backend", "setting", "CPU ms", "wall ms"], network_speed(run, x[0])))
-    print("\n2. max abs difference on the committed references (vs torch | vs musicnn's TF graph)\n")
-    print(table(["backend", "taggram", "penultimate", "pooled", "TF taggram", "TF penultimate"],
-                reference_agreement(run, args.data)))
-    flat = x.reshape(-1, *x.shape[2:])
-    outputs, cost = {}, {}
-    for name, f in run.items():
-        if name == "torch.compile":
-            continue
-        c0 = time.process_time()
-        outputs[name] = f(flat, 2)
-        cost[name] = (time.process_time() - c0) / len(files)
-    print(f"\n3. track scores from fewer patches ({len(files)} clips; CPU ms per clip, all 10 patches: "
-          + ", ".join(f"{k} {1000 * v:.0f}" for k, v in cost.items()) + ")\n")
-    print(table(["option", "patches", "penultimate cos mean (min)", "taggram cos mean (min)",
-                 "top-1 changed 5-fold / LOO", "head accuracy 5-fold / LOO"], head_study(outputs, labels)))
-    from genrekit.audio import load
+    if sections & {1, 2, 3}:
+        files, x, labels, decode = load_clips(args.data, args.clips)
+        print(f"{len(files)} clips from {args.data}; decode + log-mel {1000 * decode:.0f} ms CPU per clip")
+        run = runners(args.compile)
+        extra = {}
+        if sections & {1, 2}:
+            from genrekit import splits
 
+            train = set(splits.fault_filtered()["train"])
+            cal = x[[i for i, f in enumerate(files) if f.name.rsplit(".", 1)[0] in train]]
+            extra = ort_quantized(cal.reshape(-1, *x.shape[2:]) if len(cal) else x[:4].reshape(-1, *x.shape[2:]))
+    else:
+        files = sorted(iter_audio_files([args.data]))
+    if 1 in sections:
+        print("\n1. network, ms per 30 s clip (10 patches), best of 3\n")
+        print(table(["backend", "setting", "CPU ms", "wall ms"], network_speed({**run, **extra}, x[0])))
+    if 2 in sections:
+        print("\n2. max abs difference on the committed references (vs torch | vs musicnn's TF graph)\n")
+        print(table(["backend", "taggram", "penultimate", "pooled", "TF taggram", "TF penultimate"],
+                    reference_agreement({**run, **extra}, args.data)))
+    if 3 in sections:
+        flat = x.reshape(-1, *x.shape[2:])
+        outputs, cost = {}, {}
+        for name, f in run.items():
+            if name == "torch.compile":
+                continue
+            c0 = time.process_time()
+            outputs[name] = f(flat, 2)
+            cost[name] = (time.process_time() - c0) / len(files)
+        print(f"\n3. track scores from fewer patches ({len(files)} clips; CPU ms per clip, all 10 patches: "
+              + ", ".join(f"{k} {1000 * v:.0f}" for k, v in cost.items()) + ")\n")
+        print(table(["option", "patches", "penultimate cos mean (min)", "taggram cos mean (min)",
+                     "top-1 changed 5-fold / LOO", "head accuracy 5-fold / LOO", "own-head accuracy 5-fold"],
+                    head_study(outputs, labels)))
     clip = next((f for f in files if f.suffix == ".flac"), files[0])
     with tempfile.TemporaryDirectory() as d:
-        song = encode_mp3(np.concatenate([load(f, sr=44100) for f in files[:8]]), 44100, Path(d) / "four-minutes.mp3")
-        print(f"\n4. end to end: embed_file, CPU / wall, best of 3 (30 s: {clip.name}; 4-minute mp3: 44.1 kHz "
-              "stereo, 8 real clips)\n")
-        print(table(["option", "30 s clip ms", "4-min mp3 s"], embed_speed(clip, song)))
-        if not args.skip_children:
+        if 4 in sections:
+            song = encode_mp3(np.concatenate([load(f, sr=44100) for f in files[:8]]), 44100, Path(d) / "four.mp3")
+            print(f"\n4. end to end: embed_file, CPU / wall, best of 3 (30 s: {clip.name}; 4-minute mp3: 44.1 kHz "
+                  "stereo, 8 real clips)\n")
+            print(table(["option", "30 s clip ms", "4-min mp3 s"], embed_speed(clip, song)))
+        if 5 in sections:
             ten = encode_mp3(np.concatenate([load(f, sr=44100) for f in files[:20]]), 44100, Path(d) / "ten.mp3")
             print(f"\n5. fresh processes: {len(files)} clips with 2 worker processes (warm), a fresh process to "
                   f"its first embedding of {clip.name} (empty cache, then cached; median of 3), a 10-minute mp3\n")

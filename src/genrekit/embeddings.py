@@ -497,7 +497,7 @@ def run_patches(
 ) -> tuple[np.ndarray, ...]:
     """Run ``(n, 187, 96)`` patches through the network in batches: ``(taggram, penultimate, pooled)``
     as float32 numpy arrays, on CPU. ``backend``: ``"torch"`` (default, ``torch.inference_mode``),
-    ``"onnx"`` (onnxruntime, float32, ~1.6x faster, within ~1e-5) or ``"onnx-int8"`` (int8 timbral
+    ``"onnx"`` (onnxruntime, float32, 1.6x faster, within 6e-6 on taggram / penultimate) or ``"onnx-int8"`` (int8 timbral
     convolutions, faster still, looser: docs/embeddings.md "Speed"); ``threads`` (onnx only, default 1)."""
     batch = _check_batch(batch)
     x = np.asarray(x, dtype=np.float32)
