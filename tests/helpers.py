@@ -56,3 +56,14 @@ def write_m4a(path: Path, y: np.ndarray, sr: int = 22050) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pyav_encode(y, sr, codec="aac", container="mp4"))
     return path
+
+
+def load_script(name: str):
+    """A module from the repository's ``scripts/`` folder (e.g. the musicnn reference's ``synth_clip``)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -8,7 +8,6 @@ reach ~130, so 1e-5 relative to that scale.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from genrekit import embeddings as E
 from genrekit.audio import load, resample
 from genrekit.errors import EmptyAudioError, FeatureError, ModelError, NonFiniteAudioError
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = np.load(ROOT / "tests" / "data" / "musicnn_reference.npz")
@@ -28,14 +28,7 @@ SYNTH = [i for i, n in enumerate(NAMES) if n.startswith("synth:")]
 GTZAN = [i for i, n in enumerate(NAMES) if n.startswith("gtzan:")]
 
 
-def _reference_script():
-    spec = importlib.util.spec_from_file_location("musicnn_reference", ROOT / "scripts" / "musicnn_reference.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-REF_SCRIPT = _reference_script()
+REF_SCRIPT = load_script("musicnn_reference")
 
 
 def synth_wave(i: int) -> np.ndarray:

@@ -8,7 +8,6 @@ per-patch penultimate cosine >= 0.998; measured worst on the references: 0.022, 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from genrekit import embeddings as E
 from genrekit import musicnn_runtime as R
 from genrekit.audio import load
 from genrekit.errors import FeatureError, ModelError
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = np.load(ROOT / "tests" / "data" / "musicnn_reference.npz")
@@ -35,14 +35,7 @@ def own_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
 
 
-def _reference_script():
-    spec = importlib.util.spec_from_file_location("musicnn_reference", ROOT / "scripts" / "musicnn_reference.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-REF_SCRIPT = _reference_script()
+REF_SCRIPT = load_script("musicnn_reference")
 
 
 def synth_wave(i: int) -> np.ndarray:
