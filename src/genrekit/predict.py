@@ -473,7 +473,9 @@ class GenreClassifier:
                     from genrekit import embeddings
 
                     rms = row.get("rms_mean") if isinstance(row, dict) else None
-                    embedding = embeddings.embed_image(image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"))
+                    embedding = embeddings.embed_image(  # as this member embeds audio: same patches, same backend
+                        image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"),
+                        patches_per_block=inp.get("patches_per_block"), backend=inp.get("backend", "torch"))
                     domain = "image"
                 if embedding is None:
                     raise ModelError(f"{self.path}: this model needs a musicnn embedding or a Kaggle image")
