@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EMBED_LAYERS", "CsvSink", "Engine", "JournalSink", "LocalEngine", "ModelBlob", "MusicnnAnalysis",
     "MusicnnSettings", "MusicnnTask", "ParquetSink", "PredictTask", "Result", "Sink", "Summary", "TableSink",
-    "check_layers", "embedding_results", "embedding_rows", "embedding_settings", "extract_file",
+    "check_layers", "embedding_results", "embedding_rows", "embedding_settings", "error_text", "extract_file",
     "feature_analyses", "feature_cache", "feature_header", "feature_rows", "feature_table", "find_audio",
     "musicnn_analyses", "musicnn_analysis", "musicnn_cache", "musicnn_embeddings", "musicnn_tags", "patch_levels",
     "predict_records", "predict_settings", "record_result", "rows_from_analysis", "tag_error_record",
@@ -628,7 +628,7 @@ def musicnn_analyses(
                               load=load, save=save)
 
 
-def _error_text(path: str, err: ItemError) -> str:
+def error_text(path: str, err: ItemError) -> str:
     """An engine's error as a record's: the message when it names the file (genrekit's do), else
     ``path: Kind: message``."""
     return err.message if err.message.startswith(path) else f"{path}: {err}"
@@ -683,7 +683,7 @@ def tag_results(
         if r.ok:
             yield Result(r.input, tag_record(r.input, r.value, top_k=top_k, segments=segments), cached=r.cached)
         else:
-            msg = _error_text(r.input, r.error)
+            msg = error_text(r.input, r.error)
             yield Result(r.input, tag_error_record(r.input, msg, model=settings.model, segments=segments),
                          error=ItemError(r.error.kind, msg))
 
@@ -730,7 +730,7 @@ def embedding_results(
             yield Result(r.input, embedding_rows(r.input, r.value, layers=layers, per_window=per_window),
                          cached=r.cached)
         else:
-            yield Result(r.input, error=ItemError(r.error.kind, _error_text(r.input, r.error)))
+            yield Result(r.input, error=ItemError(r.error.kind, error_text(r.input, r.error)))
 
 
 def embedding_settings(settings: MusicnnSettings, *, layers: Sequence[str], per_window: bool) -> dict[str, Any]:
@@ -762,8 +762,12 @@ def write_embeddings(path: str | os.PathLike, rows: list[dict[str, Any]], *, lay
         arrays = {c: np.asarray([r[c] for r in rows]) for c in scalars}
         arrays.update({x: np.stack([r[x] for r in rows]) if rows else np.zeros((0, n), np.float32)
                        for x, n in vectors.items()})
-        with atomic_writer(p, "wb") as f:
-            np.savez(f, **arrays)
+        import zipfile
+
+        with atomic_writer(p, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            for name, arr in arrays.items():  # np.savez's layout; its own signature reserves the name "file"
+                with z.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
         return p
     if suffix == ".csv":
         buf = io.StringIO()
@@ -1124,7 +1128,7 @@ def musicnn_tags(
     cached by file content (``cache=False``: neither read nor written)."""
     settings = MusicnnSettings(model=model, backend=backend)
     files, errors, single = _inputs(paths_or_path)
-    out = [tag_error_record(p, _error_text(p, e), model=model, segments=segments) for p, e in errors]
+    out = [tag_error_record(p, error_text(p, e), model=model, segments=segments) for p, e in errors]
     got = {r.input: r.value for r in tag_results(files, settings, _musicnn_engine(engine, jobs, progress),
                                                   top_k=top_k, segments=segments, cache=cache)}
     out += [got[f] for f in files]
@@ -1146,7 +1150,7 @@ def musicnn_embeddings(
     layers = check_layers(layers)
     settings = MusicnnSettings(model=model, backend=backend)
     files, walk_errors, single = _inputs(paths_or_path)
-    errors = {p: _error_text(p, e) for p, e in walk_errors}
+    errors = {p: error_text(p, e) for p, e in walk_errors}
     got: dict[str, list[dict[str, Any]]] = {}
     for r in embedding_results(files, settings, _musicnn_engine(engine, jobs, progress), layers=layers,
                                per_window=per_window, cache=cache):
