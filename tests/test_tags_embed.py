@@ -339,3 +339,25 @@ def test_ray_engine_gives_the_local_records(music):
         if started:
             ray.shutdown()
     assert [r["tags"] for r in remote] == [r["tags"] for r in local] and remote[1]["error"]
+
+
+# ============================================================================================ real clips
+
+
+@pytest.mark.shared
+def test_real_gtzan_clips_tags_and_windows(gtzan, tmp_path):
+    """Two real 30 s clips: tags agree with embeddings.top_tags, every patch of real music is audible,
+    the per-window rows are the clip's 10 patches, and a metal clip's tags say metal."""
+    import pandas as pd
+
+    files = [str(gtzan / "audio" / "metal" / "metal.00000.flac"), str(gtzan / "audio" / "classical" / "classical.00000.flac")]
+    recs = genrekit.tags(files, segments=True)
+    for f, rec in zip(files, recs, strict=True):
+        e = embeddings.embed_file(f, backend="onnx")
+        assert rec["error"] is None and rec["n_patches"] == e.n_patches == 10
+        assert [t for t, _ in rec["tags"]] == [t for t, _ in embeddings.top_tags(e, 5)]
+        assert not any(s.get("silent") for s in rec["segments"])
+    assert "metal" in {t for t, _ in recs[0]["tags"]}
+    assert main(["embed", *files, "--per-window", "--out", str(tmp_path / "w.parquet"), "--no-progress"]) == 0
+    df = pd.read_parquet(tmp_path / "w.parquet")
+    assert df.groupby("file").size().to_dict() == {f: 10 for f in files} and not df["silent"].any()

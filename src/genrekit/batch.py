@@ -571,7 +571,7 @@ def musicnn_analysis(path: str | os.PathLike, settings: MusicnnSettings | None =
     """:class:`MusicnnAnalysis` of one file (no cache). Raises :class:`~genrekit.errors.SilentAudioError`
     ("no audible signal") when no patch is above ``predict.SILENCE_DB``, before running the network: a
     silent file gets an error, not tags made of noise. The levels cost one extra decode of the file
-    (a few percent of the network's time)."""
+    (about 8 % of ``embed_file``'s CPU time on a 30 s GTZAN clip, docs/embeddings.md)."""
     from genrekit import embeddings
     from genrekit.errors import FeatureError, SilentAudioError
     from genrekit.predict import SILENCE_DB
