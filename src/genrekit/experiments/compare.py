@@ -437,8 +437,8 @@ def compare(
         raise GenrekitError("nothing to compare: name at least one model")
     if any(is_saved_entry(e) for e in entries):
         if image_root is not None or k or input != "features":
-            raise GenrekitError("image features, musicnn input and the fold count apply to tabular model names "
-                                "only; saved models bring their own input and folds")
+            raise GenrekitError("image features, musicnn input and the fold count apply to tabular models only "
+                                "(names); saved models bring their own input and folds")
         return compare_saved(entries, data, protocol, out_dir, seed, progress=progress)
     return compare_models(entries, data, protocol, out_dir, seed, aggregate=aggregate, k=k, image_root=image_root,
                           input=input, layer=layer, standardise=standardise, jobs=jobs, progress=progress)
