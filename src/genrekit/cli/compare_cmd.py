@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from genrekit.cli.train_cmd import PROTOCOL_CHOICES  # one list of CLI protocols for train and compare
+# one list of CLI protocols, and one set of musicnn-input flags, for train and compare
+from genrekit.cli.train_cmd import PROTOCOL_CHOICES, add_musicnn_arguments, musicnn_options
 
 HELP = "compare models and ensembles under one protocol; writes comparison.json, comparison.md and comparison.png"
 DESCRIPTION = (
@@ -13,7 +14,8 @@ DESCRIPTION = (
     "folder from `genrekit train`, deep or tabular) and ensembles of them and of tabular names, A+B or "
     "A@0.75+B@0.25 (weighted mean log-probability): with --data a GTZAN root, saved models are scored on the "
     "tracks they never trained on, on their own folds (a k-fold run folder's fold<i>/), and tabular names are "
-    "fitted per fold on the same training tracks."
+    "fitted per fold on the same training tracks. --input musicnn: the tabular models learn from musicnn "
+    "embeddings of --data (audio folders, a GTZAN root or an .npz table) instead of GTZAN features."
 )
 
 
@@ -30,6 +32,7 @@ def add_arguments(p) -> None:
     p.add_argument("--image-features", metavar="ROOT", default=None,
                    help="Kaggle images_original folder: add per-mel-band statistics of the inverted images")
     p.add_argument("--aggregate", choices=("mean_log", "vote"), default="mean_log")
+    add_musicnn_arguments(p)
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="worker processes for the (model, fold) fits (default: 2, or 1 on a one-core machine)")
     p.add_argument("--no-progress", action="store_true")
@@ -48,12 +51,17 @@ def run(args) -> int:
         print("genrekit compare: error: --models is empty", file=sys.stderr)
         return 2
     saved = any(is_saved_entry(m) for m in models)
-    if saved and (args.image_features or args.folds):
-        print("genrekit compare: error: --image-features and --folds apply to tabular models only; saved "
-              "models bring their own folds", file=sys.stderr)
+    if saved and (args.image_features or args.folds or args.input == "musicnn"):
+        print("genrekit compare: error: --image-features, --input musicnn and --folds apply to tabular model "
+              "names only; saved models bring their own input and folds", file=sys.stderr)
         return 2
+    options = musicnn_options(args, command="compare")
+    if options is None:
+        return 2
+    options.pop("input", None)
     result = experiments.compare(models, args.data, args.protocol, args.out, args.seed, k=args.folds,
                                  image_root=args.image_features, aggregate=args.aggregate,
+                                 input=args.input or ("musicnn" if options else "features"), **options,
                                  jobs=args.jobs or min(2, os.cpu_count() or 1), progress=not args.no_progress)
     print(experiments.comparison_markdown(result), end="")
     if saved:
@@ -64,6 +72,7 @@ def run(args) -> int:
             print(f"{len(result['errors'])} tracks could not be read by a member (listed in comparison.json)",
                   file=sys.stderr)
         return 0
-    print(f"\n{len(models)} models, protocol {args.protocol}, in {result['seconds']:.0f} s "
+    print(f"\n{len(models)} models on {result['input']['type']} input, protocol {args.protocol} "
+          f"({result['protocol_description']}), in {result['seconds']:.0f} s "
           f"({result['jobs']} worker(s)); written to {args.out}")
     return 0

@@ -36,6 +36,11 @@ def add_arguments(p) -> None:
     p.add_argument("--head", default=None, metavar="NAME",
                    help="few-shot transfer instead: a tabular head (logreg, svm, mlp ...) on frozen musicnn "
                         "embeddings of your audio (--from, --freeze and the training flags do not apply)")
+    p.add_argument("--layer", choices=("penultimate", "pooled", "taggram"), default="penultimate",
+                   help="--head: which musicnn layer's per-track mean the head learns from (default penultimate)")
+    p.add_argument("--standardise", choices=("none", "domain"), default="none",
+                   help="--head: standardise the embeddings with the training tracks' mean/std, stored in the "
+                        "model for predict (default none)")
 
 
 def run(args) -> int:
@@ -85,11 +90,13 @@ def _musicnn_head(args) -> int:
               f"({', '.join(model_names('tabular'))})", file=sys.stderr)
         return 2
     try:
-        result = finetune_musicnn(args.data, args.out, head=args.head, valid_size=args.valid_size, seed=args.seed,
-                                  progress=not args.no_progress)
+        result = finetune_musicnn(args.data, args.out, head=args.head, layer=args.layer, standardise=args.standardise,
+                                  valid_size=args.valid_size, seed=args.seed, progress=not args.no_progress)
     except GenrekitError as exc:
         print(f"genrekit finetune: error: {exc}", file=sys.stderr)
         return 1
+    for f in result.metrics.get("failed", []):
+        print(f"genrekit finetune: skipped {f['path']}: {f['error']}", file=sys.stderr)
     fold = result.folds[0]
     if fold.scored:
         print(f"musicnn + {args.head} on {len(result.classes)} labels: hold-out track-level accuracy "
@@ -97,4 +104,4 @@ def _musicnn_head(args) -> int:
     else:
         print(f"musicnn + {args.head} on {len(result.classes)} labels ({len(fold.train_tracks)} tracks, no hold-out)")
     print(f"wrote {result.model_file}")
-    return 0
+    return 1 if result.metrics.get("failed") else 0

@@ -44,10 +44,40 @@ def add_arguments(p) -> None:
     p.add_argument("--refit", action="store_true",
                    help="deep models: train on train + valid tracks for exactly --epochs (no early stopping); "
                         "choose the recipe and epochs on a run without --refit first")
+    add_musicnn_arguments(p)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_musicnn_arguments(p) -> None:
+    """--input, --layer, --standardise: shared by train and compare."""
     p.add_argument("--input", choices=("features", "musicnn"), default=None,
                    help="tabular models: what they learn from: GTZAN features (default) or musicnn embeddings "
-                        "(of audio folders, or an .npz embedding table given as --data)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+                        "(of audio folders, a GTZAN root (audio, Kaggle images where a track has none) or an "
+                        ".npz embedding table given as --data)")
+    p.add_argument("--layer", choices=("penultimate", "pooled", "taggram"), default=None,
+                   help="--input musicnn: which musicnn layer's per-track mean (default penultimate, 200 values)")
+    p.add_argument("--standardise", choices=("none", "domain"), default=None,
+                   help="--input musicnn: 'domain' centres and scales audio- and image-derived embeddings each with "
+                        "its own mean/std, computed on the training tracks only and stored in the model for "
+                        "predict (default none)")
+
+
+def musicnn_options(args, *, command: str, deep: bool = False) -> dict | None:
+    """The data options of --input musicnn (None: a usage error, printed)."""
+    import sys
+
+    musicnn = args.input == "musicnn" or (args.input is None and str(args.data).lower().endswith(".npz"))
+    if not musicnn:
+        given = [f for f, v in (("--layer", args.layer), ("--standardise", args.standardise)) if v is not None]
+        if given:
+            print(f"genrekit {command}: error: {', '.join(given)} apply to --input musicnn only", file=sys.stderr)
+            return None
+        return {}
+    if deep or args.image_features:
+        print(f"genrekit {command}: error: --input musicnn applies to tabular models without --image-features",
+              file=sys.stderr)
+        return None
+    return {"input": "musicnn", "layer": args.layer or "penultimate", "standardise": args.standardise or "none"}
 
 
 def run(args) -> int:
@@ -81,13 +111,11 @@ def run(args) -> int:
     except ModelError as exc:
         print(f"genrekit train: error: {exc}", file=sys.stderr)
         return 2
-    options = {"image_root": args.image_features} if args.image_features else {}
-    if args.input == "musicnn":
-        if deep or args.image_features:
-            print("genrekit train: error: --input musicnn applies to tabular models without --image-features",
-                  file=sys.stderr)
-            return 2
-        options = {"input": "musicnn"}
+    options = musicnn_options(args, command="train", deep=deep)
+    if options is None:
+        return 2
+    if args.image_features:
+        options = {"image_root": args.image_features}
     data = experiments.open_data(args.data, factory, progress=progress, **options)
     for path, why in data.failed:
         print(f"genrekit train: skipped {path}: {why}", file=sys.stderr)

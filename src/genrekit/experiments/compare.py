@@ -81,21 +81,37 @@ def compare_models(
     aggregate: str = "mean_log",
     k: int | None = None,
     image_root: str | os.PathLike | None = None,
+    input: str = "features",
+    layer: str = "penultimate",
+    standardise: str = "none",
     jobs: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score several tabular models under one protocol on the same folds; write comparison.json/.md/.png.
 
+    ``input="musicnn"``: the models learn from per-track mean musicnn ``layer`` vectors of ``data``
+    (audio folders, a GTZAN root or an ``.npz`` table; :class:`~genrekit.experiments.data.EmbeddingSource`,
+    ``standardise="domain"`` fitted on each fold's training tracks) instead of GTZAN features.
     ``jobs`` > 1 runs (model, fold) pairs in that many worker processes (each single-threaded).
-    Returns ``{"protocol": P, "level": "track", "results": [{"model", "accuracy", "accuracy_std",
-    "macro_f1", ...}, ...]}`` in the order given; ``seconds`` per model is summed over its folds.
+    Returns ``{"protocol": P, "protocol_description", "level": "track", "input": {"type", ...},
+    "results": [{"model", "accuracy", "accuracy_std", "macro_f1", ...}, ...]}`` in the order given;
+    ``seconds`` per model is summed over its folds.
     """
-    from genrekit import __version__, engine
+    from genrekit import __version__, engine, splits
 
     factories = [as_factory(name) for name in model_names]  # fail fast on a typo, before minutes of fitting
     if any(f.reads != "features" for f in factories):
         raise GenrekitError("compare fits tabular models by name; name deep models as saved run folders")
-    options = {"image_root": image_root} if image_root is not None and isinstance(data, (str, os.PathLike)) else {}
+    if input not in ("features", "musicnn"):
+        raise GenrekitError(f"unknown input {input!r}: use 'features' or 'musicnn'")
+    if input == "musicnn" and image_root is not None:
+        raise GenrekitError("image features are GTZAN-feature columns; they do not apply to musicnn input")
+    options: dict[str, Any] = {}
+    if isinstance(data, (str, os.PathLike)):
+        if image_root is not None:
+            options["image_root"] = image_root
+        if input == "musicnn":
+            options.update(input="musicnn", layer=layer, standardise=standardise, jobs=jobs)
     source = as_source(data, factories[0], progress=progress, **options)
     folds = protocol_folds(protocol, source, seed=seed, k=k)
     t0 = time.time()
@@ -117,7 +133,9 @@ def compare_models(
             cpu_seconds=round(sum(p.cpu_seconds for p in parts), 2)))
     result = {
         "protocol": protocol,
+        "protocol_description": splits.PROTOCOL_DESCRIPTIONS.get(protocol, protocol),
         "level": "track",
+        "input": input_record(source),
         "data": str(source.source),
         "data_sha256": source.fingerprint(),
         "n_tracks": int(np.unique(source.track_ids).size),
@@ -132,6 +150,27 @@ def compare_models(
     if out_dir is not None:
         write_comparison(out_dir, result)
     return result
+
+
+def input_record(source) -> dict[str, Any]:
+    """What the compared models learned from: GTZAN feature columns, or musicnn embeddings (layer,
+    standardisation, tracks per source domain)."""
+    desc = source.describe()
+    if "musicnn" in desc:
+        return {"type": "musicnn", **desc["musicnn"]}
+    return {"type": "features", "n_columns": len(desc.get("columns", [])),
+            **({"image_features": True} if "image_features" in desc else {})}
+
+
+def input_label(record: dict[str, Any] | None) -> str:
+    """A comparison's input in words, for its table and chart (empty for older comparison files)."""
+    if not record:
+        return ""
+    if record.get("type") == "musicnn":
+        doms = ", ".join(f"{n} {d}" for d, n in sorted((record.get("domains") or {}).items()))
+        std = "domain-standardised" if record.get("standardise") == "domain" else "not standardised"
+        return f"musicnn {record.get('layer', 'penultimate')} embeddings (per-track mean, {std}; {doms})"
+    return f"GTZAN features ({record.get('n_columns', '?')} columns{', + image bands' if record.get('image_features') else ''})"
 
 
 # ------------------------------------------------------------------------------------- saved models
@@ -384,21 +423,25 @@ def compare(
     aggregate: str = "mean_log",
     k: int | None = None,
     image_root: str | os.PathLike | None = None,
+    input: str = "features",
+    layer: str = "penultimate",
+    standardise: str = "none",
     jobs: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """:func:`compare_saved` when an entry names a saved model, an ensemble or a weight, else
-    :func:`compare_models` (``k``, ``image_root``, ``aggregate``, ``jobs`` apply to the latter only)."""
+    :func:`compare_models` (``k``, ``image_root``, ``input``, ``layer``, ``standardise``, ``aggregate``,
+    ``jobs`` apply to the latter only)."""
     entries = list(entries)
     if not entries:
         raise GenrekitError("nothing to compare: name at least one model")
     if any(is_saved_entry(e) for e in entries):
-        if image_root is not None or k:
-            raise GenrekitError("image features and the fold count apply to tabular models only; saved models bring "
-                                "their own folds")
+        if image_root is not None or k or input != "features":
+            raise GenrekitError("image features, musicnn input and the fold count apply to tabular models only "
+                                "(names); saved models bring their own input and folds")
         return compare_saved(entries, data, protocol, out_dir, seed, progress=progress)
     return compare_models(entries, data, protocol, out_dir, seed, aggregate=aggregate, k=k, image_root=image_root,
-                          jobs=jobs, progress=progress)
+                          input=input, layer=layer, standardise=standardise, jobs=jobs, progress=progress)
 
 
 # ------------------------------------------------------------------------------------- outputs
@@ -409,6 +452,11 @@ def comparison_markdown(result: dict[str, Any]) -> str:
     seg = any("segment_level" in r for r in result["results"])
     head = f"Protocol: **{result['protocol']}** ({result.get('level', 'track')}-level accuracy"
     head += ", mean +- std over folds)" if any(r.get("n_folds", 1) > 1 for r in result["results"]) else ")"
+    if result.get("protocol_description"):
+        head += f": {result['protocol_description']}"
+    if result.get("input"):
+        n = f", {result['n_tracks']} tracks" if "n_tracks" in result else ""
+        head += f"\n\nInput: {input_label(result['input'])}{n}"
     lines = [head, "", "| model | accuracy | macro-F1 |" + (" segment acc. |" if seg else "") + " seconds |",
              "|---|---|---|" + ("---|" if seg else "") + "---|"]
     best = max(r["accuracy"] for r in result["results"])
@@ -444,5 +492,8 @@ def write_comparison(out_dir: str | os.PathLike, result: dict[str, Any]) -> None
     ax.set_ylim(0, 1)
     ax.set_ylabel("track-level score")
     ax.legend(fontsize=8)
-    ax.set_title(f"model comparison, protocol {result['protocol']} (track-level)", fontsize=10)
+    title = f"model comparison, protocol {result['protocol']} (track-level)"
+    if result.get("input"):
+        title += f"\ninput: {input_label(result['input'])}"
+    ax.set_title(title, fontsize=9)
     save_figure(fig, out / "comparison.png")

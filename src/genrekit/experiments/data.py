@@ -39,10 +39,16 @@ import numpy as np
 from genrekit.errors import DatasetError, GenrekitError
 
 __all__ = [
+    "EMBEDDING_LAYERS",
+    "EMBEDDING_SOURCES",
+    "STANDARDISE_MODES",
     "Arrays",
     "EmbeddingSource",
     "FeatureSource",
+    "domain_stats",
+    "embedding_cache_settings",
     "embedding_table",
+    "standardise_rows",
     "HybridSource",
     "LogmelData",
     "LogmelSource",
@@ -253,6 +259,10 @@ class FeatureSource:
             return Arrays(self.table.X, self.labels, self.track_ids)
         return Arrays(self.table.X[idx], self.labels[idx], self.track_ids[idx])
 
+    def model_arrays(self, model, tracks: Sequence[str]) -> Arrays:
+        """The rows of ``tracks`` as ``model`` takes them (a table's rows as they are)."""
+        return self.arrays(tracks, "test")
+
     def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
         """Fit ``model`` on the rows of ``train``, tuning or early-stopping on ``valid`` (may be empty)."""
         tr, va = self.arrays(train, "train"), self.arrays(valid, "valid")
@@ -263,37 +273,112 @@ class FeatureSource:
 
     def predict(self, model, tracks: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         """(segment track ids, segment labels, probabilities in ``model.classes_`` order, model classes)."""
-        te = self.arrays(tracks, "test")
+        te = self.model_arrays(model, tracks)
         return te.groups, te.y, model.predict_proba(te.X), [str(c) for c in model.classes_]
 
 
 # ============================================================================================ musicnn embeddings
 
 EMBEDDING_LAYERS = ("penultimate", "taggram", "pooled")
+EMBEDDING_SOURCES = ("auto", "audio", "images")
+STANDARDISE_MODES = ("none", "domain")
+# Per-patch rows ``[taggram | penultimate | pooled]`` of every file, keyed by content and settings: the
+# layout and settings of scripts/image_to_musicnn.py's cache, so a run and that script share each entry.
+EMBEDDING_NAMESPACE = "musicnn-gtzan"
+EMBEDDING_MODEL = "MSD_musicnn"
 
 
-def _embed_audio_item(item: tuple[str, str]) -> np.ndarray:
-    """One file's per-patch musicnn vectors of ``layer`` (module level: runs in worker processes)."""
-    from genrekit import embeddings
+def embedding_cache_settings(kind: str, *, features_csv: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The cache settings of one kind of musicnn input: ``audio`` (a file's own samples) or ``image`` (a
+    Kaggle image through :func:`genrekit.embeddings.embed_image`, whose level comes from ``features_csv``)."""
+    from genrekit import embeddings as E
+    from genrekit.engine import file_digest
 
-    path, layer = item
-    return getattr(embeddings.embed_file(path), layer).astype(np.float32)
+    s: dict[str, Any] = {"kind": kind, "model": EMBEDDING_MODEL, "hop": E.PATCH_HOP, "format": 1}
+    if kind == "image":
+        if features_csv is None:
+            raise DatasetError("image embeddings need the feature table (features_30_sec.csv: rms_mean, length)")
+        s["mapping"] = E.IMAGE_MAPPING_VERSION
+        s["constants"] = {k: getattr(E, k) for k in ("IMAGE_FIRST_FRAME", "IMAGE_EXTRA_FRAMES", "IMAGE_FLOOR_DB")}
+        s["band_offset"] = list(E.IMAGE_BAND_OFFSET)
+        s["features_csv"] = file_digest(features_csv)
+    elif kind != "audio":
+        raise DatasetError(f"unknown embedding kind {kind!r}: audio or image")
+    return s
 
 
-def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", progress: bool = True,
-                    jobs: int = 1):
-    """A :class:`~genrekit.datasets.FeatureTable` of per-track mean musicnn ``layer`` vectors.
+def _embed_item(item: tuple) -> np.ndarray:
+    """One file's per-patch ``[taggram | penultimate | pooled]`` rows (module level: runs in workers)."""
+    from genrekit import embeddings as E
 
-    ``data``: an ``.npz`` embedding table (``track_ids``, ``labels`` and the layer's rows, as
-    ``scripts/image_to_musicnn.py embed`` writes them), or folder-per-label audio, embedded with
-    :func:`genrekit.embeddings.embed_file` through the content-keyed cache (``genrekit.engine.Cache``,
-    namespace ``musicnn-tracks``: a second run reads every file from it). Unreadable files are left
-    out and listed in the table's ``extra["failed"]``."""
+    kind, path, rms_mean, length = item
+    if kind == "audio":
+        e = E.embed_file(path, model=EMBEDDING_MODEL)
+    else:
+        e = E.embed_image(path, rms_mean=rms_mean, n_samples=length, model=EMBEDDING_MODEL)
+    return np.concatenate([e.taggram, e.penultimate, e.pooled], axis=1).astype(np.float32)
+
+
+def _layer_columns(layer: str) -> slice:
+    from genrekit import embeddings as E
+
+    t, p = E.N_TAGS, E.N_TAGS + E.N_PENULTIMATE
+    return {"taggram": slice(0, t), "penultimate": slice(t, p), "pooled": slice(p, None)}[layer]
+
+
+def _kaggle_levels(csv: Path) -> dict[str, tuple[float, int]]:
+    """track id -> (rms_mean, length in samples) from Kaggle's 30 s table: an image's level and duration."""
+    import csv as csvlib
+
+    from genrekit import datasets
+
+    out = {}
+    with open(csv, newline="", encoding="utf-8") as f:
+        for row in csvlib.DictReader(f):
+            tid = datasets.track_id(row.get("filename", ""))
+            if tid and row.get("rms_mean") and row.get("length"):
+                out[tid] = (float(row["rms_mean"]), int(float(row["length"])))
+    return out
+
+
+def _npz_domains(z, path: Path, n: int) -> np.ndarray:
+    """Each row's source domain in an embedding table: its ``domains`` array, else the table's kind
+    (``settings`` JSON, as scripts/image_to_musicnn.py writes it: image and audio-as-image are image-derived)."""
+    import json
+
+    if "domains" in z.files:
+        d = z["domains"].astype(str)
+        if d.shape != (n,) or not set(d) <= {"audio", "image"}:
+            raise DatasetError(f"{path}: 'domains' must hold 'audio' or 'image' for each of the {n} rows")
+        return d
+    kind = "audio"
+    if "settings" in z.files:
+        try:
+            kind = str(json.loads(str(z["settings"])).get("kind", "audio"))
+        except (ValueError, AttributeError):
+            kind = "audio"
+    return np.full(n, "image" if kind in ("image", "audio-as-image") else "audio")
+
+
+def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", source: str = "auto",
+                    progress: bool = True, jobs: int = 1):
+    """A :class:`~genrekit.datasets.FeatureTable` of per-track mean musicnn ``layer`` vectors; each row's
+    source domain ("audio" or "image") is in ``extra["domains"]`` (domain standardisation needs it).
+
+    ``data``: an ``.npz`` embedding table (``track_ids``, ``labels``, the layer's rows and optionally
+    ``domains``, as ``scripts/image_to_musicnn.py embed`` writes them), folder-per-label audio, or a GTZAN
+    root. On a GTZAN root ``source="auto"`` takes each track's audio where it exists and its Kaggle image
+    elsewhere (:func:`genrekit.embeddings.embed_image`, level and length from features_30_sec.csv);
+    ``"audio"`` / ``"images"`` take one kind only. Files are embedded through the content-keyed cache
+    (:data:`EMBEDDING_NAMESPACE`: a second run, or another layer, reads every file from it). Unreadable
+    files are left out and listed in ``extra["failed"]``."""
     from genrekit import datasets, engine
     from genrekit.models.base import MUSICNN_LAYERS
 
     if layer not in EMBEDDING_LAYERS:
         raise DatasetError(f"unknown musicnn layer {layer!r}; choose from {', '.join(EMBEDDING_LAYERS)}")
+    if source not in EMBEDDING_SOURCES:
+        raise DatasetError(f"unknown embedding source {source!r}; choose from {', '.join(EMBEDDING_SOURCES)}")
     path = Path(data)
     cols = [f"{layer}_mean_{i}" for i in range(MUSICNN_LAYERS[layer])]
     if path.is_file() and path.suffix.lower() == ".npz":
@@ -302,64 +387,162 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", prog
             if missing:
                 raise DatasetError(f"{path}: not an embedding table (lacks {', '.join(missing)})")
             ids, y, X = z["track_ids"].astype(str), z["labels"].astype(str), z[layer].astype(np.float64)
-        if X.ndim != 2 or X.shape != (len(ids), len(cols)):
-            raise DatasetError(f"{path}: '{layer}' must be [{len(ids)}, {len(cols)}], got {X.shape}")
-        return datasets.FeatureTable(X, y, ids, ids.copy(), cols, source=str(path), extra={"failed": []})
+            if X.ndim != 2 or X.shape != (len(ids), len(cols)):
+                raise DatasetError(f"{path}: '{layer}' must be [{len(ids)}, {len(cols)}], got {X.shape}")
+            domains = _npz_domains(z, path, len(ids))
+        return datasets.FeatureTable(X, y, ids, ids.copy(), cols, source=str(path),
+                                     extra={"failed": [], "domains": domains})
     if not path.exists():
-        raise DatasetError(f"{path}: not found (give an .npz embedding table or folder-per-label audio)")
-    tracks = datasets.scan_audio(path)
-    if not tracks:
+        raise DatasetError(f"{path}: not found (give an .npz embedding table, folder-per-label audio or a GTZAN root)")
+    # (track id, label, path, kind, rms_mean, length) of every file to embed
+    items: list[tuple[str, str, str, str, float | None, int | None]] = []
+    csv = None
+    if (path / "images_original").is_dir():  # a GTZAN root: audio where it exists, images elsewhere
+        g = datasets.GTZAN(path)
+        if source != "images":
+            items += [(t.track_id, t.label, str(t.path), "audio", None, None) for t in g.audio_tracks()]
+        csv = g.feature_csv()
+        if source != "audio":
+            if csv is None:
+                raise DatasetError(f"{path}: image embeddings need features_30_sec.csv (each image's level and "
+                                   "length); add it or pass source='audio'")
+            levels, have = _kaggle_levels(csv), {i[0] for i in items}
+            items += [(t.track_id, t.label, str(t.path), "image", *levels[t.track_id]) for t in g.image_tracks()
+                      if t.track_id not in have and t.track_id in levels]
+    else:
+        if source == "images":
+            raise DatasetError(f"{path}: not a GTZAN root with images_original/; image embeddings need one")
+        items += [(t.track_id, t.label, str(t.path), "audio", None, None) for t in datasets.scan_audio(path)]
+    if not items:
         raise DatasetError(f"{path}: no audio files found")
-    cache = engine.Cache("musicnn-tracks", {"model": "MSD_musicnn", "layer": layer, "format": 1})
-    keys = {str(t.path): cache.key(t.path) for t in tracks}
-    todo = [(p, layer) for p in keys if cache.get_array(keys[p]) is None]
+    unlabelled = [i for i in items if not i[1]]
+    if unlabelled:
+        raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
+                           "folder named after its label")
+    caches = {k: engine.Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(k, features_csv=csv))
+              for k in {i[3] for i in items}}
+    keys: dict[str, str] = {}
     failed: list[tuple[str, str]] = []
-    for (p, _), res in engine.run_local(_embed_audio_item, todo, jobs=jobs, desc="musicnn", progress=progress):
+    for it in items:
+        try:
+            keys[it[2]] = caches[it[3]].key(it[2])
+        except OSError as exc:
+            failed.append((it[2], f"unreadable: {exc}"))
+    todo = [(k, p, rms, n) for _, _, p, k, rms, n in items if p in keys and caches[k].get_array(keys[p]) is None]
+    for (kind, p, _, _), res in engine.run_local(_embed_item, todo, jobs=jobs, desc="musicnn", progress=progress):
         if isinstance(res, engine.ItemError):
             failed.append((p, str(res)))
         else:
-            cache.put_array(keys[p], res)
+            caches[kind].put_array(keys[p], res)
+    cut = _layer_columns(layer)
     rows, kept = [], []
-    for t in tracks:
-        arr = cache.get_array(keys[str(t.path)])
+    for it in items:
+        arr = caches[it[3]].get_array(keys[it[2]]) if it[2] in keys else None
         if arr is not None and len(arr):
-            rows.append(np.asarray(arr, dtype=np.float64).mean(axis=0))
-            kept.append(t)
+            rows.append(np.asarray(arr, dtype=np.float64)[:, cut].mean(axis=0))
+            kept.append(it)
     if not kept:
-        raise DatasetError(f"{path}: none of the {len(tracks)} audio files could be embedded")
-    return datasets.FeatureTable(np.vstack(rows), np.array([t.label for t in kept]),
-                                 np.array([t.track_id for t in kept]), np.array([str(t.path) for t in kept]),
-                                 cols, source=str(path), extra={"failed": failed})
+        raise DatasetError(f"{path}: none of the {len(items)} files could be embedded ({failed[0][1] if failed else ''})")
+    return datasets.FeatureTable(np.vstack(rows), np.array([i[1] for i in kept]), np.array([i[0] for i in kept]),
+                                 np.array([i[2] for i in kept]), cols, source=str(path),
+                                 extra={"failed": failed, "domains": np.array([i[3] for i in kept])})
+
+
+def domain_stats(X: np.ndarray, domains: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Mean and std (+1e-6) of each source domain's rows, as the shipped default's ``domain-z`` computes
+    them; call it on a fold's TRAINING rows only. A domain with fewer than 2 rows gets no statistics
+    (its rows are then standardised with audio's, as :func:`genrekit.predict.musicnn_vectors` does)."""
+    X, domains = np.asarray(X, dtype=np.float64), np.asarray(domains).astype(str)
+    out = {d: (X[domains == d].mean(axis=0), X[domains == d].std(axis=0) + 1e-6)
+           for d in ("audio", "image") if np.sum(domains == d) >= 2}
+    if "audio" not in out:
+        raise DatasetError(f"domain standardisation needs at least 2 audio-derived training tracks (got "
+                           f"{int(np.sum(domains == 'audio'))}): new audio is standardised with their statistics")
+    return out
+
+
+def standardise_rows(inp: dict, X: np.ndarray, domains: np.ndarray) -> np.ndarray:
+    """Rows as a musicnn head with input block ``inp`` takes them: each row standardised with its
+    domain's stored statistics (none stored: unchanged). The same rule as prediction applies."""
+    from genrekit.predict import musicnn_vectors
+
+    if not inp.get("standardise"):
+        return X
+    out = np.empty(np.shape(X), dtype=np.float64)
+    domains = np.asarray(domains).astype(str)
+    for d in np.unique(domains):
+        m = domains == d
+        out[m] = musicnn_vectors(inp, X[m], domain=str(d))
+    return out
 
 
 class EmbeddingSource(FeatureSource):
     """musicnn embeddings as a run's data: a :class:`FeatureSource` whose rows are per-track mean
     musicnn vectors (:func:`embedding_table`), and whose fitted models carry a ``musicnn`` input, so the
-    saved file classifies audio with ``genrekit predict`` like any other model."""
+    saved file classifies audio with ``genrekit predict`` like any other model.
+
+    ``standardise="domain"``: each fit computes every source domain's mean and std on its TRAINING rows
+    (never valid or test), standardises all rows with them and stores them in the model's input, where
+    prediction applies them (audio's to new audio)."""
 
     kind = "features"
 
-    def __init__(self, table, *, layer: str = "penultimate"):
+    def __init__(self, table, *, layer: str = "penultimate", standardise: str = "none"):
         super().__init__(table)
+        if standardise not in STANDARDISE_MODES:
+            raise DatasetError(f"unknown standardisation {standardise!r}; choose from {', '.join(STANDARDISE_MODES)}")
         self.layer = layer
+        self.standardise = standardise
+        domains = table.extra.get("domains")
+        self.domains = np.full(len(self.labels), "audio") if domains is None else np.asarray(domains).astype(str)
+        if self.domains.shape != self.labels.shape:
+            raise DatasetError(f"{self.source}: {len(self.domains)} domains for {len(self.labels)} rows")
 
     @classmethod
-    def load(cls, data: str | os.PathLike, *, layer: str = "penultimate", progress: bool = True,
-             jobs: int = 1, **_ignored: Any) -> EmbeddingSource:
-        return cls(embedding_table(data, layer=layer, progress=progress, jobs=jobs), layer=layer)
+    def load(cls, data: str | os.PathLike, *, layer: str = "penultimate", standardise: str = "none",
+             source: str = "auto", progress: bool = True, jobs: int = 1, **_ignored: Any) -> EmbeddingSource:
+        return cls(embedding_table(data, layer=layer, source=source, progress=progress, jobs=jobs), layer=layer,
+                   standardise=standardise)
 
     @property
     def failed(self) -> list[tuple[str, str]]:
         return list(self.table.extra.get("failed", []))
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "musicnn": {"model": "MSD_musicnn", "layer": self.layer, "pool": "mean"}}
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{super().fingerprint()}|{','.join(self.domains)}".encode()).hexdigest()
 
-    def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
+    def describe(self) -> dict[str, Any]:
+        doms = {str(d): int(np.sum(self.domains == d)) for d in np.unique(self.domains)}
+        return {**super().describe(), "musicnn": {"model": EMBEDDING_MODEL, "layer": self.layer, "pool": "mean",
+                                                  "standardise": self.standardise, "domains": doms}}
+
+    def input_for(self, train_rows: np.ndarray) -> dict:
+        """The input block of a model fitted on ``train_rows``: with its domain statistics from those rows."""
         from genrekit.models.base import musicnn_input
 
-        super().fit(model, train, valid)
-        model.input_ = musicnn_input(list(self.table.columns), layer=self.layer)
+        stats = domain_stats(self.table.X[train_rows], self.domains[train_rows]) if self.standardise == "domain" else None
+        return musicnn_input(list(self.table.columns), layer=self.layer, standardise=stats)
+
+    def model_arrays(self, model, tracks: Sequence[str]) -> Arrays:
+        """The rows of ``tracks`` standardised as ``model``'s input block says (its training side's stats)."""
+        idx = self.rows(tracks)
+        inp = getattr(model, "input_", None) or {}
+        return Arrays(standardise_rows(inp, self.table.X[idx], self.domains[idx]), self.labels[idx],
+                      self.track_ids[idx])
+
+    def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
+        """Fit ``model`` on the rows of ``train`` (standardised with their own statistics when asked),
+        tuning on ``valid``'s rows standardised with the same statistics."""
+        tr, va = self.rows(train), self.rows(valid)
+        if not len(tr):
+            raise DatasetError(f"{self.source or 'the embedding table'}: no rows of the training tracks")
+        inp = self.input_for(tr)
+        X = self.table.X
+        model.fit(standardise_rows(inp, X[tr], self.domains[tr]), self.labels[tr],
+                  X_valid=standardise_rows(inp, X[va], self.domains[va]) if len(va) else None,
+                  y_valid=self.labels[va] if len(va) else None, feature_names=list(self.table.columns),
+                  segment_seconds=None)
+        model.input_ = inp
 
 
 # ============================================================================================ log-mel
@@ -600,38 +783,67 @@ class LogmelSource:
 
 
 def _member_reads(member) -> str:
-    """Which input a hybrid member takes: log-mel slices for deep models, feature rows otherwise."""
-    return "logmel" if getattr(member, "kind", None) == "deep" else "features"
+    """Which input a hybrid member takes when its hybrid does not say (a hybrid loaded from a file):
+    log-mel slices for deep models, embeddings for musicnn heads, feature rows otherwise."""
+    if getattr(member, "kind", None) == "deep":
+        return "logmel"
+    return "musicnn" if (getattr(member, "input_", None) or {}).get("type") == "musicnn" else "features"
+
+
+HYBRID_PARTS = ("logmel", "musicnn", "features")
 
 
 class HybridSource:
-    """A log-mel and a feature source over the tracks both hold, for hybrid models.
+    """The sources a hybrid's members read -- log-mel slices, musicnn embeddings, a feature table, any two
+    or more -- over the tracks they all hold.
 
-    Each member of the hybrid fits and predicts on its own input; a track's probability is the
-    hybrid rule over the members' track probabilities (segments of different members do not line
-    up, so the hybrid is scored at track level only).
+    Each member of the hybrid fits and predicts on its own input (the hybrid's ``member_parts`` say which;
+    without them deep members read log-mel and the others features); a track's probability is the
+    hybrid rule over the members' track probabilities (segments of different members do not line up, so
+    the hybrid is scored at track level only). Track ids are the first part's (log-mel, else musicnn);
+    a table's rows are matched to them by :func:`genrekit.datasets.table_rows`.
     """
 
     kind = "hybrid"
     segment_unit = "track"
 
-    def __init__(self, logmel: LogmelSource, features: FeatureSource):
-        if features.segmented:
-            raise DatasetError(f"{features.source}: a segment-level table; a hybrid takes one row per track (30 s table)")
+    def __init__(self, logmel: LogmelSource | None = None, features: FeatureSource | None = None, *,
+                 musicnn: EmbeddingSource | None = None):
         from genrekit import datasets
 
-        self.logmel, self.features = logmel, features
-        rows = datasets.table_rows(features.table, logmel.track_ids)
-        keep = [t for t in logmel.track_ids if t in rows]
-        if not keep:
-            raise DatasetError(f"{features.source}: none of the log-mel tracks has a feature row")
-        self._row_id = {t: str(features.track_ids[rows[t]]) for t in keep}
+        self.logmel, self.features, self.musicnn = logmel, features, musicnn
+        present = {k: v for k, v in (("logmel", logmel), ("musicnn", musicnn), ("features", features)) if v is not None}
+        if len(present) < 1 or (len(present) == 1 and "features" in present):
+            raise DatasetError("a hybrid's data needs log-mel or musicnn data, and usually a second part")
+        for name, part in present.items():
+            if name != "logmel" and part.segmented:
+                raise DatasetError(f"{part.source}: a segment-level table; a hybrid takes one row per track (30 s table)")
+        base_name = next(iter(present))
+        base = present[base_name]
+        self._parts = present
+        self._ids: dict[str, dict[str, str]] = {}  # part -> hybrid track id -> that part's id
+        keep = [str(t) for t in base.track_ids]
+        for name, part in present.items():
+            if name == base_name:
+                continue
+            rows = datasets.table_rows(part.table, keep)
+            self._ids[name] = {t: str(part.track_ids[rows[t]]) for t in keep if t in rows}
+            keep = [t for t in keep if t in rows]
+            if not keep:
+                raise DatasetError(f"{part.source}: none of the {base_name} tracks has a {name} row")
         self.track_ids = np.array(keep)
-        self.labels = logmel.labels[logmel.positions(keep)]
+        label = dict(zip(np.asarray(base.track_ids).astype(str), np.asarray(base.labels).astype(str), strict=True))
+        self.labels = np.array([label[t] for t in keep])
+
+    def part(self, name: str):
+        """The source of one part (``logmel``, ``musicnn``, ``features``)."""
+        if name not in self._parts:
+            raise DatasetError(f"this hybrid's data has no {name} part (it holds {', '.join(self._parts)})")
+        return self._parts[name]
 
     @property
     def source(self) -> str:
-        return f"{self.logmel.source} + {self.features.source}"
+        return " + ".join(p.source for p in self._parts.values())
 
     @property
     def segmented(self) -> bool:
@@ -643,28 +855,30 @@ class HybridSource:
 
     @property
     def failed(self) -> list[tuple[str, str]]:
-        return self.logmel.failed
+        return [f for p in self._parts.values() for f in p.failed]
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.logmel.fingerprint()}|{self.features.fingerprint()}".encode()).hexdigest()
+        if set(self._parts) == {"logmel", "features"}:  # as before musicnn parts existed: old runs match
+            return hashlib.sha256(f"{self.logmel.fingerprint()}|{self.features.fingerprint()}".encode()).hexdigest()
+        return hashlib.sha256("|".join(f"{k}:{p.fingerprint()}" for k, p in self._parts.items()).encode()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         return {"n_tracks": int(len(self.track_ids)), "n_rows": int(len(self.track_ids)), "segmented": False,
-                "segment_seconds": None, "members": {"logmel": self.logmel.describe(),
-                                                      "features": self.features.describe()}}
+                "segment_seconds": None, "members": {k: p.describe() for k, p in self._parts.items()}}
 
-    def _part(self, member):
-        return self.logmel if _member_reads(member) == "logmel" else self.features
+    def _member_parts(self, model) -> list[str]:
+        parts = getattr(model, "member_parts", None)
+        return list(parts) if parts else [_member_reads(m) for m in model.members]
 
-    def _ids(self, part, tracks: Sequence[str]) -> list[str]:
-        return [self._row_id[str(t)] for t in tracks] if part is self.features else [str(t) for t in tracks]
+    def _part_ids(self, name: str, tracks: Sequence[str]) -> list[str]:
+        ids = self._ids.get(name)
+        return [ids[str(t)] for t in tracks] if ids is not None else [str(t) for t in tracks]
 
     def fit(self, model, train: Sequence[str], valid: Sequence[str]) -> None:
         """Fit every member of ``model`` (a :class:`~genrekit.models.hybrid.HybridModel` of unfitted
         members) on its own input, then the hybrid itself."""
-        for member in model.members:
-            part = self._part(member)
-            part.fit(member, self._ids(part, train), self._ids(part, valid))
+        for member, name in zip(model.members, self._member_parts(model), strict=True):
+            self.part(name).fit(member, self._part_ids(name, train), self._part_ids(name, valid))
         model.fit()
 
     def predict(self, model, tracks: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -674,10 +888,9 @@ class HybridSource:
         tracks = [str(t) for t in tracks]
         classes = [str(c) for c in model.classes_]
         probas = []
-        for member in model.members_:
-            part = self._part(member)
-            ids = self._ids(part, tracks)
-            g, _, p, member_classes = part.predict(member, ids)
+        for member, name in zip(model.members_, self._member_parts(model), strict=True):
+            ids = self._part_ids(name, tracks)
+            g, _, p, member_classes = self.part(name).predict(member, ids)
             uniq, tp = aggregate_tracks(g, p)
             order = [member_classes.index(c) for c in classes]
             at = {t: k for k, t in enumerate(uniq)}

@@ -26,7 +26,7 @@ from typing import Any
 
 from genrekit.errors import DatasetError, GenrekitError, ModelError
 
-__all__ = ["DeepFactory", "HybridFactory", "TabularFactory", "as_factory", "factory_name"]
+__all__ = ["DeepFactory", "HybridFactory", "TabularFactory", "as_factory", "factory_name", "member_part"]
 
 
 class TabularFactory:
@@ -38,12 +38,33 @@ class TabularFactory:
     fold_reports = False
     final_fit = True
 
-    def __init__(self, name: str, **params: Any):
+    def __init__(self, name: str, *, input: str = "features", layer: str = "penultimate", standardise: str = "none",
+                 **params: Any):
+        """``params`` go to the model; ``input`` ("features" or "musicnn") is what :meth:`open_data` opens a
+        path as by default, and what a hybrid feeds this member (``layer`` / ``standardise``: musicnn's)."""
+        from genrekit.experiments.data import EMBEDDING_LAYERS, STANDARDISE_MODES
         from genrekit.models.registry import make_model
 
         make_model(name, family="tabular", **params)  # a typo fails here, before any fitting
+        if input not in ("features", "musicnn"):
+            raise DatasetError(f"unknown model input {input!r}: use 'features' or 'musicnn'")
+        if layer not in EMBEDDING_LAYERS or standardise not in STANDARDISE_MODES:
+            raise DatasetError(f"musicnn layer {layer!r} / standardisation {standardise!r}: choose from "
+                               f"{', '.join(EMBEDDING_LAYERS)} / {', '.join(STANDARDISE_MODES)}")
         self.name = name
         self.params = dict(params)
+        self.input = input
+        self.data_options = {"layer": layer, "standardise": standardise} if input == "musicnn" else {}
+
+    @property
+    def label(self) -> str:
+        """The member's name in a hybrid's name: ``logreg``, or ``musicnn:logreg`` on embeddings."""
+        return f"musicnn:{self.name}" if self.input == "musicnn" else self.name
+
+    @property
+    def part(self) -> str:
+        """Which part of a :class:`~genrekit.experiments.data.HybridSource` this member reads."""
+        return self.input
 
     def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
         from genrekit.models.registry import make_model
@@ -56,9 +77,10 @@ class TabularFactory:
         (:class:`~genrekit.experiments.data.EmbeddingSource`, ``layer=``)."""
         from genrekit.experiments.data import EmbeddingSource, FeatureSource
 
-        kind = options.pop("input", None) or ("musicnn" if str(path).lower().endswith(".npz") else "features")
+        default = "musicnn" if self.input == "musicnn" or str(path).lower().endswith(".npz") else "features"
+        kind = options.pop("input", None) or default
         if kind == "musicnn":
-            return EmbeddingSource.load(path, progress=progress, **options)
+            return EmbeddingSource.load(path, progress=progress, **{**self.data_options, **options})
         if kind != "features":
             raise DatasetError(f"unknown model input {kind!r}: use 'features' or 'musicnn'")
         return FeatureSource.load(path, progress=progress, **options)
@@ -73,6 +95,11 @@ def _deep_options() -> set[str]:
     # the runner sets these itself, from the data source, the seed and the fold's folder
     owned = {"self", "arch", "input", "input_frames", "seed", "checkpoint_dir", "verbose"}
     return set(inspect.signature(DeepModel.__init__).parameters) - owned
+
+
+def member_part(factory) -> str:
+    """The part of a hybrid's data a member factory reads: ``logmel``, ``features`` or ``musicnn``."""
+    return str(getattr(factory, "part", None) or factory.reads)
 
 
 class DeepFactory:
@@ -131,7 +158,8 @@ class DeepFactory:
 
 class HybridFactory:
     """A hybrid (product of experts) of members with different inputs, e.g. ``["shortchunk", "logreg"]``
-    with ``weights=[0.75, 0.25]``: each member is fitted on its own input, then combined."""
+    with ``weights=[0.75, 0.25]``: each member is fitted on its own input, then combined. A member may
+    be a head on musicnn embeddings: ``TabularFactory("logreg", input="musicnn")``."""
 
     reads = "hybrid"
     valid_role = "early-stopping"  # its deep members pick their weights on the validation side
@@ -144,8 +172,9 @@ class HybridFactory:
         if any(m.reads not in ("features", "logmel") for m in self.members):
             raise ModelError("hybrid members read features or log-mel slices (a hybrid cannot be nested)")
         self.weights = None if weights is None else [float(w) for w in weights]
-        self.name = "+".join(m.name for m in self.members)
-        self.params = {"members": [m.name for m in self.members], "weights": self.weights}
+        self.parts = [member_part(m) for m in self.members]
+        self.name = "+".join(str(getattr(m, "label", m.name)) for m in self.members)
+        self.params = {"members": [str(getattr(m, "label", m.name)) for m in self.members], "weights": self.weights}
         deep = [m.valid_size for m in self.members if m.valid_size]
         self.valid_size = max(deep) if deep else None
         self.fold_reports = any(m.fold_reports for m in self.members)
@@ -153,23 +182,36 @@ class HybridFactory:
     def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
         from genrekit.models.hybrid import HybridModel
 
-        parts = {"logmel": data.logmel, "features": data.features}
-        return HybridModel([m(seed=seed, workdir=None, data=parts[m.reads], progress=progress) for m in self.members],
-                           weights=self.weights)
+        model = HybridModel([m(seed=seed, workdir=None, data=data.part(p), progress=progress)
+                             for m, p in zip(self.members, self.parts, strict=True)], weights=self.weights)
+        model.member_parts = list(self.parts)  # which part of the HybridSource each member fits on (run-time only)
+        return model
 
     def open_data(self, path: str | os.PathLike, *, progress: bool = True, table: str | os.PathLike | None = None,
                   **options: Any):
-        """A GTZAN root's log-mel data and its feature table (``table=`` another CSV)."""
+        """The parts the members read: a GTZAN root's (or audio folders') log-mel data, its feature table
+        (``table=`` another CSV) and musicnn embeddings (with the musicnn member's layer and standardisation);
+        ``options`` go to the log-mel part."""
         from genrekit import datasets
         from genrekit.errors import DatasetError
-        from genrekit.experiments.data import FeatureSource, HybridSource
+        from genrekit.experiments.data import EmbeddingSource, FeatureSource, HybridSource
 
-        deep = next(m for m in self.members if m.reads == "logmel")
-        csv = table or datasets.GTZAN(path).feature_csv()
-        if csv is None:
-            raise DatasetError(f"{path}: no feature table (features_30_sec.csv) for the hybrid's feature members")
-        return HybridSource(deep.open_data(path, progress=progress, **options),
-                            FeatureSource.load(csv, progress=progress))
+        parts: dict[str, Any] = {}
+        if "logmel" in self.parts:
+            deep = self.members[self.parts.index("logmel")]
+            parts["logmel"] = deep.open_data(path, progress=progress, **options)
+        if "features" in self.parts:
+            csv = table or datasets.GTZAN(path).feature_csv()
+            if csv is None:
+                raise DatasetError(f"{path}: no feature table (features_30_sec.csv) for the hybrid's feature members")
+            parts["features"] = FeatureSource.load(csv, progress=progress)
+        if "musicnn" in self.parts:
+            heads = {tuple(sorted(m.data_options.items())) for m, p in zip(self.members, self.parts, strict=True)
+                     if p == "musicnn"}
+            if len(heads) > 1:
+                raise DatasetError("a hybrid's musicnn members must share one layer and standardisation")
+            parts["musicnn"] = EmbeddingSource.load(path, progress=progress, **dict(next(iter(heads))))
+        return HybridSource(**parts)
 
     def record(self, model) -> dict[str, Any]:
         return {"member_kinds": [getattr(m, "kind", "?") for m in model.members_]}

@@ -125,6 +125,7 @@ def finetune_musicnn(
     *,
     head: str = "logreg",
     layer: str = "penultimate",
+    standardise: str = "none",
     valid_size: float = 0.2,
     seed: int = 0,
     jobs: int = 1,
@@ -134,14 +135,15 @@ def finetune_musicnn(
     embeddings of the labelled audio under ``data`` (folder per label). musicnn stays frozen, so a
     handful of tracks per label is enough. Embeddings are cached by content
     (:func:`genrekit.experiments.data.embedding_table`). Writes ``out/model.safetensors``, a musicnn-input
-    model ``genrekit predict --model`` takes, and the hold-out report (``valid_size`` of the tracks)."""
+    model ``genrekit predict --model`` takes, and the hold-out report (``valid_size`` of the tracks).
+    ``standardise="domain"``: the embeddings' mean/std from the training tracks, stored in the model."""
     from genrekit.experiments.data import EmbeddingSource
     from genrekit.experiments.factories import TabularFactory
     from genrekit.experiments.runner import run
 
     if not 0.0 <= valid_size < 1.0:
         raise GenrekitError(f"valid_size must be in [0, 1), got {valid_size}")
-    source = EmbeddingSource.load(data, layer=layer, progress=progress, jobs=jobs)
+    source = EmbeddingSource.load(data, layer=layer, standardise=standardise, progress=progress, jobs=jobs)
     labels = np.unique(source.labels)
     if len(labels) < 2:
         raise GenrekitError(f"{data}: found {len(labels)} label folder(s); fine-tuning needs at least two")

@@ -302,6 +302,12 @@ def _write_fold(result: RunResult, r: FoldResult, fdir: Path, factory, model_met
     return written
 
 
+def _model_rows(source, model, tracks):
+    """The rows of ``tracks`` as ``model`` takes them (standardised embeddings: with its own statistics)."""
+    own = getattr(source, "model_arrays", None)
+    return own(model, tracks) if own is not None else source.arrays(tracks, "test")
+
+
 def _add_model_extras(result: RunResult, source, seed: int, importance: bool) -> dict[str, float] | None:
     """Record what the first fold's model tells beyond its scores: tuned parameters, selected features, its
     members' accuracies; return (feature tables) how much each column matters."""
@@ -316,11 +322,11 @@ def _add_model_extras(result: RunResult, source, seed: int, importance: bool) ->
     if not first.test_tracks:
         return None
     if hasattr(m, "member_scores"):  # an ensemble of feature models: the table's test rows
-        te = source.arrays(first.test_tracks, "test")
+        te = _model_rows(source, m, first.test_tracks)
         result.extra["member_accuracy_first_fold"] = m.member_scores(te.X, te.y)
         result.extra["member_accuracy_first_fold_level"] = "segment" if source.segmented else "track"
     if importance and source.kind == "features":
-        te = source.arrays(first.test_tracks, "test")
+        te = _model_rows(source, m, first.test_tracks)
         imp = m.feature_importances() if hasattr(m, "feature_importances") else None
         if imp is None:
             imp = permutation_importance(m, te.X, te.y, source.table.columns, seed=seed)

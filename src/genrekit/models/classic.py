@@ -56,7 +56,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _build_classifier(name: str, params: dict[str, Any], random_state: int, n_jobs: int):
+def _build_classifier(name: str, params: dict[str, Any], random_state: int, n_jobs: int,
+                      fit_counts: tuple[int, int] | None = None):
+    """``fit_counts``: (rows, rows of the smallest class) of the data it will be fitted on, so a few-shot
+    fit (a handful of tracks per label) gets as many calibration folds and neighbours as it has rows."""
     if name == "rf":
         from sklearn.ensemble import RandomForestClassifier
 
@@ -71,10 +74,18 @@ def _build_classifier(name: str, params: dict[str, Any], random_state: int, n_jo
 
         # Platt scaling fitted on internal cross-validation, then one SVC on all rows (ensemble=False):
         # the replacement scikit-learn recommends for SVC(probability=True).
-        return CalibratedClassifierCV(SVC(kernel="rbf", random_state=random_state, **params), ensemble=False, cv=5)
+        cv = 5
+        if fit_counts is not None and fit_counts[1] < cv:
+            if fit_counts[1] < 2:
+                raise ModelError("svm calibrates its probabilities by cross-validation: it needs at least 2 "
+                                 "training tracks of every class (use logreg for fewer)")
+            cv = fit_counts[1]
+        return CalibratedClassifierCV(SVC(kernel="rbf", random_state=random_state, **params), ensemble=False, cv=cv)
     if name == "knn":
         from sklearn.neighbors import KNeighborsClassifier
 
+        if fit_counts is not None and params.get("n_neighbors", 5) > fit_counts[0]:
+            params = {**params, "n_neighbors": fit_counts[0]}
         return KNeighborsClassifier(weights="distance", **params)
     if name == "logreg":
         from sklearn.linear_model import LogisticRegression
@@ -128,7 +139,7 @@ class SklearnModel(Estimator):
         return self.name + (f"-top{self.top_k}" if self.top_k else "")
 
     # ------------------------------------------------------------------------------------- fitting
-    def _pipeline(self, params: dict[str, Any]):
+    def _pipeline(self, params: dict[str, Any], y: np.ndarray | None = None):
         from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import StandardScaler
 
@@ -139,7 +150,8 @@ class SklearnModel(Estimator):
 
             selector = RandomForestClassifier(n_estimators=200, random_state=self.random_state, n_jobs=self.n_jobs)
             steps.append(("select", SelectFromModel(selector, max_features=int(self.top_k), threshold=-np.inf)))
-        steps.append(("clf", _build_classifier(self.name, params, self.random_state, self.n_jobs)))
+        counts = None if y is None else (len(y), int(np.unique(y, return_counts=True)[1].min()))
+        steps.append(("clf", _build_classifier(self.name, params, self.random_state, self.n_jobs, counts)))
         return Pipeline(steps)
 
     def fit(
@@ -187,7 +199,7 @@ class SklearnModel(Estimator):
             best = None
             for cand in GRIDS[self.name]:
                 params = {**base, **cand}
-                pipe = self._pipeline(params).fit(Xt, yi)
+                pipe = self._pipeline(params, yi).fit(Xt, yi)
                 pred = classes[pipe.predict(Xv)]
                 acc = float(np.mean(pred == yv))
                 self.tuning_.append({"params": cand, "valid_accuracy": acc})
@@ -196,7 +208,7 @@ class SklearnModel(Estimator):
             _, self.best_params_, self.pipeline_ = best
         else:
             self.best_params_ = base
-            self.pipeline_ = self._pipeline(base).fit(Xt, yi)
+            self.pipeline_ = self._pipeline(base, yi).fit(Xt, yi)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
