@@ -63,10 +63,9 @@ def melspectrogram(
     """Mel *power* spectrogram ``[n_mels, 1 + len(y) // hop_length]`` via ``torch.stft``.
 
     Same conventions as ``librosa.feature.melspectrogram``: periodic Hann window, centred frames
-    (``pad_mode`` padding of n_fft // 2 each side), power 2, slaney filters.
+    (``pad_mode`` padding of n_fft // 2 each side), power 2, slaney filters. ``device="numpy"``: the
+    same with :func:`genrekit.dsp.stft` and no torch (the onnx predict path; equal to float32 rounding).
     """
-    import torch
-
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise FeatureError(f"melspectrogram expects mono 1-D audio, got shape {y.shape}")
@@ -74,12 +73,20 @@ def melspectrogram(
         raise FeatureError("melspectrogram: the audio holds no samples")
     if not np.all(np.isfinite(y)):
         raise FeatureError("melspectrogram: the audio contains NaN or infinity")
-    dev = _torch_device(device)
-    fb = torch.tensor(mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax), device=dev)
-    x = torch.from_numpy(y).to(dev)
     pad = n_fft // 2
-    if pad_mode == "reflect" and x.numel() <= pad:
+    if pad_mode == "reflect" and y.size <= pad:
         pad_mode = "constant"  # reflect padding needs more samples than the pad width
+    fb_np = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    if device == "numpy":
+        from genrekit.dsp import stft
+
+        spec = stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode=pad_mode)
+        return (fb_np @ (spec.real**2 + spec.imag**2)).astype(np.float32)
+    import torch
+
+    dev = _torch_device(device)
+    fb = torch.tensor(fb_np, device=dev)
+    x = torch.from_numpy(y).to(dev)
     x = torch.nn.functional.pad(x[None, None], (pad, pad), mode=pad_mode)[0, 0]
     with torch.no_grad():
         spec = torch.stft(
