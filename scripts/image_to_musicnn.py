@@ -115,17 +115,30 @@ def embed_item(item: tuple) -> np.ndarray:
     return _stack(E.embed_image(levels, peak_power=peak, n_samples=y.size, model=MODEL))
 
 
-def table_path(kind: str) -> Path:
+def table_path(kind: str, per_block: int | None = None) -> Path:
+    """``<kind>.npz`` (means over every patch) or ``<kind>-p<K>.npz`` (over K spread patches per 30 s block)."""
     from genrekit.engine import cache_root
 
-    return cache_root() / NAMESPACE / "tables" / f"{kind}.npz"
+    return cache_root() / NAMESPACE / "tables" / (f"{kind}.npz" if per_block is None else f"{kind}-p{per_block}.npz")
 
 
-def load_table(kind: str) -> dict[str, np.ndarray]:
+def patch_subset(n: int, per_block: int | None) -> np.ndarray:
+    """The patches of an ``n``-patch track that a ``patches_per_block`` track score keeps, exactly as
+    ``genrekit predict`` selects them (:func:`genrekit.musicnn_runtime.select_patches`)."""
+    from genrekit import embeddings as E
+    from genrekit.musicnn_runtime import select_patches
+
+    if per_block is None:
+        return np.arange(n)
+    return select_patches(np.arange(n) * E.PATCH_HOP, per_block=per_block)
+
+
+def load_table(kind: str, per_block: int | None = None) -> dict[str, np.ndarray]:
     """A table written by ``embed`` (see the module docstring), as a dict of arrays."""
-    path = table_path(kind)
+    path = table_path(kind, per_block)
     if not path.is_file():
-        raise SystemExit(f"{path}: no table yet; run `python scripts/image_to_musicnn.py embed` first")
+        hint = "" if per_block is None else f" --per-block {per_block}"
+        raise SystemExit(f"{path}: no table yet; run `python scripts/image_to_musicnn.py embed{hint}` first")
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -177,6 +190,7 @@ def cmd_embed(args) -> int:
             arr = cache.get_array(keys[t])
             if arr is None:
                 continue
+            arr = arr[patch_subset(arr.shape[0], args.per_block)]
             ids.append(t)
             labels.append(src[t][0])
             n_patches.append(arr.shape[0])
@@ -184,7 +198,8 @@ def cmd_embed(args) -> int:
             pen_std.append(split_columns(arr)[1].std(0))
         m = np.asarray(means, np.float32)
         tg, pen, pooled = split_columns(m)
-        out = table_path(kind)
+        out = table_path(kind, args.per_block)
+        settings = {**settings, "patches_per_block": args.per_block}
         with engine.atomic_writer(out, "wb") as fh:
             np.savez(fh, track_ids=np.asarray(ids), labels=np.asarray(labels), n_patches=np.asarray(n_patches),
                      taggram=tg, penultimate=pen, pooled=pooled, penultimate_std=np.asarray(pen_std, np.float32),
@@ -531,9 +546,11 @@ def cmd_prove(args) -> int:
     return 0
 
 
-def track_embeddings(feature: str) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
-    """track id -> embedding from audio where the track has audio, else from its image; labels; source."""
-    audio, image = load_table("audio"), load_table("image")
+def track_embeddings(feature: str, per_block: int | None = None
+                     ) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """track id -> embedding from audio where the track has audio, else from its image; labels; source.
+    ``per_block``: means over that many spread patches per 30 s block (the tables of ``embed --per-block``)."""
+    audio, image = load_table("audio", per_block), load_table("image", per_block)
     emb = features_of(image, feature) | features_of(audio, feature)
     label = dict(zip(image["track_ids"].tolist(), image["labels"].tolist(), strict=True)) | dict(
         zip(audio["track_ids"].tolist(), audio["labels"].tolist(), strict=True))
@@ -688,6 +705,9 @@ def main(argv=None) -> int:
     e.add_argument("--kinds", default="audio,image,audio-as-image")
     e.add_argument("--jobs", type=int, default=2)
     e.add_argument("--limit", type=int, default=0, help="first N tracks of each kind only (smoke runs)")
+    e.add_argument("--per-block", type=int, default=None, metavar="K",
+                   help="table means over K evenly spread patches per 30 s block, as `predict` with "
+                        "patches_per_block=K scores a track (tables <kind>-pK.npz; per-patch cache shared)")
     pr = sub.add_parser("prove", help="cosine and transfer accuracy on the clips with audio and image")
     pr.add_argument("--out", default="", help="also write the report here")
     for name, helptext in (("align", "fit the pixel columns' timing"), ("calibrate", "level, floor, band offsets")):

@@ -41,6 +41,20 @@ def test_logmel_matches_librosa_amplitude_to_db_of_mel_power():
     np.testing.assert_allclose(levels, expected, atol=1e-3)
 
 
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect"])
+@pytest.mark.parametrize("seconds", [0.02, 2.0])
+def test_numpy_and_torch_melspectrograms_agree(pad_mode, seconds):
+    """The CPU path (numpy, what prediction runs) and the torch path (accelerators, training) are one
+    transform: same frames, same values to float32 rounding, for short (reflect falls back) and long audio."""
+    pytest.importorskip("torch")
+    y = _audio(seconds, seed=3)
+    a = S.melspectrogram(y, pad_mode=pad_mode)
+    b = S.melspectrogram(y, pad_mode=pad_mode, device="auto" if seconds > 1 else "cpu:0")
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (128, 1 + y.size // 512)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * float(b.max()))
+    np.testing.assert_allclose(S.power_to_levels(a), S.power_to_levels(b), atol=1e-5)
+
+
 def test_power_to_levels_floor_and_silence():
     p = np.array([[1.0, 1e-2, 1e-6, 0.0]])
     lv = S.power_to_levels(p)  # 20*log10: 0, -40, -120 -> floored at -80, -80

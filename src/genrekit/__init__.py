@@ -11,7 +11,7 @@ GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock",
 )
 
-__all__ = ["GENRES", "GenreClassifier", "__version__"]
+__all__ = ["GENRES", "GenreClassifier", "__version__", "embed", "tags"]
 
 
 def __getattr__(name: str):
@@ -19,4 +19,12 @@ def __getattr__(name: str):
         from genrekit.predict import GenreClassifier
 
         return GenreClassifier
+    if name == "tags":  # genrekit.tags(paths, model=, top_k=, segments=, jobs=, ...) -> records
+        from genrekit.batch import musicnn_tags
+
+        return musicnn_tags
+    if name == "embed":  # genrekit.embed(paths, model=, layers=, per_window=, jobs=, ...) -> DataFrame
+        from genrekit.batch import musicnn_embeddings
+
+        return musicnn_embeddings
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")

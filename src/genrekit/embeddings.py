@@ -805,11 +805,21 @@ def embed_image(
     model: str = DEFAULT_MODEL,
     hop: int = PATCH_HOP,
     batch: int = DEFAULT_BATCH,
+    patches_per_block: int | None = None,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> Embedding:
-    """:func:`embed` of a Kaggle GTZAN image through :func:`musicnn_input_from_image` (same arguments)."""
+    """:func:`embed` of a Kaggle GTZAN image through :func:`musicnn_input_from_image` (same arguments),
+    so an image is embedded exactly as a model embeds audio (``patches_per_block``, ``backend``)."""
     _check_model(model)
+    per_block = _check_per_block(patches_per_block, _check_hop(hop))
     logmel = musicnn_input_from_image(levels_or_path, rms_mean=rms_mean, peak_power=peak_power, n_samples=n_samples)
-    starts = patch_starts(logmel.shape[0], hop=hop)
-    taggram, pen, pooled = run_patches(patches(logmel, hop=hop), model=model, batch=batch)
+    x, starts = patches(logmel, hop=hop), patch_starts(logmel.shape[0], hop=hop)
+    if per_block is not None:
+        from genrekit.musicnn_runtime import select_patches
+
+        keep = select_patches(starts, per_block=per_block, hop=hop)
+        x, starts = x[keep], starts[keep]
+    taggram, pen, pooled = run_patches(x, model=model, batch=batch, backend=backend, threads=threads)
     return Embedding(model, taggram, pen, pooled, starts * (HOP_LENGTH / SR), n_samples / IMAGE_SR,
                      padded=logmel.shape[0] < PATCH_FRAMES)

@@ -85,8 +85,9 @@ class PartitionedOutput:
     """
 
     def __init__(self, directory: str | os.PathLike, *, kind: str, settings: dict[str, Any],
-                 part_size: int = 1000, part_seconds: float = 120.0):
+                 part_size: int = 1000, part_seconds: float = 120.0, vectors: dict[str, int] | None = None):
         self.dir = Path(directory)
+        self.vectors = dict(vectors or {})  # columns of fixed-length float32 vectors: rows_to_table
         self.kind = kind
         self.settings = settings
         self.part_size = int(part_size)
@@ -205,7 +206,7 @@ class PartitionedOutput:
         if self._rows:
             used = [int(PART_RE.match(p["file"]).group(1)) for p in m["parts"]]
             part = f"part-{(max(used) + 1) if used else 0:05d}.parquet"
-            table = pa.Table.from_pylist(self._rows)
+            table = rows_to_table(self._rows, vectors=self.vectors)
             with atomic_path(self.dir / part) as tmp:
                 pq.write_table(table, str(tmp))
             m["parts"].append({"file": part, "rows": table.num_rows, "inputs": len(self._inputs)})
@@ -237,6 +238,41 @@ class PartitionedOutput:
         return self.manifest.get("done", {})
 
 
+def rows_to_table(rows: list[dict[str, Any]], *, vectors: dict[str, int] | None = None):
+    """Rows (dicts) as a pyarrow Table: every column any row has (``Table.from_pylist`` alone takes the
+    first row's keys and silently drops the others; a row without a column gets null), and each
+    ``vectors`` column (name -> length) as ``fixed_size_list<float32>[length]``, which pandas reads as
+    one float32 numpy array per cell (``np.stack(df[col])`` is the matrix)."""
+    pa, _ = require_pyarrow()
+    vectors = dict(vectors or {})
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    if not rows:
+        return pa.table({c: pa.array([], pa.list_(pa.float32(), n)) for c, n in vectors.items()})
+    columns = {}
+    for c in names:
+        values = [r.get(c) for r in rows]
+        if c in vectors:
+            n = vectors[c]
+            bad = next((v for v in values if v is not None and len(v) != n), None)
+            if bad is not None:
+                raise OutputError(f"column {c!r} holds vectors of {n} values, got one of {len(bad)}")
+            columns[c] = pa.array(values, pa.list_(pa.float32(), n))
+        else:
+            columns[c] = pa.array(values)
+    return pa.table(columns)
+
+
+def write_parquet(path: str | os.PathLike, rows: list[dict[str, Any]], *, vectors: dict[str, int] | None = None) -> None:
+    """One Parquet file of ``rows`` (:func:`rows_to_table`), written atomically: a killed run leaves the
+    old file or the new one, never half of it."""
+    _, pq = require_pyarrow()
+    table = rows_to_table(rows, vectors=vectors)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
+
+
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """The manifest of an output directory (raises OutputError when missing or unreadable)."""
     mpath = Path(directory) / MANIFEST
@@ -259,8 +295,21 @@ def read_dataset(directory: str | os.PathLike):
 
 
 # ------------------------------------------------------------------------------------ predict rows
+def tag_structs(pairs: list | None) -> list[dict[str, Any]] | None:
+    """``[[tag, score], ...]`` (a record's tags) as ``[{"tag": ..., "score": ...}, ...]``: a Parquet
+    ``list<struct<tag: string, score: double>>``, best first.
+
+    A list of structs rather than a JSON string: pandas gives each cell as an array of dicts
+    (``[t["tag"] for t in row.tags]``), pyarrow / DuckDB / polars query it without parsing
+    (``UNNEST(tags)``, ``list.eval``), and the scores stay numbers."""
+    if pairs is None:
+        return None
+    return [{"tag": str(t), "score": float(s)} for t, s in pairs]
+
+
 def predict_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A prediction record as one flat row: genre, duration, one ``score_<genre>`` column each, top-k.
+    """A prediction record as one flat row: genre, duration, one ``score_<genre>`` column each, top-k,
+    and, when the record has them, ``tags`` (:func:`tag_structs`) and ``uncertain`` (``--min-confidence``).
 
     Flat columns keep a 100,000-row table easy to query (``df.groupby("genre")``); the per-window
     timeline, when asked for, is kept losslessly as JSON text."""
@@ -269,6 +318,21 @@ def predict_row(record: dict[str, Any]) -> dict[str, Any]:
     for g in sorted(scores):  # a fixed column order, whatever the ranking
         row[f"score_{g}"] = scores[g]
     row["top"] = [g for g, _ in record.get("top") or []]
+    if "tags" in record:
+        row["tags"] = tag_structs(record["tags"])
+    if "uncertain" in record:
+        row["uncertain"] = record["uncertain"]
+    if "segments" in record:
+        row["segments_json"] = json.dumps(record["segments"])
+    return row
+
+
+# ------------------------------------------------------------------------------------ tags rows
+def tags_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``genrekit tags`` record as one row: file, model, duration, patches, ``tags``
+    (:func:`tag_structs`, as ``predict_row``'s) and, with ``--segments``, the timeline as JSON text."""
+    row: dict[str, Any] = {"file": record["file"], "model": record["model"], "duration_s": record["duration_s"],
+                           "n_patches": record["n_patches"], "tags": tag_structs(record["tags"])}
     if "segments" in record:
         row["segments_json"] = json.dumps(record["segments"])
     return row

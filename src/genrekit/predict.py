@@ -213,7 +213,6 @@ class GenreClassifier:
         self.temperature: float | None = getattr(model, "temperature_", None) or meta.get("temperature")
         self.musicnn = next((inp for _, inp in self.members if inp["type"] == "musicnn"), None)
         self._full_block_frames: dict[str, int] = {}  # log-mel frames of a full block, per front end
-        self._logmel_device = "numpy" if backend == "onnx" else "cpu"  # onnx: no torch in the front end either
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -343,7 +342,7 @@ class GenreClassifier:
                 if key not in made and quiet and full and key in self._full_block_frames:
                     made[key] = np.zeros((1, self._full_block_frames[key]), np.float32)  # no window is classified
                 if key not in made:
-                    made[key] = spectrogram.logmel_for_input(y, inp, device=self._logmel_device)
+                    made[key] = spectrogram.logmel_for_input(y, inp)
                     if full:
                         self._full_block_frames[key] = made[key].shape[1]
                 parts.append(self._levels_proba(model, inp, made[key], offset, y.size / self.sr, y))
@@ -484,7 +483,9 @@ class GenreClassifier:
                     from genrekit import embeddings
 
                     rms = row.get("rms_mean") if isinstance(row, dict) else None
-                    embedding = embeddings.embed_image(image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"))
+                    embedding = embeddings.embed_image(  # as this member embeds audio: same patches, same backend
+                        image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"),
+                        patches_per_block=inp.get("patches_per_block"), backend=inp.get("backend", "torch"))
                     domain = "image"
                 if embedding is None:
                     raise ModelError(f"{self.path}: this model needs a musicnn embedding or a Kaggle image")

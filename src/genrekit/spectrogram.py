@@ -1,4 +1,4 @@
-"""Log-mel front end (torch) and Kaggle image inversion onto the same grid.
+"""Log-mel front end (numpy on the CPU, torch on an accelerator) and Kaggle image inversion onto the same grid.
 
 One representation feeds every deep model: a matrix of *normalised levels* in [0, 1], shape
 ``[n_mels, frames]``, computed exactly the way the Kaggle ``images_original`` PNGs were drawn:
@@ -60,11 +60,13 @@ def melspectrogram(
     y: np.ndarray, *, sr: int = SR, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH, n_mels: int = N_MELS,
     fmin: float = 0.0, fmax: float | None = None, pad_mode: str = "constant", device: str | None = "cpu",
 ) -> np.ndarray:
-    """Mel *power* spectrogram ``[n_mels, 1 + len(y) // hop_length]`` via ``torch.stft``.
+    """Mel *power* spectrogram ``[n_mels, 1 + len(y) // hop_length]``.
 
     Same conventions as ``librosa.feature.melspectrogram``: periodic Hann window, centred frames
-    (``pad_mode`` padding of n_fft // 2 each side), power 2, slaney filters. ``device="numpy"``: the
-    same with :func:`genrekit.dsp.stft` and no torch (the onnx predict path; equal to float32 rounding).
+    (``pad_mode`` padding of n_fft // 2 each side), power 2, slaney filters. On the CPU (``device``
+    "cpu" or None) it is :func:`genrekit.dsp.stft` in numpy, so predicting never imports torch (2-3.5 s
+    of a cold start); any other device (``"auto"``, ``"cuda"``) runs ``torch.stft`` there. The two agree
+    to float32 rounding (tests/test_spectrogram.py).
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
@@ -76,25 +78,24 @@ def melspectrogram(
     pad = n_fft // 2
     if pad_mode == "reflect" and y.size <= pad:
         pad_mode = "constant"  # reflect padding needs more samples than the pad width
-    fb_np = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    if device == "numpy":
-        from genrekit.dsp import stft
+    fb = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    if device in (None, "cpu"):
+        from genrekit.dsp import frame_count, stft_frames
 
-        spec = stft(y, n_fft=n_fft, hop_length=hop_length, pad_mode=pad_mode)
-        return (fb_np @ (spec.real**2 + spec.imag**2)).astype(np.float32)
+        spec = stft_frames(np.pad(y, pad, mode=pad_mode), 0, frame_count(y.size, hop_length=hop_length),
+                           n_fft=n_fft, hop_length=hop_length)  # (frames, bins)
+        power = spec.real**2 + spec.imag**2
+        return np.ascontiguousarray((power @ fb.T).T, dtype=np.float32)
     import torch
 
     dev = _torch_device(device)
-    fb = torch.tensor(fb_np, device=dev)
-    x = torch.from_numpy(y).to(dev)
-    x = torch.nn.functional.pad(x[None, None], (pad, pad), mode=pad_mode)[0, 0]
+    x = torch.nn.functional.pad(torch.from_numpy(y).to(dev)[None, None], (pad, pad), mode=pad_mode)[0, 0]
     with torch.no_grad():
         spec = torch.stft(
             x, n_fft=n_fft, hop_length=hop_length, window=torch.hann_window(n_fft, periodic=True, device=dev),
             center=False, return_complex=True,
         )
-        power = spec.real**2 + spec.imag**2
-        mel = fb @ power
+        mel = torch.tensor(fb, device=dev) @ (spec.real**2 + spec.imag**2)
     return mel.cpu().numpy().astype(np.float32)
 
 

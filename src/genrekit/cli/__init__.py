@@ -18,7 +18,7 @@ from genrekit import __version__
 # Sub-commands in the order `genrekit --help` lists them: command NAME is the module genrekit.cli.NAME_cmd.
 COMMANDS = [
     "info", "features", "train", "compare", "eda", "evaluate", "finetune",
-    "predict", "demo", "export", "serve",
+    "predict", "tags", "embed", "demo", "export", "serve",
     "tag", "playlists", "similar",  # library tools
 ]
 

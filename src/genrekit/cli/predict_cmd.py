@@ -1,7 +1,8 @@
 """`genrekit predict`: genres for songs and folders, one record per file, bad files reported not fatal.
 
 Parses the flags, renders and prints; the work is ``genrekit.batch.predict_records`` written through a
-``JournalSink`` (``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``).
+``JournalSink`` (``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``:
+``parquet_out.predict_row``'s columns, with ``tags`` and ``uncertain`` when the records carry them).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def run(args) -> int:
     if parquet:  # a folder: Parquet parts + manifest, resumable at any size
         sink = batch.ParquetSink(args.out, kind="predict", part_size=args.part_size, to_rows=lambda r: [predict_row(r)],
                                  settings=batch.predict_settings(clf, segments=args.segments, top_k=args.top_k,
-                                                                 max_duration=max_duration))
+                                                                 max_duration=max_duration,
+                                                                 min_confidence=args.min_confidence, tags=args.tags))
     else:
         settings = {"model": clf.identity, "segments": args.segments}
         if max_duration is not None:  # absent otherwise, so journals written before the option still resume

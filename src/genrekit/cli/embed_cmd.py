@@ -1,0 +1,104 @@
+"""`genrekit embed`: musicnn embeddings of audio files/folders into Parquet (or .npz / .csv).
+
+Parses the flags and prints; the work is ``genrekit.batch.embedding_results`` (musicnn outputs cached by
+file content, shared with ``genrekit tags``) written through a ``TableSink`` (one file, atomically, at
+the end: the cache is what resumes a killed run) or a ``ParquetSink`` (``--out DIR/``: parts + manifest,
+resumable at any size), as ``genrekit features`` does.
+
+Parquet schema (``--out emb.parquet`` and ``--out DIR/``; ``DIR/`` adds ``input``, the path as given):
+
+- per file: ``file`` string, ``duration_s`` double, ``n_patches`` int64, ``n_silent`` int64 (patches
+  below the silence threshold, left out of the means), then one column per ``--layers`` entry:
+  ``penultimate`` ``fixed_size_list<float32>[200]``, ``pooled`` ``[1506]``, ``taggram`` ``[50]`` (the
+  mean over the audible 3 s patches; taggram columns are ``embeddings.tag_names(model)``);
+- ``--per-window``: ``file``, ``duration_s``, ``patch`` int64, ``start`` / ``end`` double seconds,
+  ``silent`` bool, and the patch's own vectors.
+
+One list column per layer, not one column per value: pandas reads each cell as a float32 array and
+``np.stack(df["penultimate"])`` is the (rows, 200) matrix; pyarrow, polars and DuckDB read a
+fixed-size list as a vector/array type without parsing; and the file stays a 6-9 column table instead of
+1756 columns, each with its own metadata in every row group. ``.csv`` has one column per value
+(``penultimate_0`` ...) for tools that read nothing else.
+"""
+
+from __future__ import annotations
+
+HELP = "musicnn embeddings (penultimate 200-d, pooled 1506-d, taggram 50-d) into Parquet / npz / csv"
+DESCRIPTION = (
+    "Walks folders recursively and writes each file's musicnn embeddings (the mean over its audible 3 s "
+    "patches, or one row per patch with --per-window) to --out: FILE.parquet, FILE.npz or FILE.csv "
+    "(written at the end, atomically), or a folder ending in / (Parquet parts + _manifest.json, resumable "
+    "at any size). Results are cached by file content under $XDG_CACHE_HOME/genrekit, so a second run, "
+    "or a rerun after an interrupted one, is served from the cache. Files that fail (unreadable, no "
+    "audible signal) are listed at the end and in OUT.errors.tsv; the exit code is then 1."
+)
+
+SUFFIXES = (".parquet", ".npz", ".csv")
+
+
+def add_arguments(p) -> None:
+    from genrekit.cli.tags_cmd import add_musicnn_arguments
+
+    add_musicnn_arguments(p)
+    p.add_argument("--out", "-o", required=True, metavar="FILE",
+                   help="FILE.parquet, FILE.npz or FILE.csv; a folder (ending in /) gets Parquet parts + manifest")
+    p.add_argument("--layers", default="penultimate,pooled,taggram", metavar="L,..",
+                   help="comma-separated layers: penultimate (200), pooled (1506), taggram (50); default all three")
+    p.add_argument("--per-window", action="store_true", help="one row per 3 s patch, with its start and end")
+
+
+def run(args) -> int:
+    import functools
+    import sys
+    from pathlib import Path
+
+    from genrekit import batch
+    from genrekit.cli.predict_cmd import make_engine
+    from genrekit.cli.tags_cmd import check_musicnn_args, musicnn_inputs, report_parquet
+    from genrekit.errors import GenrekitError
+    from genrekit.parquet_out import is_dataset_target
+
+    problem = check_musicnn_args(args)
+    parquet = is_dataset_target(args.out)
+    if not problem and not parquet and Path(args.out).suffix.lower() not in SUFFIXES:
+        problem = f"--out must end in {', '.join(SUFFIXES)} or / (a Parquet folder), got {args.out}"
+    try:
+        layers = batch.check_layers([x.strip() for x in args.layers.split(",") if x.strip()])
+    except GenrekitError as exc:
+        problem = problem or str(exc)
+    if problem:
+        print(f"genrekit embed: error: {problem}", file=sys.stderr)
+        return 2
+    found = musicnn_inputs(args, "embed")
+    if found is None:
+        return 1
+    files, walk_errors, settings = found
+    before = [batch.Result(p, error=e) for p, e in walk_errors]
+    vectors = {x: batch.EMBED_LAYERS[x] for x in layers}
+    if parquet:
+        sink = batch.ParquetSink(args.out, kind="embed", part_size=args.part_size, to_rows=list, vectors=vectors,
+                                 settings=batch.embedding_settings(settings, layers=layers, per_window=args.per_window))
+    else:
+        sink = batch.TableSink(args.out, writer=functools.partial(batch.write_embeddings, layers=layers))
+    todo = sink.pending(files)
+    if sink.summary.resumed:
+        print(f"resuming: {sink.summary.resumed} of {len(files)} files already done in {args.out}", file=sys.stderr)
+    results = batch.embedding_results(todo, settings, make_engine(args), layers=layers, per_window=args.per_window,
+                                      cache=not args.no_cache)
+    try:
+        batch.write(results, sink, before=before)
+    except KeyboardInterrupt:
+        kept = (f"finished parts are kept in {args.out}" if parquet
+                else f"{sink.summary.ok} finished file(s) are cached" if not args.no_cache else "nothing was kept (--no-cache)")
+        print(f"genrekit embed: interrupted; {kept}; run the same command again to resume", file=sys.stderr)
+        return 130
+    if parquet:
+        return report_parquet(sink, len(files) + len(walk_errors))
+    print(f"genrekit embed: wrote {sink.rows} row(s) for {sink.files} file(s) to {sink.out} "
+          f"({sink.summary.cached} from cache)", file=sys.stderr)
+    if sink.errors:
+        print(f"genrekit embed: {len(sink.errors)} file(s) failed (also listed in {sink.errors_path}):", file=sys.stderr)
+        for p, e in sink.errors[:20]:
+            print(f"  {batch.error_text(p, e)}", file=sys.stderr)
+        return 1
+    return 0
