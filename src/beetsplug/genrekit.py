@@ -19,7 +19,7 @@ Configuration (all optional)::
         top_k: 1
         labels: display     # Hip-Hop, Rock, ...; "model" keeps the model's labels (hiphop, rock)
         model: null         # a genrekit model file; null is the shipped model
-        backend: torch      # or onnx
+        backend: onnx       # or torch
         jobs: 1             # classification worker processes
         cache: yes          # reuse predictions by file content (shared with genrekit tag)
         tags: 0             # N > 0: the N most probable musicnn tags into genrekit_tags
@@ -65,7 +65,7 @@ class GenrekitPlugin(BeetsPlugin):
         super().__init__()
         self.config.add({
             "auto": False, "policy": "only-empty", "min_confidence": 0.0, "top_k": 1, "labels": "display",
-            "model": None, "backend": "torch", "jobs": 1, "cache": True, "tags": 0,
+            "model": None, "backend": "onnx", "jobs": 1, "cache": True, "tags": 0,
         })
         self._clf = None
         if self.config["auto"].get(bool):

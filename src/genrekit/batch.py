@@ -321,7 +321,7 @@ class PredictTask:
 
     fork_safe = False  # the parent holds torch: start workers with forkserver, never fork
 
-    def __init__(self, *, model: str | os.PathLike | None, backend: str = "torch", top_k: int = 3,
+    def __init__(self, *, model: str | os.PathLike | None, backend: str = "onnx", top_k: int = 3,
                  segments: bool = False, max_duration: float | None = None, min_confidence: float | None = None,
                  tags: bool = False):
         self.model = None if model is None else str(model)
@@ -364,7 +364,7 @@ class PredictTask:
 
 def predict_records(
     files: Iterable[str | os.PathLike], classifier: GenreClassifier | str | os.PathLike | None = None,
-    engine: Engine | None = None, *, top_k: int = 3, segments: bool = False, backend: str = "torch",
+    engine: Engine | None = None, *, top_k: int = 3, segments: bool = False, backend: str = "onnx",
     max_duration: float | None = None, task: Callable[[str], dict[str, Any]] | None = None,
     min_confidence: float | None = None, tags: bool = False,
 ) -> Iterator[dict[str, Any]]:

@@ -241,7 +241,7 @@ def predict_ray(
     files: list[str],
     *,
     model: str | os.PathLike | None,
-    backend: str = "torch",
+    backend: str = "onnx",
     top_k: int = 3,
     segments: bool = False,
     address: str | None = None,

@@ -1,15 +1,32 @@
-"""ONNX export of deep models and an onnxruntime inference path with the same interface.
+"""ONNX graphs of genrekit models, built from their numpy tensors, and an onnxruntime inference path.
 
-The exported file carries the model's genrekit metadata (classes, input description) in the ONNX
-``metadata_props``, so ``GenreClassifier.load(path, backend="onnx")`` needs nothing else. Loading an
-ONNX graph executes no Python code from the file.
+:func:`deep_graph` writes the ONNX graph of a :class:`~genrekit.models.deep.DeepModel` net straight from
+the model file's tensors with ``onnx.helper``: no torch, no tracing. BatchNorm is folded into the
+convolution or linear layer before it (eval mode), Dropout is the identity, and the graph is built for
+the model's fixed input (``n_mels`` x ``slice_width`` frames, the only shape the predict path feeds) with
+a dynamic batch. :func:`deep_graph_bytes` caches the serialised graph under
+``engine.cache_root()/deep``, keyed by the tensors' sha256 and :data:`GRAPH_BUILDER_VERSION`, so a later
+process needs ``onnxruntime`` alone (``import onnxruntime`` costs 0.2 s where ``import torch`` costs
+2-3.5 s of ``genrekit predict``'s start-up). An architecture the builder does not know falls back to
+``torch.onnx.export``.
+
+:func:`export` writes a model as one ``.onnx`` file: a deep model's graph; for a logistic (linear) head
+on musicnn embeddings, musicnn's graph (:func:`genrekit.musicnn_runtime.build_onnx`) plus the head, from
+log-mel patches to class probabilities; for a hybrid, its deep member's graph (or, without one, its
+musicnn head's) with the other members riding in the ONNX ``metadata_props`` as their own verified
+genrekit model files. The file carries the genrekit metadata (classes, input description) too, so
+``GenreClassifier.load(path, backend="onnx")`` needs nothing else. Loading an ONNX graph executes no
+Python code from the file.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,80 +35,494 @@ import numpy as np
 from genrekit.engine import atomic_write_bytes
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
-from genrekit.models.base import Estimator
+from genrekit.models.base import Estimator, load_model_file
 
 META_KEY = "genrekit_meta"
+ONNX_OPSET = 17
+GRAPH_BUILDER_VERSION = 1  # bump when the graph deep_graph builds changes (the cache keys on it)
+GRAPH_ARCHS = ("tutorial", "cnn", "cnn-bn", "resnet", "shortchunk", "shortchunk-res")
+BN_EPS = 1e-5  # torch's BatchNorm default, which build_net uses
+INPUT_NAME, OUTPUT_NAME = "logmel", "logits"
+MUSICNN_INPUT = "patches"  # musicnn_runtime.INPUT_NAME: (n, 187, 96) log-mel patches, time before mel
 
 
-def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int = 17) -> Path:
-    """Write the model at ``model_path`` as ONNX to ``out`` (atomically); batch size is dynamic.
+# ------------------------------------------------------------------------------------------ graph writer
 
-    A deep model becomes one graph. A hybrid's spectrogram member becomes the graph and its other members
-    (small tabular models) travel inside the ONNX metadata as their own verified genrekit model files, so
-    the ``.onnx`` file alone reproduces the hybrid's predictions.
-    """
-    import base64
 
-    import onnx
+class _Writer:
+    """Nodes and initialisers of one ONNX graph (``onnx`` imported only when a graph is built)."""
+
+    def __init__(self, prefix: str = "") -> None:
+        import onnx
+        from onnx import helper, numpy_helper
+
+        self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
+        self.prefix = prefix
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self._n = 0
+
+    def name(self, what: str) -> str:
+        self._n += 1
+        return f"{self.prefix}{what}_{self._n}"
+
+    def const(self, arr: Any, what: str = "c") -> str:
+        n = self.name(what)
+        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(arr), n))
+        return n
+
+    def op(self, op: str, inputs: list[str], *, out: str | None = None, **attrs: Any) -> str:
+        out = out or self.name(op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def model(self, inputs: list[tuple[str, list[Any]]], outputs: list[tuple[str, list[Any]]], *,
+              meta: Mapping[str, str] | None = None, base: Any = None) -> Any:
+        """The checked ModelProto; ``base``: a graph whose nodes and initialisers come first (musicnn)."""
+        h, tp = self.helper, self.onnx.TensorProto
+        nodes = [*(base.graph.node if base is not None else []), *self.nodes]
+        inits = [*(base.graph.initializer if base is not None else []), *self.inits]
+        graph = h.make_graph(nodes, "genrekit", [h.make_tensor_value_info(n, tp.FLOAT, s) for n, s in inputs],
+                             [h.make_tensor_value_info(n, tp.FLOAT, s) for n, s in outputs], inits)
+        proto = h.make_model(graph, opset_imports=[h.make_opsetid("", ONNX_OPSET)], producer_name="genrekit")
+        proto.ir_version = 8  # onnxruntime >= 1.14 reads it; opset 17
+        for k, v in (meta or {}).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        self.onnx.checker.check_model(proto)
+        return proto
+
+
+# ------------------------------------------------------------------------------------------ deep nets
+
+
+class _Net:
+    """Walks one of ``build_net``'s architectures over its state-dict tensors, writing ONNX nodes and
+    tracking the feature map's static size (the adaptive pools need it)."""
+
+    def __init__(self, g: _Writer, tensors: Mapping[str, np.ndarray], *, n_mels: int, frames: int, source: Any):
+        self.g, self.t, self.source = g, tensors, source
+        self.used: set[str] = set()
+        self.h, self.w = int(n_mels), int(frames)
+
+    def take(self, key: str) -> np.ndarray:
+        if key not in self.t:
+            raise ModelError(f"{self.source}: weights lack {key!r}: they do not match the architecture in the metadata")
+        self.used.add(key)
+        return np.asarray(self.t[key], dtype=np.float64)
+
+    def has(self, key: str) -> bool:
+        return key in self.t
+
+    def bn(self, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        """Eval-mode batch norm as ``x * scale + shift``."""
+        g, b = self.take(f"{prefix}.weight"), self.take(f"{prefix}.bias")
+        m, v = self.take(f"{prefix}.running_mean"), self.take(f"{prefix}.running_var")
+        self.used.add(f"{prefix}.num_batches_tracked")
+        s = g / np.sqrt(v + BN_EPS)
+        return s, b - m * s
+
+    def conv(self, x: str, conv: str, *, bn: str | None = None, stride: int = 1, relu: bool = True) -> str:
+        """Conv2d (3x3 padding 1, or 1x1 padding 0) with the batch norm after it folded in."""
+        w = self.take(f"{conv}.weight")
+        b = self.take(f"{conv}.bias") if self.has(f"{conv}.bias") else np.zeros(w.shape[0])
+        if bn is not None:
+            s, sh = self.bn(bn)
+            w, b = w * s[:, None, None, None], b * s + sh
+        k = int(w.shape[2])
+        p = (k - 1) // 2
+        y = self.g.op("Conv", [x, self.g.const(w.astype(np.float32), "w"), self.g.const(b.astype(np.float32), "b")],
+                      kernel_shape=[k, k], pads=[p, p, p, p], strides=[stride, stride])
+        self.h, self.w = (self.h + 2 * p - k) // stride + 1, (self.w + 2 * p - k) // stride + 1
+        return self.g.op("Relu", [y]) if relu else y
+
+    def max_pool(self, x: str, *, ceil: bool = False) -> str:
+        if ceil:
+            self.h, self.w = -(-self.h // 2), -(-self.w // 2)
+        else:
+            self.h, self.w = self.h // 2, self.w // 2
+        return self.g.op("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=int(ceil))
+
+    def avg_pool(self, x: str) -> str:
+        self.h, self.w = self.h // 2, self.w // 2
+        return self.g.op("AveragePool", [x], kernel_shape=[2, 2], strides=[2, 2])
+
+    def adaptive_avg(self, x: str, out: int) -> str:
+        """AdaptiveAvgPool2d((out, out)) for this map's static size: bin i averages rows
+        ``floor(i*H/out)`` to ``ceil((i+1)*H/out)``. Sizes that divide use AveragePool; others, the
+        same bins as two averaging matrix products (bins of unequal length, as torch's)."""
+        h, w = self.h, self.w
+        if h < 1 or w < 1:
+            raise ModelError(f"{self.source}: the input is too small for this network (feature map {h}x{w})")
+        self.h = self.w = out
+        if out == 1:
+            return self.g.op("GlobalAveragePool", [x])
+        if h % out == 0 and w % out == 0:
+            return self.g.op("AveragePool", [x], kernel_shape=[h // out, w // out], strides=[h // out, w // out])
+
+        def bins(n: int) -> np.ndarray:
+            a = np.zeros((out, n))
+            for i in range(out):
+                lo, hi = (i * n) // out, -(-((i + 1) * n) // out)
+                a[i, lo:hi] = 1.0 / (hi - lo)
+            return a.astype(np.float32)
+
+        y = self.g.op("MatMul", [x, self.g.const(bins(w).T.copy(), "pool_w")])  # (b, c, h, out)
+        return self.g.op("MatMul", [self.g.const(bins(h), "pool_h"), y])  # (b, c, out, out)
+
+    def basic(self, x: str, p: str, *, stride: int) -> str:
+        """The residual block of build_net: relu(bn2(c2(relu(bn1(c1 x)))) + skip(x))."""
+        size_in = self.h, self.w
+        y = self.conv(x, f"{p}.c1", bn=f"{p}.b1", stride=stride)
+        y = self.conv(y, f"{p}.c2", bn=f"{p}.b2", relu=False)
+        skip = x
+        if self.has(f"{p}.skip.0.weight"):
+            size_out, (self.h, self.w) = (self.h, self.w), size_in
+            skip = self.conv(x, f"{p}.skip.0", bn=f"{p}.skip.1", stride=stride, relu=False)
+            if (self.h, self.w) != size_out:
+                raise ModelError(f"{self.source}: residual block {p} changes size unlike its shortcut")
+        return self.g.op("Relu", [self.g.op("Add", [y, skip])])
+
+    def linear(self, x: str, p: str, *, bn: str | None = None, relu: bool = False, out: str | None = None) -> str:
+        w, b = self.take(f"{p}.weight"), self.take(f"{p}.bias")
+        if bn is not None:
+            s, sh = self.bn(bn)
+            w, b = w * s[:, None], b * s + sh
+        y = self.g.op("Gemm", [x, self.g.const(w.astype(np.float32), "w"), self.g.const(b.astype(np.float32), "b")],
+                      transB=1, out=None if relu else out)
+        return self.g.op("Relu", [y], out=out) if relu else y
+
+    def check_all_used(self) -> None:
+        left = sorted(k for k in self.t if k not in self.used)
+        if left:
+            raise ModelError(f"{self.source}: weights hold tensors the architecture does not use "
+                             f"({', '.join(left[:4])}): they do not match the metadata")
+
+
+def _body(net: _Net, x: str, arch: str) -> str:
+    """The network of ``build_net(arch)`` from the unsqueezed input ``x`` [b, 1, n_mels, frames] to logits."""
+    g = net.g
+    if arch == "tutorial":
+        shape = g.op("Shape", [x])
+        lead = g.op("Slice", [shape, g.const(np.array([0], np.int64)), g.const(np.array([2], np.int64))])
+        sizes = g.op("Concat", [lead, g.const(np.array([128, 128], np.int64))], axis=0)
+        x = g.op("Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="half_pixel")
+        net.h = net.w = 128
+        for i in (0, 3, 6):
+            x = net.max_pool(net.conv(x, f"body.{i}"))
+        x = g.op("Flatten", [x], axis=1)
+        x = net.linear(x, "head.0", relu=True)
+        return net.linear(x, "head.3", out=OUTPUT_NAME)
+    if arch in ("cnn", "cnn-bn"):
+        bn = arch == "cnn-bn"
+        i = 0
+        for _ in range(3):  # conv[, bn], relu, pool[, dropout]
+            x = net.conv(x, f"body.{i}", bn=f"body.{i + 1}" if bn else None)
+            i += 3 if bn else 2
+            x = net.max_pool(x)
+            i += 2 if bn else 1
+        x = g.op("Flatten", [net.adaptive_avg(x, 4)], axis=1)
+        x = net.linear(x, "head.0", relu=True)
+        return net.linear(x, f"head.{3 if bn else 2}", out=OUTPUT_NAME)
+    if arch == "resnet":
+        x = net.max_pool(net.conv(x, "body.0", bn="body.1"))
+        for i, stride in zip(range(4, 8), (1, 2, 2, 2), strict=True):
+            x = net.basic(x, f"body.{i}", stride=stride)
+        x = g.op("Flatten", [net.adaptive_avg(x, 1)], axis=1)
+        return net.linear(x, "head.1", out=OUTPUT_NAME)
+    if arch in ("shortchunk", "shortchunk-res"):
+        x = net.avg_pool(x)
+        i = 1
+        while net.has(f"body.{i}.weight") or net.has(f"body.{i}.c1.weight"):
+            if arch == "shortchunk-res":
+                x, i = net.basic(x, f"body.{i}", stride=1), i + 1
+            else:
+                x, i = net.conv(x, f"body.{i}", bn=f"body.{i + 1}"), i + 3
+            x, i = net.max_pool(x, ceil=True), i + 1
+        x = g.op("ReduceMax", [x], axes=[2, 3], keepdims=0)
+        x = net.linear(x, "head.0", bn="head.1", relu=True)
+        return net.linear(x, "head.4", out=OUTPUT_NAME)
+    raise ModelError(f"no ONNX graph builder for architecture {arch!r} (built: {', '.join(GRAPH_ARCHS)})")
+
+
+def deep_input_shape(meta: Mapping[str, Any]) -> tuple[int, int]:
+    """(n_mels, frames) of the slices a deep model's net sees, from its metadata (as ``DeepModel``)."""
+    inp = meta.get("input") or {}
+    return int(inp.get("n_mels", 128)), int(meta.get("input_frames") or inp.get("slice_frames", 130))
+
+
+def deep_graph(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, source: Any = "model") -> bytes:
+    """Serialised ONNX graph (opset 17) of a deep model's net from its file's tensors and metadata:
+    input ``logmel`` ``(batch, n_mels, frames)``, output ``logits`` ``(batch, n_classes)``."""
+    arch = meta.get("arch")
+    if arch not in GRAPH_ARCHS:
+        raise ModelError(f"{source}: no ONNX graph builder for architecture {arch!r} (built: {', '.join(GRAPH_ARCHS)})")
+    n_mels, frames = deep_input_shape(meta)
+    g = _Writer()
+    net = _Net(g, tensors, n_mels=n_mels, frames=frames, source=source)
+    x = g.op("Unsqueeze", [INPUT_NAME, g.const(np.array([1], np.int64), "axis")])
+    _body(net, x, arch)
+    net.check_all_used()
+    k = len(meta.get("classes") or [])
+    info = {"arch": arch, "builder": GRAPH_BUILDER_VERSION, "n_mels": n_mels, "frames": frames}
+    proto = g.model([(INPUT_NAME, ["batch", n_mels, frames])], [(OUTPUT_NAME, ["batch", k])],
+                    meta={"genrekit_graph": json.dumps(info, sort_keys=True)})
+    return proto.SerializeToString()
+
+
+def _graph_key(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> str:
+    from genrekit.engine import tensors_sha256
+
+    n_mels, frames = deep_input_shape(meta)
+    h = hashlib.sha256(tensors_sha256(tensors).encode())
+    h.update(json.dumps({"arch": meta.get("arch"), "width": meta.get("width", 1), "n_mels": n_mels, "frames": frames,
+                         "classes": len(meta.get("classes") or []), "builder": GRAPH_BUILDER_VERSION,
+                         "opset": ONNX_OPSET}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def graph_cache_path(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
+    """Where :func:`deep_graph_bytes` caches a graph: ``cache_root()/deep/<arch>-<key>.onnx``, the key a
+    digest of the tensors, the input shape and the builder version."""
+    from genrekit.engine import cache_root
+
+    return cache_root() / "deep" / f"{meta.get('arch')}-{_graph_key(tensors, meta)}.onnx"
+
+
+def deep_graph_bytes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, source: Any = "model",
+                     cache: bool = True, rebuild: bool = False) -> bytes:
+    """:func:`deep_graph`, read from the cache when it is there, else built and written to it
+    (atomically; an unwritable cache only costs the rebuild next time)."""
+    path = graph_cache_path(tensors, meta)
+    if cache and not rebuild and path.is_file():
+        data = path.read_bytes()
+        if data:
+            return data
+    data = deep_graph(tensors, meta, source=source)
+    if cache:
+        try:
+            atomic_write_bytes(path, data)
+        except OSError:
+            pass  # read-only or full cache: the graph in memory still serves this process
+    return data
+
+
+def torch_graph(model_path: str | os.PathLike, *, opset: int = ONNX_OPSET) -> bytes:
+    """A deep model's graph by ``torch.onnx.export`` (tracing): the fallback for an architecture
+    :func:`deep_graph` does not build, and the reference the builder is tested against."""
     import torch
 
-    from genrekit.models import load_model
+    from genrekit.models.deep import DeepModel
 
-    model = load_model(model_path)
-    extra: dict[str, Any] = {}
-    if getattr(model, "kind", None) == "hybrid":
-        deep_idx = [i for i, m in enumerate(model.members_) if getattr(m, "kind", None) == "deep"]
-        if len(deep_idx) != 1:
-            raise ModelError(f"{model_path}: ONNX export needs exactly one deep member in the hybrid")
-        others = []
-        with tempfile.TemporaryDirectory() as d:
-            for i, m in enumerate(model.members_):
-                if i != deep_idx[0]:
-                    f = Path(d) / f"m{i}.safetensors"
-                    m.save(f)
-                    others.append({"index": i, "file_b64": base64.b64encode(f.read_bytes()).decode()})
-        extra = {"hybrid": {"meta": model.meta_, "weights": [float(w) for w in model.weights_],
-                            "onnx_member": deep_idx[0], "members": others}}
-        deep = model.members_[deep_idx[0]]
-    elif getattr(model, "kind", None) == "deep":
-        deep = model
-    else:
-        raise ModelError(f"{model_path}: only deep (log-mel) or hybrid models can be exported to ONNX, "
-                         f"not {getattr(model, 'kind', '?')!r}")
-    net = deep.net_.eval()
+    deep = DeepModel.load(model_path)
     dummy = torch.zeros(2, int(deep.input_.get("n_mels", 128)), deep.slice_width())
-    out = Path(out)
     with tempfile.TemporaryDirectory() as d:
         graph = Path(d) / "graph.onnx"
         torch.onnx.export(
-            net, (dummy,), str(graph), input_names=["logmel"], output_names=["logits"],
-            dynamic_axes={"logmel": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+            deep.net_.eval(), (dummy,), str(graph), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=opset, dynamo=False,
         )
-        proto = onnx.load(str(graph))
-    meta = dict(deep.meta_)
-    meta["exported_from"] = str(model_path)
-    meta.update(extra)
+        return graph.read_bytes()
+
+
+def _deep_bytes(path: Path, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
+    if meta.get("arch") in GRAPH_ARCHS:
+        return deep_graph_bytes(tensors, meta, source=path)
+    return torch_graph(path)
+
+
+# ------------------------------------------------------------------------------------------ musicnn heads
+
+
+def musicnn_head_graph(head: Any, *, source: Any = "model") -> Any:
+    """ONNX graph (ModelProto) of a logistic head on musicnn embeddings, musicnn included: input
+    ``patches`` ``(n, 187, 96)`` (one track's audible patches, time before mel, as
+    ``embeddings.patches``); outputs ``proba`` ``(1, k)`` (the track: the head on the mean of the
+    patches' standardised vectors, as ``GenreClassifier`` scores it), ``patch_proba`` ``(n, k)`` (each
+    patch), ``taggram`` ``(n, 50)`` and ``penultimate`` ``(n, 200)``."""
+    import onnx
+
+    from genrekit.musicnn_runtime import build_onnx
+
+    inp = head.input_
+    if getattr(head, "kind", None) != "linear":
+        raise ModelError(f"{source}: only a logistic (linear) head on musicnn embeddings goes into an ONNX graph, "
+                         f"not a {getattr(head, 'kind', '?')!r} one")
+    if head.log_columns_:
+        raise ModelError(f"{source}: a musicnn head with log-transformed columns has no ONNX graph")
+    base = onnx.load_from_string(build_onnx(inp.get("model", "MSD_musicnn")))
+    layer = inp.get("layer", "penultimate")
+    # one affine map from the layer's vector to the logits: musicnn_vectors' standardisation, then
+    # the head's own scaler and coefficients, folded in float64
+    std = (inp.get("standardise") or {}).get("audio")
+    m1 = np.asarray(std["mean"], np.float64) if std else 0.0
+    s1 = np.asarray(std["std"], np.float64) if std else 1.0
+    a = 1.0 / (s1 * head.scale_)  # x -> ((x - m1) / s1 - mean_) / scale_ = a * x + c
+    c = -(m1 / s1 + head.mean_) / head.scale_
+    w = head.coef_ * a[None, :]
+    b = head.coef_ @ c + head.intercept_
+    g = _Writer(prefix="head.")
+    wc, bc = g.const(w.astype(np.float32), "w"), g.const(b.astype(np.float32), "b")
+    mean = g.op("ReduceMean", [layer], axes=[0], keepdims=1)
+    g.op("Softmax", [g.op("Gemm", [mean, wc, bc], transB=1)], out="proba", axis=1)
+    g.op("Softmax", [g.op("Gemm", [layer, wc, bc], transB=1)], out="patch_proba", axis=1)
+    k = len(head.classes_)
+    outs = [("proba", [1, k]), ("patch_proba", ["batch", k]), ("taggram", ["batch", 50]), ("penultimate", ["batch", 200])]
+    if layer not in ("taggram", "penultimate"):
+        outs.append((layer, None))
+    from genrekit.musicnn_runtime import N_MELS, PATCH_FRAMES
+
+    return g.model([(MUSICNN_INPUT, ["batch", PATCH_FRAMES, N_MELS])], outs, base=base)
+
+
+def _musicnn_identity(inp: Mapping[str, Any]) -> dict[str, Any]:
+    from genrekit.embeddings import weights_path
+    from genrekit.engine import file_digest
+
+    model = inp.get("model", "MSD_musicnn")
+    return {"model": model, "weights_sha256": file_digest(weights_path(model))}
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int = ONNX_OPSET) -> Path:
+    """Write the model at ``model_path`` as ONNX to ``out`` (atomically); batch size is dynamic.
+
+    A deep model becomes its graph (:func:`deep_graph`, no torch). A logistic head on musicnn
+    embeddings becomes musicnn + head in one graph (:func:`musicnn_head_graph`). A hybrid's deep member
+    becomes the graph (or, without one, its musicnn head) and its other members travel inside the ONNX
+    metadata as their own verified genrekit model files, so the ``.onnx`` file alone reproduces the
+    hybrid's predictions.
+    """
+    import onnx
+
+    from genrekit.models import load_model
+
+    model_path = Path(model_path)
+    tensors, meta = load_model_file(model_path)
+    kind, itype = meta.get("kind"), (meta.get("input") or {}).get("type")
+    extra: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        if kind == "hybrid":
+            n = len(meta.get("weights") or [])
+            files = []
+            for i in range(n):
+                f = Path(d) / f"m{i}.safetensors"
+                f.write_bytes(tensors[f"member{i}"].tobytes())
+                files.append(f)
+            metas = [load_model_file(f)[1] for f in files]
+            deep_idx = [i for i, m in enumerate(metas) if m.get("kind") == "deep"]
+            head_idx = [i for i, m in enumerate(metas) if m.get("kind") == "linear"
+                        and (m.get("input") or {}).get("type") == "musicnn"]
+            if len(deep_idx) > 1:
+                raise ModelError(f"{model_path}: ONNX export takes at most one deep member in a hybrid "
+                                 f"(this one has {len(deep_idx)})")
+            if not deep_idx and not head_idx:
+                raise ModelError(f"{model_path}: ONNX export of a hybrid needs a deep member or a logistic "
+                                 "musicnn head to make its graph")
+            graph_idx = deep_idx[0] if deep_idx else head_idx[0]
+            others = [{"index": i, "file_b64": _b64(files[i].read_bytes())} for i in range(n) if i != graph_idx]
+            extra = {"hybrid": {"meta": meta, "weights": [float(w) for w in meta["weights"]],
+                                "onnx_member": graph_idx, "members": others}}
+            member_path, member_tensors, member_meta = files[graph_idx], *load_model_file(files[graph_idx])
+        else:
+            member_path, member_tensors, member_meta = model_path, tensors, meta
+        mkind, mtype = member_meta.get("kind"), (member_meta.get("input") or {}).get("type")
+        if mkind == "deep":
+            proto = onnx.load_from_string(_deep_bytes(member_path, member_tensors, member_meta))
+        elif mtype == "musicnn":
+            head = load_model(member_path)
+            proto = musicnn_head_graph(head, source=member_path)
+            # GenreClassifier runs the head on the vectors of musicnn_runtime's graph of the same weights
+            extra["musicnn_head"] = {"file_b64": _b64(member_path.read_bytes()), **_musicnn_identity(head.input_)}
+        else:
+            raise ModelError(f"{model_path}: only deep (log-mel) models, logistic musicnn heads and hybrids "
+                             f"holding one can be exported to ONNX, not {kind!r} ({itype!r} input)")
+    if opset != ONNX_OPSET:
+        proto = onnx.version_converter.convert_version(proto, opset)
+    gmeta = dict(member_meta)
+    gmeta["exported_from"] = str(model_path)
+    gmeta.update(extra)
+    del proto.metadata_props[:]
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
+    entry.key, entry.value = META_KEY, json.dumps(gmeta)
+    out = Path(out)
     atomic_write_bytes(out, proto.SerializeToString())
     return out
 
 
-def _rebuild_hybrid(graph_model: OnnxModel, spec: dict, source: Path):
-    """The hybrid an exported file describes: the ONNX graph plus the embedded member files."""
-    import base64
+# ------------------------------------------------------------------------------------------ loading
 
+
+def _load_file(path: Path, *, threads: int) -> Any:
+    """Any genrekit model file with its deep members (nested in hybrids too) on onnxruntime."""
     from genrekit.models import load_model
+
+    tensors, meta = load_model_file(path)
+    if meta.get("kind") == "deep":
+        return OnnxModel.from_graph(_deep_bytes(path, tensors, meta), meta, threads=threads, source=path,
+                                    rebuild=lambda: deep_graph_bytes(tensors, meta, source=path, rebuild=True)
+                                    if meta.get("arch") in GRAPH_ARCHS else None)
+    if meta.get("kind") != "hybrid":
+        return load_model(path)
     from genrekit.models.hybrid import HybridModel
 
+    n = len(meta.get("weights") or [])
+    if n < 2 or any(f"member{i}" not in tensors for i in range(n)):
+        raise ModelError(f"{path}: hybrid model file lacks its members")
+    members = []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(n):
+            f = Path(d) / f"m{i}.safetensors"
+            f.write_bytes(tensors[f"member{i}"].tobytes())
+            try:
+                members.append(_load_file(f, threads=threads))
+            except ModelError as exc:
+                raise ModelError(f"{path}: member {i} is invalid ({exc})") from None
+    hybrid = HybridModel(members, weights=meta["weights"]).fit()
+    hybrid.meta_ = meta
+    return hybrid
+
+
+def _embedded(b64: str, *, threads: int, what: str, source: Path) -> Any:
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "member.safetensors"
+        f.write_bytes(base64.b64decode(b64))
+        try:
+            return _load_file(f, threads=threads)
+        except ModelError as exc:
+            raise ModelError(f"{source}: {what} is invalid ({exc})") from None
+
+
+def _musicnn_head(spec: Mapping[str, Any], *, threads: int, source: Path) -> Any:
+    """The head a musicnn graph holds, from its embedded file, once the installed musicnn weights are
+    checked to be the ones the graph was exported with (the predict path runs those)."""
+    head = _embedded(spec["file_b64"], threads=threads, what="the embedded musicnn head", source=source)
+    now = _musicnn_identity(head.input_)
+    if now["weights_sha256"] != spec.get("weights_sha256"):
+        raise ModelError(f"{source}: exported with other {now['model']} weights than the installed ones; "
+                         "export the model again with this genrekit")
+    return head
+
+
+def _rebuild(graph_model: OnnxModel | None, meta: Mapping[str, Any], source: Path, *, threads: int) -> Any:
+    """The model an exported file describes: its graph plus the embedded member files."""
+    from genrekit.models.hybrid import HybridModel
+
+    spec = meta.get("hybrid")
+    main = _musicnn_head(meta["musicnn_head"], threads=threads, source=source) if "musicnn_head" in meta else graph_model
+    if spec is None:
+        return main
     n = len(spec["weights"])
     members: list[Any] = [None] * n
-    members[int(spec["onnx_member"])] = graph_model
-    with tempfile.TemporaryDirectory() as d:
-        for m in spec["members"]:
-            f = Path(d) / f"m{m['index']}.safetensors"
-            f.write_bytes(base64.b64decode(m["file_b64"]))
-            members[int(m["index"])] = load_model(f)
+    members[int(spec["onnx_member"])] = main
+    for m in spec["members"]:
+        members[int(m["index"])] = _embedded(m["file_b64"], threads=threads, what=f"member {m['index']}", source=source)
     if any(m is None for m in members):
         raise ModelError(f"{source}: exported hybrid lacks some of its members")
     hybrid = HybridModel(members, weights=spec["weights"]).fit()
@@ -104,45 +535,65 @@ class OnnxModel(Estimator):
 
     kind = "deep-onnx"
 
-    def __init__(self, threads: int = 2):
+    def __init__(self, threads: int = 1):
         self.threads = threads
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = 2):
-        """Load an exported ``.onnx`` file, or export a genrekit model file on the fly (in a temp folder).
-
-        Returns an :class:`OnnxModel`, or a hybrid whose spectrogram member is one."""
+    def from_graph(cls, data: bytes, meta: Mapping[str, Any], *, threads: int = 1, source: Any = "model",
+                   rebuild: Any = None) -> OnnxModel:
+        """A session on a serialised ``logmel -> logits`` graph; ``rebuild``: called once for fresh
+        bytes when ``data`` does not load (a damaged cache file)."""
         import onnxruntime as ort
 
+        from genrekit.musicnn_runtime import session_options
+
+        try:
+            session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
+            fresh = rebuild() if rebuild is not None else None
+            if fresh is None:
+                raise ModelError(f"{source}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
+            session = ort.InferenceSession(fresh, session_options(threads), providers=["CPUExecutionProvider"])
+        m = cls(threads=threads)
+        m.session_ = session
+        m.meta_ = dict(meta)
+        m.input_ = meta["input"]
+        m.classes_ = np.array(meta["classes"])
+        m.width_ = deep_input_shape(meta)[1]
+        return m
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, threads: int = 1):
+        """Load an exported ``.onnx`` file, or a genrekit model file with its deep members (a hybrid's
+        too) on onnxruntime via :func:`deep_graph` (no torch); other members load as they are.
+
+        Returns an :class:`OnnxModel`, the file's own model (no deep member), or a hybrid of them."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         if path.suffix.lower() != ".onnx":
-            with tempfile.TemporaryDirectory() as d:
-                return cls.load(export(path, Path(d) / "model.onnx"), threads=threads)
-        try:
-            import onnx
+            return _load_file(path, threads=threads)
+        import onnxruntime as ort
 
-            proto = onnx.load(str(path), load_external_data=False)
-            props = {p.key: p.value for p in proto.metadata_props}
-            meta: dict[str, Any] = json.loads(props[META_KEY])
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        from genrekit.musicnn_runtime import session_options
+
+        try:
+            data = path.read_bytes()
+            session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+            meta: dict[str, Any] = json.loads(session.get_modelmeta().custom_metadata_map[META_KEY])
         except KeyError:
             raise ModelError(f"{path}: ONNX file lacks genrekit metadata (export it with `genrekit export`)") from None
-        except Exception as exc:  # onnx/onnxruntime raise many types for a damaged file
+        except Exception as exc:  # onnxruntime raises many types for a damaged file
             raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
-        m = cls(threads=threads)
-        m.session_ = session
-        m.meta_ = meta
-        m.input_ = meta["input"]
-        m.classes_ = np.array(meta["classes"])
-        m.width_ = int(meta.get("input_frames") or meta["input"].get("slice_frames", 130))
-        if "hybrid" in meta:
-            return _rebuild_hybrid(m, meta["hybrid"], path)
-        return m
+        graph_model = None
+        if "musicnn_head" not in meta:
+            graph_model = cls(threads=threads)
+            graph_model.session_ = session
+            graph_model.meta_ = meta
+            graph_model.input_ = meta["input"]
+            graph_model.classes_ = np.array(meta["classes"])
+            graph_model.width_ = deep_input_shape(meta)[1]
+        return _rebuild(graph_model, meta, path, threads=threads)
 
     def predict_proba(self, X) -> np.ndarray:
         self._check_fitted()
@@ -154,4 +605,4 @@ class OnnxModel(Estimator):
             X = np.pad(X, ((0, 0), (0, 0), (0, w - X.shape[2])))
         s = (X.shape[2] - w) // 2
         X = np.ascontiguousarray(X[:, :, s : s + w])
-        return softmax(self.session_.run(["logits"], {"logmel": X})[0].astype(np.float64))
+        return softmax(self.session_.run([OUTPUT_NAME], {INPUT_NAME: X})[0].astype(np.float64))

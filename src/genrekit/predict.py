@@ -44,6 +44,7 @@ N_TAGS_RECORD = 5  # top MSD tags in a prediction record
 # mp3s is -46 dBFS; pianissimo classical is -40 to -42), so quiet music is never dropped, and far above
 # digital silence (-inf) and 16-bit dither (about -100 dBFS). See docs/serve.md.
 SILENCE_DB = -60.0
+BACKENDS = ("onnx", "torch")  # "onnx": onnxruntime, no torch (the default); "torch": the reference
 
 
 def _window_levels(y: np.ndarray, spans, *, offset: float, sr: int) -> np.ndarray:
@@ -188,7 +189,7 @@ class GenreClassifier:
     >>> r.genre, r.scores["rock"], r.segments[0].start
     """
 
-    def __init__(self, model, *, path: str | None = None, backend: str = "torch"):
+    def __init__(self, model, *, path: str | None = None, backend: str = "onnx"):
         self.model = model
         self.path = path
         self.backend = backend
@@ -216,20 +217,21 @@ class GenreClassifier:
     # ------------------------------------------------------------------------------------ loading
     @classmethod
     def load(
-        cls, path: str | os.PathLike | None = None, *, backend: str = "torch", threads: int = 1
+        cls, path: str | os.PathLike | None = None, *, backend: str = "onnx", threads: int = 1
     ) -> GenreClassifier:
         """Load ``path`` (any genrekit model file) or, by default, the shipped pretrained model.
 
-        ``backend="onnx"`` runs a deep model with onnxruntime (``path`` may then be the ``.onnx`` file
-        written by ``genrekit export`` or a genrekit model file). ``threads`` is the intra-op thread count:
-        1 by default, because one clip's work is small and extra threads only contend; scale out with
-        processes (``--jobs``) instead.
+        ``backend="onnx"`` (the default) runs deep models, a hybrid's deep members and musicnn on
+        onnxruntime, without importing torch: their graphs are built from the model file's tensors
+        (:func:`genrekit.onnx.deep_graph`, cached); ``path`` may also be the ``.onnx`` file written by
+        ``genrekit export``. ``backend="torch"`` runs them in PyTorch, the reference. ``threads`` is the
+        intra-op thread count: 1 by default, because one clip's work is small and extra threads only
+        contend; scale out with processes (``--jobs``) instead.
         """
         from genrekit.engine import limit_blas_threads
-        from genrekit.models import load_model
 
         limit_blas_threads(threads)  # numpy/scipy too: small products, threads only contend
-        if backend not in ("torch", "onnx"):
+        if backend not in BACKENDS:
             raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         p = model_path(path)
         if backend == "onnx":
@@ -237,14 +239,21 @@ class GenreClassifier:
 
             model = OnnxModel.load(p, threads=threads)
         else:
+            from genrekit.models import load_model
+
             model = load_model(p)
-            for m in [model, *getattr(model, "members_", [])]:  # a hybrid's members run their own nets
-                if hasattr(m, "threads"):
-                    m.threads = threads  # models would otherwise reset torch to their training threads
             import torch
 
             torch.set_num_threads(threads)
+        for m in [model, *getattr(model, "members_", [])]:  # a hybrid's members run their own nets
+            if hasattr(m, "threads"):
+                m.threads = threads  # models would otherwise reset torch to their training threads
         return cls(model, path=str(p), backend=backend)
+
+    def _musicnn_backend(self, inp: dict) -> str:
+        """The musicnn backend of a member: its own, except that backend "onnx" never runs torch."""
+        b = inp.get("backend", "torch")
+        return "onnx" if self.backend == "onnx" and b == "torch" else b
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -349,7 +358,7 @@ class GenreClassifier:
         from genrekit import embeddings
 
         e = embeddings.embed(y, sr=self.sr, model=inp.get("model", embeddings.DEFAULT_MODEL),
-                             patches_per_block=inp.get("patches_per_block"), backend=inp.get("backend", "torch"))
+                             patches_per_block=inp.get("patches_per_block"), backend=self._musicnn_backend(inp))
         spans = [(offset + float(s), min(offset + y.size / self.sr, offset + float(s) + embeddings.PATCH_SECONDS))
                  for s in e.starts]
         level = _window_levels(y, spans, offset=offset, sr=self.sr)
@@ -432,7 +441,8 @@ class GenreClassifier:
                 audio.validate(block, name=name)
             parts.append(self._block_parts(block, offset))
             if tags and self.musicnn is None:
-                inp = {"model": "MSD_musicnn", "layer": "taggram", "patches_per_block": None, "backend": "torch"}
+                inp = {"model": "MSD_musicnn", "layer": "taggram", "patches_per_block": None,
+                       "backend": self._musicnn_backend({})}
                 extra_tags.append(self._musicnn_proba(None, inp, block, offset, tags_only=True)[3][1])
             duration = offset + block.size / self.sr
         if not parts:

@@ -535,7 +535,7 @@ def _torch_threads(workers: int) -> int:
 
 
 # ------------------------------------------------------------------------------------ the app
-def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backend: str = "torch",
+def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backend: str = "onnx",
                max_duration: float | None = MAX_DURATION_SECONDS,
                time_budget: float | None = TIME_BUDGET_SECONDS,
                library=None, library_root: str | os.PathLike | None = None) -> FastAPI:

@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--fold", type=int, default=None, help="fold index for k-fold protocols")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", "-o", default=None, help="report folder (default runs/evaluate-<protocol>)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
 
 
 def run(args) -> int:

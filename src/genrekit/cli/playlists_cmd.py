@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
                    help="folder that relative paths in saved predictions are relative to (default: here)")
     p.add_argument("--no-titles", action="store_true", help="do not read titles from tags (file names only)")
     p.add_argument("--model", "-m", default=None, help="a genrekit model file (default: the shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="inference backend")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes for classification (default 1)")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store predictions by file content")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--out", "-o", default=None, help="write to FILE instead of standard output")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="inference backend")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run locally or on Ray")
     p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--part-size", type=int, default=1000, metavar="N",

@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--time-budget", type=float, default=60.0, metavar="SEC",
                    help="answer 503 and free the worker when a request is not done SEC seconds after its "
                         "upload arrived (default 60)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="inference backend")
     p.add_argument("--library", default=None, metavar="PATH",
                    help="a music folder: the page then lists the tracks of it most similar to each upload "
                         "(its musicnn index is brought up to date first, as by genrekit similar)")

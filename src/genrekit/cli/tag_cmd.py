@@ -40,7 +40,7 @@ def add_arguments(p) -> None:
                    help="undo journal (default: one per run under ~/.local/state/genrekit/tag-journals/)")
     p.add_argument("--undo", default=None, metavar="JOURNAL", help="restore every file a journal changed")
     p.add_argument("--model", "-m", default=None, help="a genrekit model file (default: the shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="inference backend")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="inference backend")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes for classification (default 1)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store predictions by file content")
