@@ -206,3 +206,43 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# ------------------------------------------------------------------------------------------ prefetch
+def test_prefetch_keeps_order_and_reraises_the_producers_error_in_place():
+    def gen():
+        yield from range(5)
+        raise ValueError("bad block")
+
+    got = []
+    with pytest.raises(ValueError, match="bad block"):
+        for x in engine.prefetch(gen(), depth=2):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+    assert list(engine.prefetch(iter([]))) == []
+    with pytest.raises(ValueError, match="depth"):
+        list(engine.prefetch([1], depth=0))
+
+
+def test_prefetch_stops_and_closes_the_producer_when_the_consumer_stops_early():
+    import threading
+
+    closed = threading.Event()
+    produced = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = engine.prefetch(endless(), depth=1)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # what an exception in the consumer or a deadline does
+    assert closed.wait(2.0)
+    assert not any(t.name == "genrekit-prefetch" for t in threading.enumerate())
+    assert len(produced) <= 3 + 2  # never more than depth ahead (plus the one being handed over)

