@@ -42,14 +42,17 @@ def test_demo_with_paths_classifies_them(tmp_path, capsys):
 
 
 @pytest.mark.shared
-def test_shipped_model_on_real_clips(gtzan, capsys):
-    """The fast shipped model: every shared clip gets a GTZAN genre with scores summing to 1, and ONNX agrees on top-1."""
+@pytest.mark.parametrize("name", ["genrekit-gtzan-fast", "genrekit-gtzan-musicnn"])
+def test_shipped_model_on_real_clips(gtzan, capsys, name):
+    """Each shipped model: every shared clip gets a GTZAN genre with scores summing to 1, and the default
+    onnxruntime backend agrees with torch (the reference) on top-1."""
     from genrekit import audio
     from genrekit.predict import GenreClassifier
 
     files = sorted(audio.iter_audio_files([gtzan / "audio"]))[::4]  # 31 clips keep the test short
-    torch_clf = GenreClassifier.load("genrekit-gtzan-fast")  # the musicnn default has no ONNX export
-    onnx_clf = GenreClassifier.load("genrekit-gtzan-fast", backend="onnx")
+    torch_clf = GenreClassifier.load(name, backend="torch")
+    onnx_clf = GenreClassifier.load(name)
+    assert (torch_clf.backend, onnx_clf.backend) == ("torch", "onnx")
     for f in files:
         a, b = torch_clf.predict(f), onnx_clf.predict(f)
         assert a.genre in GENRES and abs(sum(a.scores.values()) - 1) < 1e-6
