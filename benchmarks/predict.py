@@ -1,6 +1,6 @@
 """Measure prediction speed and memory (prints; asserts nothing).
 
-    python benchmarks/predict.py [--model M] [--data ../shared/data/gtzan/audio] [--skip-folder]
+    python benchmarks/predict.py [--model M] [--patches N|all] [--data ../shared/data/gtzan/audio] [--skip-folder]
 
 - throughput: `genrekit predict DIR --format json` over a folder as a fresh process, jobs 1 and 2
   (wall time includes start-up and model load; clips/s = files / wall), and warm (workers started first);
@@ -52,6 +52,8 @@ def main() -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gtzan" / "audio"))
     p.add_argument("--skip-folder", action="store_true", help="skip the folder throughput runs")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--patches", default=None, metavar="N|all",
+                   help="musicnn patches per 30 s block, as `genrekit predict --patches` (default: the model's own)")
     args = p.parse_args()
 
     import soundfile as sf
@@ -59,10 +61,11 @@ def main() -> int:
     from genrekit import audio
     from genrekit.predict import GenreClassifier
 
-    model_args = ["--model", args.model] if args.model else []
+    model_args = (["--model", args.model] if args.model else []) + (["--patches", args.patches] if args.patches else [])
     data = Path(args.data)
     files = sorted(audio.iter_audio_files([data]))
-    print(f"genrekit predict benchmark: model {args.model or 'shipped default'}, {len(files)} clips in {data}, "
+    print(f"genrekit predict benchmark: model {args.model or 'shipped default'}"
+          f"{f', --patches {args.patches}' if args.patches else ''}, {len(files)} clips in {data}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     if not args.skip_folder:
@@ -78,7 +81,7 @@ def main() -> int:
 
     from genrekit.batch import PredictTask
 
-    task = PredictTask(model=args.model, top_k=3, segments=False)  # what `genrekit predict` runs (default backend)
+    task = PredictTask(model=args.model, top_k=3, segments=False, patches_per_block=args.patches)  # what `genrekit predict` runs (default backend)
     for jobs in (1, 2):
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("forkserver"), initializer=task.classifier) as ex:
             list(ex.map(task, [str(f) for f in files[:jobs * 2]]))
@@ -89,7 +92,7 @@ def main() -> int:
         print(f"warm throughput, jobs {jobs}: {len(files) / wall:.1f} clips/s ({len(files)} clips in {wall:.1f} s, "
               f"{bad} errors)")
 
-    clf = GenreClassifier.load(args.model)
+    clf = GenreClassifier.load(args.model, patches_per_block=args.patches)
     clip = next((f for f in files if f.suffix == ".flac"), files[0])
     clf.predict(clip)
     times = []
@@ -99,7 +102,7 @@ def main() -> int:
         times.append(time.perf_counter() - t0)
     print(f"warm latency, 30 s clip ({clip.name}): median {1000 * statistics.median(times):.0f} ms over {args.repeat}")
 
-    torch_clf = GenreClassifier.load(args.model, backend="torch")
+    torch_clf = GenreClassifier.load(args.model, backend="torch", patches_per_block=args.patches)
     agree, diff = 0, 0.0
     for f in files:
         a, b = clf.predict(f), torch_clf.predict(f)
