@@ -869,54 +869,6 @@ class _Ordered:
         return self._extra + [self._got[i] for i in self._inputs if i in self._got]
 
 
-class CsvSink(_Ordered):
-    """The feature table: one CSV of every file's rows in input order, written atomically at the end,
-    and ``OUT.errors.tsv`` listing the files that failed (removed when none did).
-
-    Nothing is journalled: every finished file is already in the feature cache, so a rerun after a
-    kill recomputes nothing (``pending`` is every input)."""
-
-    def __init__(self, out: str | os.PathLike, *, header: Sequence[str]):
-        super().__init__()
-        self.out = Path(out)
-        self.header = list(header)
-        self.errors_path = self.out.with_name(self.out.name + ".errors.tsv")
-        self.rows = 0
-        self.files = 0
-        self.errors: list[tuple[str, ItemError]] = []
-
-    def pending(self, inputs: Sequence[str]) -> list[str]:
-        self._declare(inputs)
-        return [str(i) for i in inputs]
-
-    def add(self, result: Result) -> None:
-        self._keep(result)
-
-    @staticmethod
-    def _format(v: object) -> str:
-        return repr(v) if isinstance(v, float) else str(v)
-
-    def close(self) -> Path:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(self.header)
-        self.errors = []
-        for r in self.ordered():
-            if not r.ok:
-                self.errors.append((r.input, r.error))
-                continue
-            self.files += 1
-            for row in r.value:
-                writer.writerow([self._format(row[c]) for c in self.header])
-                self.rows += 1
-        atomic_write_text(self.out, buf.getvalue())
-        _write_error_list(self.errors_path, self.errors)
-        return self.out
-
-    def abort(self) -> None:
-        pass  # the cache holds every finished file
-
-
 def _write_error_list(path: Path, errors: list[tuple[str, ItemError]]) -> None:
     """``path`` (``OUT.errors.tsv``) listing the inputs that failed; removed when none did (a stale
     list from an earlier run would be misleading)."""
@@ -966,6 +918,30 @@ class TableSink(_Ordered):
 
     def abort(self) -> None:
         pass  # the cache holds every finished file
+
+
+class CsvSink(TableSink):
+    """The feature table: one CSV of every file's rows in input order, written atomically at the end,
+    and ``OUT.errors.tsv`` listing the files that failed (removed when none did).
+
+    Nothing is journalled: every finished file is already in the feature cache, so a rerun after a
+    kill recomputes nothing (``pending`` is every input)."""
+
+    def __init__(self, out: str | os.PathLike, *, header: Sequence[str]):
+        self.header = list(header)
+        super().__init__(out, writer=self._write)
+
+    @staticmethod
+    def _format(v: object) -> str:
+        return repr(v) if isinstance(v, float) else str(v)
+
+    def _write(self, out: Path, rows: list[dict[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.header)
+        for row in rows:
+            writer.writerow([self._format(row[c]) for c in self.header])
+        atomic_write_text(out, buf.getvalue())
 
 
 class JournalSink(_Ordered):

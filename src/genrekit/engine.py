@@ -98,6 +98,26 @@ def cache_root() -> Path:
     return Path(base) / "genrekit"
 
 
+def cached_bytes(path: str | os.PathLike, build: Callable[[], bytes], *, enabled: bool = True,
+                 rebuild: bool = False) -> bytes:
+    """The bytes cached at ``path`` (a built ONNX graph), or ``build()``'s, written there atomically.
+
+    An empty file counts as missing; an unwritable cache (read-only, full) only costs the build again
+    next time, never an error. ``enabled=False`` neither reads nor writes; ``rebuild`` ignores the file."""
+    path = Path(path)
+    if enabled and not rebuild and path.is_file():
+        data = path.read_bytes()
+        if data:
+            return data
+    data = build()
+    if enabled:
+        try:
+            atomic_write_bytes(path, data)
+        except OSError:
+            pass  # the bytes in memory still serve this process
+    return data
+
+
 def tensors_sha256(tensors: Mapping[str, Any]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes (in name order): the integrity check of
     model and weight files."""

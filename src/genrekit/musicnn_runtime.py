@@ -328,20 +328,9 @@ def onnx_cache_path(model: str = DEFAULT_MODEL, *, int8: bool = False) -> Path:
 def onnx_model(model: str = DEFAULT_MODEL, *, int8: bool = False, cache: bool = True) -> bytes:
     """The ONNX graph of :func:`build_onnx`, read from the cache when it is there, else built and
     written to it (atomically; an unwritable cache only costs the rebuild next time)."""
-    path = onnx_cache_path(model, int8=int8)
-    if cache and path.is_file():
-        data = path.read_bytes()
-        if data:
-            return data
-    data = build_onnx(model, int8=int8)
-    if cache:
-        from genrekit.engine import atomic_write_bytes
+    from genrekit.engine import cached_bytes
 
-        try:
-            atomic_write_bytes(path, data)
-        except OSError:
-            pass  # read-only or full cache: the graph in memory still serves this process
-    return data
+    return cached_bytes(onnx_cache_path(model, int8=int8), lambda: build_onnx(model, int8=int8), enabled=cache)
 
 
 # ------------------------------------------------------------------------------------------ sessions

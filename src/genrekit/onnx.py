@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.engine import atomic_write_bytes
+from genrekit.engine import atomic_write_bytes, cached_bytes
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
 from genrekit.models.base import Estimator, load_model_file
@@ -293,18 +293,8 @@ def deep_graph_bytes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any],
                      cache: bool = True, rebuild: bool = False) -> bytes:
     """:func:`deep_graph`, read from the cache when it is there, else built and written to it
     (atomically; an unwritable cache only costs the rebuild next time)."""
-    path = graph_cache_path(tensors, meta)
-    if cache and not rebuild and path.is_file():
-        data = path.read_bytes()
-        if data:
-            return data
-    data = deep_graph(tensors, meta, source=source)
-    if cache:
-        try:
-            atomic_write_bytes(path, data)
-        except OSError:
-            pass  # read-only or full cache: the graph in memory still serves this process
-    return data
+    return cached_bytes(graph_cache_path(tensors, meta), lambda: deep_graph(tensors, meta, source=source),
+                        enabled=cache, rebuild=rebuild)
 
 
 def torch_graph(model_path: str | os.PathLike, *, opset: int = ONNX_OPSET) -> bytes:
@@ -472,21 +462,7 @@ def _load_file(path: Path, *, threads: int) -> Any:
         return load_model(path)
     from genrekit.models.hybrid import HybridModel
 
-    n = len(meta.get("weights") or [])
-    if n < 2 or any(f"member{i}" not in tensors for i in range(n)):
-        raise ModelError(f"{path}: hybrid model file lacks its members")
-    members = []
-    with tempfile.TemporaryDirectory() as d:
-        for i in range(n):
-            f = Path(d) / f"m{i}.safetensors"
-            f.write_bytes(tensors[f"member{i}"].tobytes())
-            try:
-                members.append(_load_file(f, threads=threads))
-            except ModelError as exc:
-                raise ModelError(f"{path}: member {i} is invalid ({exc})") from None
-    hybrid = HybridModel(members, weights=meta["weights"]).fit()
-    hybrid.meta_ = meta
-    return hybrid
+    return HybridModel.from_file_parts(path, tensors, meta, lambda f: _load_file(f, threads=threads))
 
 
 def _embedded(b64: str, *, threads: int, what: str, source: Path) -> Any:

@@ -155,8 +155,15 @@ def run(args) -> int:
             print(line, file=sys.stderr)
         return 1 if sink.failed else 0
 
-    if args.out:
-        print(f"wrote {len(sink.records)} records to {args.out}", file=sys.stderr)
+    return report_journal(sink, args.out)
+
+
+def report_journal(sink, out: str | None, *, note: str = "") -> int:
+    """Print a finished ``JournalSink``'s text (or where it went) and its failures; the exit code."""
+    import sys
+
+    if out:
+        print(f"wrote {len(sink.records)} records to {out}{note}", file=sys.stderr)
     else:
         sys.stdout.write(sink.text)
     failed = [r for r in sink.records if r["error"]]

@@ -124,7 +124,7 @@ def run(args) -> int:
     import sys
 
     from genrekit import batch
-    from genrekit.cli.predict_cmd import make_engine
+    from genrekit.cli.predict_cmd import make_engine, report_journal
     from genrekit.parquet_out import is_dataset_target, tags_row
 
     problem = check_musicnn_args(args) or (None if 1 <= args.top_k <= 50 else "--top-k must be within 1..50")
@@ -154,13 +154,4 @@ def run(args) -> int:
     batch.write(results, sink, before=missing)
     if parquet:
         return report_parquet(sink, len(files) + len(missing))
-    if args.out:
-        print(f"wrote {len(sink.records)} records to {args.out} ({sink.summary.cached} from cache)", file=sys.stderr)
-    else:
-        sys.stdout.write(sink.text)
-    failed = [r for r in sink.records if r["error"]]
-    if failed:
-        print(f"{len(failed)} of {len(sink.records)} files failed:", file=sys.stderr)
-        for r in failed[:20]:
-            print(f"  {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    return report_journal(sink, args.out, note=f" ({sink.summary.cached} from cache)")

@@ -87,6 +87,12 @@ class HybridModel(Estimator):
         tensors, meta = load_model_file(path)
         if meta.get("kind") != KIND:
             raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not a hybrid")
+        return cls.from_file_parts(path, tensors, meta, load_model)
+
+    @classmethod
+    def from_file_parts(cls, path, tensors: dict, meta: dict, load) -> HybridModel:
+        """The hybrid a file's ``tensors`` and ``meta`` describe, each member loaded by ``load(file)``
+        from its own temporary model file (``load_model``, or a loader that runs deep members elsewhere)."""
         n = len(meta.get("weights") or [])
         if n < 2 or any(f"member{i}" not in tensors for i in range(n)):
             raise ModelError(f"{path}: hybrid model file lacks its members")
@@ -96,7 +102,7 @@ class HybridModel(Estimator):
                 f = Path(d) / f"m{i}.safetensors"
                 f.write_bytes(tensors[f"member{i}"].tobytes())
                 try:
-                    members.append(load_model(f))
+                    members.append(load(f))
                 except ModelError as exc:
                     raise ModelError(f"{path}: member {i} is invalid ({exc})") from None
         model = cls(members, weights=meta["weights"]).fit()
