@@ -246,3 +246,16 @@ def test_prefetch_stops_and_closes_the_producer_when_the_consumer_stops_early():
     assert closed.wait(2.0)
     assert not any(t.name == "genrekit-prefetch" for t in threading.enumerate())
     assert len(produced) <= 3 + 2  # never more than depth ahead (plus the one being handed over)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path, monkeypatch):
+    """A new file gets 0666 less the umask (not mkstemp's 0600); a replaced file keeps its mode."""
+    import stat
+
+    monkeypatch.setattr(engine, "_UMASK", 0o027)  # the umask engine read at import
+    engine.atomic_write_text(tmp_path / "new.txt", "a")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640
+    (tmp_path / "new.txt").chmod(0o604)
+    engine.atomic_write_bytes(tmp_path / "new.txt", b"b")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o604
+    assert (tmp_path / "new.txt").read_bytes() == b"b"

@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -39,13 +40,17 @@ __all__ = [
 
 # ============================================================================================ atomic files
 
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     Readers (and a later run after a crash or SIGKILL) see either the old file or the complete new
-    one. On an exception the temporary file is removed and ``path`` is untouched.
+    one. On an exception the temporary file is removed and ``path`` is untouched. The new file keeps
+    the permissions of the one it replaces, or gets those a plain ``open`` would give (0666 less the umask).
     """
     if "w" not in mode and "x" not in mode:
         raise ValueError("atomic_writer only writes: use mode 'w' or 'wb'")
@@ -70,6 +75,11 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
         yield tmp
         with open(tmp, "rb+") as f:  # whoever wrote it has closed it: make its bytes durable
             os.fsync(f.fileno())
+        try:  # mkstemp made it 0600: a model or table written for others to read should stay readable
+            mode = stat.S_IMODE(p.stat().st_mode)
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
