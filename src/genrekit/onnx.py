@@ -39,7 +39,7 @@ from genrekit.models.base import Estimator, load_model_file
 
 META_KEY = "genrekit_meta"
 ONNX_OPSET = 17
-GRAPH_BUILDER_VERSION = 1  # bump when the graph deep_graph builds changes (the cache keys on it)
+GRAPH_BUILDER_VERSION = 2  # bump when the graph deep_graph builds, or what it refuses, changes (the cache keys on it)
 GRAPH_ARCHS = ("tutorial", "cnn", "cnn-bn", "resnet", "shortchunk", "shortchunk-res")
 BN_EPS = 1e-5  # torch's BatchNorm default, which build_net uses
 INPUT_NAME, OUTPUT_NAME = "logmel", "logits"
@@ -185,6 +185,8 @@ class _Net:
 
     def linear(self, x: str, p: str, *, bn: str | None = None, relu: bool = False, out: str | None = None) -> str:
         w, b = self.take(f"{p}.weight"), self.take(f"{p}.bias")
+        if out == OUTPUT_NAME:
+            self.n_out = int(w.shape[0])  # the logits: one per class
         if bn is not None:
             s, sh = self.bn(bn)
             w, b = w * s[:, None], b * s + sh
@@ -264,6 +266,9 @@ def deep_graph(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, so
     _body(net, x, arch)
     net.check_all_used()
     k = len(meta.get("classes") or [])
+    if getattr(net, "n_out", k) != k:
+        raise ModelError(f"{source}: the weights give {net.n_out} outputs but the metadata declares {k} classes: "
+                         "they do not match")
     info = {"arch": arch, "builder": GRAPH_BUILDER_VERSION, "n_mels": n_mels, "frames": frames}
     proto = g.model([(INPUT_NAME, ["batch", n_mels, frames])], [(OUTPUT_NAME, ["batch", k])],
                     meta={"genrekit_graph": json.dumps(info, sort_keys=True)})
@@ -452,9 +457,13 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
 def _load_file(path: Path, *, threads: int) -> Any:
     """Any genrekit model file with its deep members (nested in hybrids too) on onnxruntime."""
     from genrekit.models import load_model
+    from genrekit.models.deep import check_deep_meta
+    from genrekit.models.registry import check_model_meta
 
     tensors, meta = load_model_file(path)
+    check_model_meta(meta, source=path)
     if meta.get("kind") == "deep":
+        check_deep_meta(meta, source=path)
         return OnnxModel.from_graph(_deep_bytes(path, tensors, meta), meta, threads=threads, source=path,
                                     rebuild=lambda: deep_graph_bytes(tensors, meta, source=path, rebuild=True)
                                     if meta.get("arch") in GRAPH_ARCHS else None)

@@ -181,6 +181,15 @@ def _numpy_to_state(module, tensors: dict[str, np.ndarray], *, prefix: str = "",
 
 
 # -------------------------------------------------------------------------------------------- model
+def check_deep_meta(meta: dict, *, source: Any = "model") -> None:
+    """A deep model file's own metadata checks (torch and ONNX loaders alike)."""
+    if meta.get("kind") != DeepModel.kind:
+        raise ModelError(f"{source}: holds a {meta.get('kind')!r} model, not a deep (log-mel) model")
+    for key in ("arch", "classes", "input"):
+        if key not in meta:
+            raise ModelError(f"{source}: deep model metadata lacks {key!r}")
+
+
 class DeepModel(Estimator):
     """A torch CNN/ResNet over log-mel slices with sklearn's fit / predict_proba.
 
@@ -543,11 +552,7 @@ class DeepModel(Estimator):
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> DeepModel:
         tensors, meta = load_model_file(path)
-        if meta.get("kind") != cls.kind:
-            raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not a deep (log-mel) model")
-        for key in ("arch", "classes", "input"):
-            if key not in meta:
-                raise ModelError(f"{path}: deep model metadata lacks {key!r}")
+        check_deep_meta(meta, source=path)
         params = dict(meta.get("params", {}))
         model = cls(meta["arch"], width=int(meta.get("width", 1)), input=meta["input"],
                     input_frames=int(meta.get("input_frames") or meta["input"].get("slice_frames", 130)),

@@ -69,10 +69,15 @@ def model_class(kind: str, *, source: str | os.PathLike = "model") -> type:
 def load_model(path: str | os.PathLike):
     """Load any genrekit model file, rebuilding the right estimator from its ``kind``."""
     _, meta = load_model_file(path)
+    check_model_meta(meta, source=path)
+    return model_class(meta["kind"], source=path).load(path)
+
+
+def check_model_meta(meta: dict, *, source: str | os.PathLike = "model") -> None:
+    """What every loader checks first, whatever runs the model (this registry, the ONNX loader)."""
     for key in ("classes", "input"):
         if key not in meta:
-            raise ModelError(f"{path}: model metadata lacks {key!r} (every genrekit model names its classes and input)")
-    return model_class(meta["kind"], source=path).load(path)
+            raise ModelError(f"{source}: model metadata lacks {key!r} (every genrekit model names its classes and input)")
 
 
 # -------------------------------------------------------------------------------------- model names
