@@ -67,3 +67,23 @@ def load_script(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# musicnn references computed once by musicnn's own TF graph (scripts/musicnn_reference.py); the
+# synthesised clips are regenerated from their seeds. Shared by test_embeddings and test_musicnn_runtime.
+MUSICNN_REFERENCE = np.load(Path(__file__).resolve().parent / "data" / "musicnn_reference.npz")
+MUSICNN_NAMES = [str(n) for n in MUSICNN_REFERENCE["names"]]
+
+
+def musicnn_synth_wave(i: int) -> np.ndarray:
+    """Reference ``i``'s synthesised clip, checked against the length and level it had for the reference."""
+    import pytest
+
+    ref = load_script("musicnn_reference")
+    name = MUSICNN_NAMES[i]
+    seconds = {n: s for n, _, s in ref.SYNTH}[name]
+    y = ref.synth_clip(int(name.split(":")[1]), seconds=seconds)
+    assert y.size == int(MUSICNN_REFERENCE[f"{i}/n_samples"])
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+    assert rms == pytest.approx(float(MUSICNN_REFERENCE[f"{i}/wave_rms"]), rel=1e-6), "synth_clip changed since the reference"
+    return y

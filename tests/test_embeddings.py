@@ -19,26 +19,15 @@ import pytest
 from genrekit import embeddings as E
 from genrekit.audio import load, resample
 from genrekit.errors import EmptyAudioError, FeatureError, ModelError, NonFiniteAudioError
-from helpers import load_script
+from helpers import MUSICNN_NAMES, MUSICNN_REFERENCE, musicnn_synth_wave
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = np.load(ROOT / "tests" / "data" / "musicnn_reference.npz")
-NAMES = [str(n) for n in REFERENCE["names"]]
+REFERENCE, NAMES = MUSICNN_REFERENCE, MUSICNN_NAMES
 SYNTH = [i for i, n in enumerate(NAMES) if n.startswith("synth:")]
 GTZAN = [i for i, n in enumerate(NAMES) if n.startswith("gtzan:")]
 
 
-REF_SCRIPT = load_script("musicnn_reference")
-
-
-def synth_wave(i: int) -> np.ndarray:
-    name = NAMES[i]
-    seconds = {n: s for n, _, s in REF_SCRIPT.SYNTH}[name]
-    y = REF_SCRIPT.synth_clip(int(name.split(":")[1]), seconds=seconds)
-    assert y.size == int(REFERENCE[f"{i}/n_samples"])
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
-    assert rms == pytest.approx(float(REFERENCE[f"{i}/wave_rms"]), rel=1e-6), "synth_clip changed since the reference"
-    return y
+synth_wave = musicnn_synth_wave
 
 
 def gtzan_wave(i: int, gtzan: Path) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +18,9 @@ from genrekit import embeddings as E
 from genrekit import musicnn_runtime as R
 from genrekit.audio import load
 from genrekit.errors import FeatureError, ModelError
-from helpers import load_script
+from helpers import MUSICNN_NAMES, MUSICNN_REFERENCE, musicnn_synth_wave
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = np.load(ROOT / "tests" / "data" / "musicnn_reference.npz")
-NAMES = [str(n) for n in REFERENCE["names"]]
+REFERENCE, NAMES = MUSICNN_REFERENCE, MUSICNN_NAMES
 SYNTH = [i for i, n in enumerate(NAMES) if n.startswith("synth:")]
 GTZAN = [i for i, n in enumerate(NAMES) if n.startswith("gtzan:")]
 INT8_TOL = {"taggram": 0.05, "penultimate": 0.25, "pooled_rel": 0.1, "cosine": 0.998}
@@ -35,15 +32,7 @@ def own_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
 
 
-REF_SCRIPT = load_script("musicnn_reference")
-
-
-def synth_wave(i: int) -> np.ndarray:
-    name = NAMES[i]
-    seconds = {n: s for n, _, s in REF_SCRIPT.SYNTH}[name]
-    y = REF_SCRIPT.synth_clip(int(name.split(":")[1]), seconds=seconds)
-    assert y.size == int(REFERENCE[f"{i}/n_samples"])
-    return y
+synth_wave = musicnn_synth_wave
 
 
 def reference_patches(i: int, y: np.ndarray) -> np.ndarray:
