@@ -433,7 +433,7 @@ def predict_settings(classifier: GenreClassifier, *, segments: bool, top_k: int,
         settings["min_confidence"] = float(min_confidence)
     if tags:
         settings["tags"] = True
-    if getattr(classifier, "patches_per_block", None) is not None:
+    if classifier.patches_per_block is not None:
         settings["patches_per_block"] = classifier.patches_per_block
     return settings
 

@@ -140,14 +140,14 @@ class Prediction:
 
 def check_patches_per_block(k: int | str | None) -> int | str | None:
     """A ``patches_per_block`` override: None (the model's own), ``"all"`` or an integer from 1 to 10."""
+    from genrekit.musicnn_runtime import check_per_block
+
     if k is None or k == "all":
         return k
-    if isinstance(k, str) and k.isdigit():
-        k = int(k)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 10:
-        raise GenrekitError(f"patches_per_block must be 'all' or an integer from 1 to 10 (patches in a 30 s "
-                            f"block), got {k!r}")
-    return int(k)
+    try:  # the range musicnn_runtime takes (a 30 s block's patches); "3" from a command line counts
+        return check_per_block(int(k) if isinstance(k, str) and k.isdigit() else k)
+    except ValueError as exc:
+        raise GenrekitError(f"{exc} (or 'all')") from None
 
 
 def check_min_confidence(p: float | None) -> float | None:
