@@ -50,6 +50,7 @@ from genrekit.features.gtzan import (
     columns,
     extract,
     extract_segments,
+    finite_analysis,
 )
 from genrekit.features.rhythm import onset_strength, tempo
 from genrekit.features.spectral import (
@@ -75,7 +76,7 @@ __all__ = [
     "BLOCK_FRAMES", "EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS", "HOP_LENGTH", "HPSS_KERNEL",
     "HPSS_MODES", "MAX_WHOLE_FILE_SECONDS", "N_CONTRAST_BANDS", "N_FFT", "N_MELS", "N_MFCC", "REMEDIAN_DILATIONS",
     "SR", "FeatureSettings", "analyse_file", "chroma_filterbank", "chroma_stft", "columns", "delta",
-    "estimate_tuning", "extract", "extract_segments", "fft_frequencies", "hpss", "median_filter",
+    "estimate_tuning", "extract", "extract_segments", "fft_frequencies", "finite_analysis", "hpss", "median_filter",
     "remedian_filter", "mel_filterbank", "melspectrogram", "mfcc", "onset_strength", "power_to_db", "rms",
     "spectral_bandwidth", "spectral_centroid", "spectral_contrast", "spectral_flatness", "spectral_rolloff",
     "stft", "tempo", "tonnetz", "zero_crossing_rate",

@@ -52,7 +52,7 @@ from genrekit.features.spectral import (
 
 __all__ = [
     "BLOCK_FRAMES", "EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS", "MAX_WHOLE_FILE_SECONDS",
-    "FeatureSettings", "analyse_file", "columns", "extract", "extract_segments",
+    "FeatureSettings", "analyse_file", "columns", "extract", "extract_segments", "finite_analysis",
 ]
 
 
@@ -115,8 +115,18 @@ def extract(
 
     One STFT (n_fft 2048, hop 512, reflect-padded, Hann) is shared by every feature. Inputs longer
     than ``block_frames`` frames are processed block by block with identical results (bounded memory).
-    Raises EmptyAudioError for fewer than 2048 samples and NonFiniteAudioError for NaN/inf samples.
+    Raises EmptyAudioError for fewer than 2048 samples and NonFiniteAudioError for NaN/inf samples, and
+    FeatureError when a value comes out NaN or infinite (a finite waveform too loud for float32).
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, in words
+        out = _extract(y, sr=sr, extended=extended, block_frames=block_frames, columns=columns, hpss=hpss)
+    _check_finite(out, y)
+    return out
+
+
+def _extract(
+    y: np.ndarray, *, sr: int, extended: bool, block_frames: int, columns: list[str] | None, hpss: str,
+) -> dict[str, float]:
     n_fft, hop = N_FFT, HOP_LENGTH
     y = check_waveform(y, n_fft=n_fft)
     if columns is not None:
@@ -212,20 +222,20 @@ def extract(
     if len(values) != len(names):  # pragma: no cover - guards the column bookkeeping
         raise FeatureError(f"internal error: {len(values)} values for {len(names)} columns")
     out = {k: float(v) for k, v in zip(names, values, strict=True)}
-    out = out if columns is None else {c: out[c] for c in columns}
-    _check_finite(out, y)
-    return out
+    return out if columns is None else {c: out[c] for c in columns}
 
 
 def _check_finite(values: dict[str, float], y: np.ndarray) -> None:
-    """Refuse NaN/inf results. A finite waveform can still overflow the float32 analysis (a peak of 1e15
-    squares past float32's range), and a NaN written into a table poisons every model trained on it."""
+    """Refuse NaN/inf results: a finite waveform can still overflow the float32 analysis (its power
+    spectrum passes float32's 3e38 from a peak of about 1e17), and one NaN written into a table poisons
+    every model trained on it."""
     bad = [k for k, v in values.items() if not math.isfinite(v)]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        peak = float(np.max(np.abs(np.asarray(y, dtype=np.float64))))
         raise FeatureError(
-            f"feature(s) {', '.join(bad[:3])}{more} came out NaN or infinite: the waveform's peak "
-            f"{float(np.max(np.abs(y))):.3g} is beyond what the float32 analysis holds; scale the audio into [-1, 1]"
+            f"feature(s) {', '.join(bad[:3])}{more} came out NaN or infinite: the waveform's peak {peak:.3g} "
+            "is beyond what the float32 analysis holds; scale the audio into [-1, 1]"
         )
 
 
@@ -285,6 +295,20 @@ def analyse_file(
         dur = audio.info(p).duration
         raise FeatureError(f"{p}: {dur:.2f} s is shorter than one {segment_seconds:g} s segment; use a shorter --segment")
     return out
+
+
+def finite_analysis(analysis: list[dict[str, object]] | None) -> list[dict[str, object]] | None:
+    """``analysis`` (an :func:`analyse_file` result read back from the feature cache), or None when one
+    of its values is NaN or infinite, or it is not an analysis at all. Earlier genrekit versions cached
+    such results, and a cache hit must not bring them back into a table: None makes the entry a miss,
+    so the file is analysed again and refused with a message naming it."""
+    if analysis is None:
+        return None
+    try:
+        ok = all(math.isfinite(float(v)) for a in analysis for v in a["values"])  # type: ignore[index, union-attr]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return analysis if ok else None
 
 
 def _file_values(y: np.ndarray, where: str | os.PathLike, **settings) -> list[float]:
