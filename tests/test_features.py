@@ -58,6 +58,29 @@ def test_columns_are_kaggles_in_order():
     assert ext[:57] == cols and len(ext) == len(set(ext)) == 57 + len(features.EXTENDED_COLUMNS)
 
 
+def test_the_package_keeps_every_name_of_the_old_module():
+    """features.py became a package by concern; ``from genrekit.features import X`` still finds every
+    name the module had, and each name is defined once (the package re-exports, it does not copy)."""
+    from genrekit.features import decompose, filters, gtzan, rhythm, spectral
+
+    old = ["EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS", "FeatureSettings", "analyse_file",
+           "chroma_filterbank", "chroma_stft", "columns", "delta", "estimate_tuning", "extract", "extract_segments",
+           "fft_frequencies", "hpss", "median_filter", "remedian_filter", "mel_filterbank", "melspectrogram", "mfcc",
+           "onset_strength", "power_to_db", "rms", "spectral_bandwidth", "spectral_centroid", "spectral_contrast",
+           "spectral_flatness", "spectral_rolloff", "stft", "tempo", "tonnetz", "zero_crossing_rate", "SR", "N_FFT",
+           "HOP_LENGTH", "N_MELS", "N_MFCC", "HPSS_KERNEL", "HPSS_MODES", "REMEDIAN_DILATIONS", "BLOCK_FRAMES",
+           "MAX_WHOLE_FILE_SECONDS", "N_CONTRAST_BANDS"]
+    assert not [n for n in old if not hasattr(features, n)]
+    assert set(old) <= set(features.__all__)
+    homes = {}
+    for mod in (spectral, decompose, rhythm, filters, gtzan):
+        for name in mod.__all__:
+            assert name not in homes, f"{name} defined in {homes.get(name)} and {mod.__name__}"
+            homes[name] = mod.__name__
+            if name in features.__all__:
+                assert getattr(features, name) is getattr(mod, name)
+
+
 def test_extract_keys_follow_columns(y):
     out = features.extract(y)
     assert list(out) == features.columns()
