@@ -104,6 +104,49 @@ def test_duplicate_ids_and_known_corrupt_are_skipped_with_warning(tmp_path):
     assert "known-corrupt" in msgs and "already read" in msgs
 
 
+def _png(path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (432, 288)).save(path)
+    return path
+
+
+def test_image_or_audio_tracks_takes_images_first_then_audio(tmp_path):
+    """A GTZAN root with images and audio: each track once, its image where it has one, else its audio;
+    the image folder is returned (it decides the time resolution); each source alone takes one kind."""
+    root = tmp_path / "Data"
+    _png(root / "images_original" / "blues" / "blues00001.png")
+    _png(root / "images_original" / "rock" / "rock00002.png")
+    write_audio(root / "genres_original" / "blues" / "blues.00001.wav", tone(0.5))
+    write_audio(root / "genres_original" / "jazz" / "jazz.00003.wav", tone(0.5))
+    found, image_root = datasets.image_or_audio_tracks(root)
+    assert image_root == root / "images_original"
+    assert [(t.track_id, t.label, kind) for t, kind in found] == [
+        ("blues.00001", "blues", "image"), ("rock.00002", "rock", "image"), ("jazz.00003", "jazz", "audio")]
+    only_images, _ = datasets.image_or_audio_tracks(root, source="images")
+    assert {kind for _, kind in only_images} == {"image"} and len(only_images) == 2
+    only_audio, none = datasets.image_or_audio_tracks(root, source="audio")
+    assert none is None and [t.track_id for t, _ in only_audio] == ["blues.00001", "jazz.00003"]
+    assert all(kind == "audio" for _, kind in only_audio)
+    # a folder-per-label tree of audio alone (labels need not be genres unless asked)
+    write_audio(tmp_path / "mine" / "chiptune" / "a.wav", tone(0.5))
+    found, image_root = datasets.image_or_audio_tracks(tmp_path / "mine")
+    assert image_root is None and [(t.label, k) for t, k in found] == [("chiptune", "audio")]
+    assert [t.label for t, _ in datasets.image_or_audio_tracks(tmp_path / "mine", genres_only=True)[0]] == [""]
+    with pytest.raises(DatasetError, match="holds no Kaggle images"):
+        datasets.image_or_audio_tracks(tmp_path / "mine", source="images")
+    with pytest.raises(DatasetError, match="unknown data source 'video'"):
+        datasets.image_or_audio_tracks(root, source="video")
+
+
+def test_kaggle_levels_read_each_images_level_and_length(tmp_path):
+    csv = tmp_path / "features_30_sec.csv"
+    csv.write_text("filename,length,rms_mean,label\nblues.00000.wav,661794,0.13,blues\n"
+                   "not a gtzan name.wav,1000,0.2,blues\nrock.00001.wav,661500.0,,rock\njazz.00002.wav,22050,0.05,jazz\n")
+    assert datasets.kaggle_levels(csv) == {"blues.00000": (0.13, 661794), "jazz.00002": (0.05, 22050)}
+
+
 @pytest.mark.shared
 def test_shared_gtzan(gtzan):
     g = datasets.GTZAN(gtzan)

@@ -104,3 +104,43 @@ def test_spectrogram_levels_are_amplitude_to_db_of_mel_power():
     P = spectrogram.melspectrogram(_signal())
     db = dsp.amplitude_to_db(P, ref=np.max, top_db=spectrogram.TOP_DB)
     np.testing.assert_allclose(spectrogram.power_to_levels(P), (db - db.min()) / (db.max() - db.min()), atol=1e-6)
+
+
+def test_one_melspectrogram_serves_both_paddings():
+    """dsp.melspectrogram is THE mel: the log-mel front end is it with zero padding, the GTZAN features'
+    melspectrogram with reflect padding; the padding is the only difference, and it must be chosen."""
+    y = _signal()
+    zeros = dsp.melspectrogram(y, pad_mode="constant")
+    reflect = dsp.melspectrogram(y, pad_mode="reflect")
+    assert zeros.dtype == reflect.dtype == np.float32 and zeros.shape == reflect.shape == (128, 1 + y.size // 512)
+    assert np.array_equal(spectrogram.melspectrogram(y), zeros)
+    assert np.array_equal(spectrogram.melspectrogram(y, pad_mode="reflect"), reflect)
+    assert np.array_equal(features.melspectrogram(y=y), reflect)
+    # the paddings differ only in the frames that reach past the edges (n_fft // 2 // hop = 2 each side)
+    assert not np.allclose(zeros[:, 0], reflect[:, 0]) and not np.allclose(zeros[:, -1], reflect[:, -1])
+    np.testing.assert_array_equal(zeros[:, 2:-2], reflect[:, 2:-2])
+    for mode in ("constant", "reflect"):
+        ref = librosa.feature.melspectrogram(y=y, sr=dsp.SR, pad_mode=mode)
+        np.testing.assert_allclose(dsp.melspectrogram(y, pad_mode=mode), ref, rtol=1e-4, atol=1e-6 * ref.max())
+    with pytest.raises(TypeError):
+        dsp.melspectrogram(y)  # no default: the two conventions coexist, a caller says which
+
+
+def test_mel_frames_is_the_projection_of_time_major_power():
+    P = np.abs(dsp.stft(_signal())).T ** 2  # (frames, bins)
+    fb = dsp.mel_filterbank()
+    np.testing.assert_allclose(dsp.mel_frames(P, fb), fb @ P.T, rtol=1e-5, atol=1e-6)
+    batch = np.stack([P, 2 * P])
+    out = dsp.mel_frames(batch, fb)
+    assert out.shape == (2, 128, P.shape[0])
+    np.testing.assert_allclose(out[1], 2 * dsp.mel_frames(P, fb), rtol=1e-6)
+
+
+def test_melspectrogram_refuses_bad_audio_and_pads_short_audio():
+    for bad, match in ((np.zeros((2, 100), np.float32), "mono"), (np.zeros(0, np.float32), "no samples"),
+                       (np.array([0.0, np.inf], np.float32), "NaN or infinity")):
+        with pytest.raises(FeatureError, match=match):
+            dsp.melspectrogram(bad, pad_mode="reflect")
+    short = _signal()[:300]  # shorter than the pad: reflect cannot, zeros are used instead
+    assert np.array_equal(dsp.melspectrogram(short, pad_mode="reflect"), dsp.melspectrogram(short, pad_mode="constant"))
+    assert np.array_equal(dsp.pad_centred(short, pad_mode="reflect")[1024:-1024], short)

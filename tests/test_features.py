@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from genrekit import batch, datasets, features
-from genrekit.errors import EmptyAudioError, FeatureError, NonFiniteAudioError
+from genrekit.errors import EmptyAudioError, FeatureError, GenrekitError, NonFiniteAudioError
 from helpers import write_audio
 
 SR = 22050
@@ -55,6 +56,29 @@ def test_columns_are_kaggles_in_order():
     assert cols[16] == "tempo" and cols[-1] == "mfcc20_var"
     ext = features.columns(extended=True)
     assert ext[:57] == cols and len(ext) == len(set(ext)) == 57 + len(features.EXTENDED_COLUMNS)
+
+
+def test_the_package_keeps_every_name_of_the_old_module():
+    """features.py became a package by concern; ``from genrekit.features import X`` still finds every
+    name the module had, and each name is defined once (the package re-exports, it does not copy)."""
+    from genrekit.features import decompose, filters, gtzan, rhythm, spectral
+
+    old = ["EXTENDED_COLUMNS", "FEATURES_VERSION", "FEATURE_COLUMNS", "FeatureSettings", "analyse_file",
+           "chroma_filterbank", "chroma_stft", "columns", "delta", "estimate_tuning", "extract", "extract_segments",
+           "fft_frequencies", "hpss", "median_filter", "remedian_filter", "mel_filterbank", "melspectrogram", "mfcc",
+           "onset_strength", "power_to_db", "rms", "spectral_bandwidth", "spectral_centroid", "spectral_contrast",
+           "spectral_flatness", "spectral_rolloff", "stft", "tempo", "tonnetz", "zero_crossing_rate", "SR", "N_FFT",
+           "HOP_LENGTH", "N_MELS", "N_MFCC", "HPSS_KERNEL", "HPSS_MODES", "REMEDIAN_DILATIONS", "BLOCK_FRAMES",
+           "MAX_WHOLE_FILE_SECONDS", "N_CONTRAST_BANDS"]
+    assert not [n for n in old if not hasattr(features, n)]
+    assert set(old) <= set(features.__all__)
+    homes = {}
+    for mod in (spectral, decompose, rhythm, filters, gtzan):
+        for name in mod.__all__:
+            assert name not in homes, f"{name} defined in {homes.get(name)} and {mod.__name__}"
+            homes[name] = mod.__name__
+            if name in features.__all__:
+                assert getattr(features, name) is getattr(mod, name)
 
 
 def test_extract_keys_follow_columns(y):
@@ -259,6 +283,53 @@ def test_bad_inputs_raise_specific_errors():
         features.extract(np.zeros((SR, 2), dtype=np.float32))
     with pytest.raises(FeatureError, match="shorter than one analysis frame"):
         features.extract_segments(music(2.0), segment_seconds=0.05)
+
+
+def test_too_loud_waveforms_are_refused_never_nan():
+    """A finite waveform can overflow the float32 analysis: extract refuses it in words instead of
+    returning NaN/inf, and every value it does return is finite (1e15 still fits)."""
+    loud = music(3.0) * np.float32(1e15)
+    assert all(math.isfinite(v) for v in features.extract(loud, extended=True).values())
+    for scale in (1e18, 1e30):
+        with pytest.raises(FeatureError, match="NaN or infinite.*scale the audio"):
+            features.extract(music(3.0) * np.float32(scale))
+        with pytest.raises(FeatureError, match="NaN or infinite"):
+            features.extract_segments(music(4.0) * np.float32(scale), segment_seconds=3.0)
+        with pytest.raises(FeatureError, match="NaN or infinite"):
+            features.extract(music(3.0) * np.float32(scale), columns=["mfcc1_mean", "tempo"])
+
+
+def test_a_file_whose_features_overflow_is_an_error_naming_it_and_the_batch_goes_on(tmp_path):
+    root = tmp_path / "music"
+    good = write_audio(root / "blues" / "blues.00001.wav", music(3.0, seed=1))
+    loud = write_audio(root / "blues" / "blues.00002.wav", music(3.0, seed=2) * np.float32(1e18), subtype="FLOAT")
+    for seg in (None, 1.0):
+        with pytest.raises(GenrekitError, match=re.escape(str(loud))):
+            features.analyse_file(loud, segment_seconds=seg)
+    results = list(batch.feature_rows([good, loud], features.FeatureSettings(), cache=False))
+    by = {r.input: r for r in results}
+    assert by[str(good)].ok and not by[str(loud)].ok and str(loud) in str(by[str(loud)].error)
+    sink = batch.CsvSink(tmp_path / "t.csv", header=batch.feature_header(features.FeatureSettings()))
+    batch.write(iter(results), sink)
+    rows = _read(tmp_path / "t.csv")
+    assert [r["filename"] for r in rows] == ["blues.00001.wav"]
+    assert all(math.isfinite(float(rows[0][c])) for c in features.FEATURE_COLUMNS)
+
+
+def test_a_cached_analysis_holding_nan_is_a_miss(tmp_path):
+    """Older versions cached NaN analyses; a hit must not bring one back into a table."""
+    good = write_audio(tmp_path / "rock" / "rock.00003.wav", music(3.0, seed=3))
+    settings = features.FeatureSettings()
+    store = batch.feature_cache(settings, root=tmp_path / "cache")
+    fresh = features.analyse_file(good)
+    stale = [{**fresh[0], "values": [float("nan")] + fresh[0]["values"][1:]}]
+    assert features.finite_analysis(fresh) is fresh and features.finite_analysis(stale) is None
+    assert features.finite_analysis(None) is None and features.finite_analysis([{"no": "values"}]) is None
+    store.put(store.key(str(good)), stale)
+    [r] = list(batch.feature_rows([good], settings, cache=store))
+    assert r.ok and not r.cached and r.value[0]["chroma_stft_mean"] == fresh[0]["values"][0]
+    [again] = list(batch.feature_rows([good], settings, cache=store))  # the recomputed analysis replaced it
+    assert again.cached and again.value == r.value
 
 
 # ---------------------------------------------------------------------------------------------- segments and files

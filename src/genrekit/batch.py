@@ -140,12 +140,12 @@ def feature_analyses(
     """Each file's analysis (``features.analyse_file``: values without names), from the feature cache or
     computed by ``engine`` (default: this process) and then cached. Cache hits come first, in input
     order, then the computed ones as they complete."""
-    from genrekit.features import FeatureSettings
+    from genrekit.features import FeatureSettings, finite_analysis
 
     settings = settings or FeatureSettings()
     store = cache if isinstance(cache, Cache) else feature_cache(settings, enabled=bool(cache))
     yield from _through_cache(files, settings.analyse, engine, desc="features", name="feature", key=store.key,
-                              load=store.get, save=store.put)
+                              load=lambda k: finite_analysis(store.get(k)), save=store.put)
 
 
 def _through_cache(

@@ -28,7 +28,8 @@ N_MELS = 128
 __all__ = [
     "HOP_LENGTH", "N_FFT", "N_MELS", "SR",
     "amplitude_to_db", "fft_frequencies", "frame_count", "hann_window", "hz_to_mel", "mel_filterbank",
-    "mel_frequencies", "mel_to_hz", "power_to_db", "rms_db", "stft", "stft_frames",
+    "mel_frames", "mel_frequencies", "mel_to_hz", "melspectrogram", "mono_waveform", "pad_centred", "power_to_db",
+    "rms_db", "stft", "stft_frames",
 ]
 
 
@@ -144,6 +145,58 @@ def mel_filterbank(
         raise FeatureError(f"invalid mel filterbank parameters: sr={sr}, n_fft={n_fft}, n_mels={n_mels}")
     fmax = float(sr) / 2 if fmax is None else float(fmax)
     return _mel_filterbank(float(sr), int(n_fft), int(n_mels), float(fmin), fmax, bool(htk))
+
+
+# ============================================================================================ mel spectrogram
+
+
+def mono_waveform(y: np.ndarray, *, what: str = "melspectrogram") -> np.ndarray:
+    """``y`` as contiguous float32 mono samples, refused (FeatureError naming ``what``) when it is not 1-D,
+    holds no samples or holds NaN/inf: an STFT would otherwise return garbage without a word."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise FeatureError(f"{what} expects mono 1-D audio, got shape {y.shape}")
+    if y.size == 0:
+        raise FeatureError(f"{what}: the audio holds no samples")
+    if not np.all(np.isfinite(y)):
+        raise FeatureError(f"{what}: the audio contains NaN or infinity")
+    return y
+
+
+def pad_centred(y: np.ndarray, *, n_fft: int = N_FFT, pad_mode: str = "constant") -> np.ndarray:
+    """``n_fft // 2`` samples of ``pad_mode`` padding on each side, so frame ``t`` is centred on sample
+    ``t * hop``. Reflect padding needs more samples than the pad width; shorter inputs get zeros."""
+    pad = n_fft // 2
+    if pad_mode == "reflect" and y.size <= pad:
+        pad_mode = "constant"
+    return np.pad(y, pad, mode=pad_mode)
+
+
+def mel_frames(power: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Mel power ``(..., n_mels, frames)`` of a TIME-major power spectrogram ``(..., frames, bins)``.
+
+    The one mel projection (the GTZAN features, the log-mel front end and :func:`melspectrogram` all
+    run it): ``(frames, bins) @ (bins, mels)`` is the fast BLAS layout, and one order of summation
+    keeps every caller's numbers equal to the bit."""
+    return np.swapaxes(power @ fb.T, -1, -2)
+
+
+def melspectrogram(
+    y: np.ndarray, *, pad_mode: str, sr: float = SR, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH,
+    n_mels: int = N_MELS, fmin: float = 0.0, fmax: float | None = None,
+) -> np.ndarray:
+    """Mel *power* spectrogram ``(n_mels, 1 + len(y) // hop_length)`` float32 of a mono waveform:
+    centred periodic-Hann frames, power 2, Slaney filters (librosa.feature.melspectrogram).
+
+    ``pad_mode`` has no default because genrekit needs both: ``"reflect"`` is librosa 0.7's, which made
+    Kaggle's feature table (``genrekit.features``), ``"constant"`` (zeros) librosa >= 0.10's, which the
+    log-mel front end uses (``genrekit.spectrogram``)."""
+    y = mono_waveform(y, what="melspectrogram")
+    fb = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    spec = stft_frames(pad_centred(y, n_fft=n_fft, pad_mode=pad_mode), 0, frame_count(y.size, hop_length=hop_length),
+                       n_fft=n_fft, hop_length=hop_length)  # (frames, bins)
+    power = spec.real**2 + spec.imag**2
+    return np.ascontiguousarray(mel_frames(power, fb), dtype=np.float32)
 
 
 # ============================================================================================ decibels

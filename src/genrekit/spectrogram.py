@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genrekit import dsp
 from genrekit.dsp import HOP_LENGTH, N_FFT, N_MELS, SR, amplitude_to_db, hz_to_mel, mel_filterbank, mel_to_hz
 from genrekit.errors import DatasetError, FeatureError
 
@@ -64,32 +65,20 @@ def melspectrogram(
 
     Same conventions as ``librosa.feature.melspectrogram``: periodic Hann window, centred frames
     (``pad_mode`` padding of n_fft // 2 each side), power 2, slaney filters. On the CPU (``device``
-    "cpu" or None) it is :func:`genrekit.dsp.stft` in numpy, so predicting never imports torch (2-3.5 s
-    of a cold start); any other device (``"auto"``, ``"cuda"``) runs ``torch.stft`` there. The two agree
+    "cpu" or None) it is :func:`genrekit.dsp.melspectrogram` in numpy (the one mel, which the GTZAN
+    features run with reflect padding), so predicting never imports torch (2-3.5 s of a cold start);
+    any other device (``"auto"``, ``"cuda"``) runs ``torch.stft`` there. The two agree
     to float32 rounding (tests/test_spectrogram.py).
     """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1:
-        raise FeatureError(f"melspectrogram expects mono 1-D audio, got shape {y.shape}")
-    if y.size == 0:
-        raise FeatureError("melspectrogram: the audio holds no samples")
-    if not np.all(np.isfinite(y)):
-        raise FeatureError("melspectrogram: the audio contains NaN or infinity")
-    pad = n_fft // 2
-    if pad_mode == "reflect" and y.size <= pad:
-        pad_mode = "constant"  # reflect padding needs more samples than the pad width
-    fb = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     if device in (None, "cpu"):
-        from genrekit.dsp import frame_count, stft_frames
-
-        spec = stft_frames(np.pad(y, pad, mode=pad_mode), 0, frame_count(y.size, hop_length=hop_length),
-                           n_fft=n_fft, hop_length=hop_length)  # (frames, bins)
-        power = spec.real**2 + spec.imag**2
-        return np.ascontiguousarray((power @ fb.T).T, dtype=np.float32)
+        return dsp.melspectrogram(y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                  pad_mode=pad_mode)
+    y = dsp.mono_waveform(y, what="melspectrogram")
     import torch
 
+    fb = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     dev = _torch_device(device)
-    x = torch.nn.functional.pad(torch.from_numpy(y).to(dev)[None, None], (pad, pad), mode=pad_mode)[0, 0]
+    x = torch.from_numpy(dsp.pad_centred(y, n_fft=n_fft, pad_mode=pad_mode)).to(dev)
     with torch.no_grad():
         spec = torch.stft(
             x, n_fft=n_fft, hop_length=hop_length, window=torch.hann_window(n_fft, periodic=True, device=dev),
