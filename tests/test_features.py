@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrekit import batch, datasets, features
+from genrekit import datasets, features
 from genrekit.errors import EmptyAudioError, FeatureError, NonFiniteAudioError
+from genrekit.run import features as batch_features
 from helpers import write_audio
 
 SR = 22050
@@ -266,7 +267,7 @@ def test_bad_inputs_raise_specific_errors():
 
 def test_segments_are_named_like_kaggles_3s_table(tmp_path):
     path = write_audio(tmp_path / "blues" / "blues.00042.wav", music(10.0))
-    rows = batch.extract_file(path, segment_seconds=3.0)
+    rows = batch_features.extract_file(path, segment_seconds=3.0)
     assert [r["filename"] for r in rows] == ["blues.00042.0.wav", "blues.00042.1.wav", "blues.00042.2.wav"]
     assert {r["track_id"] for r in rows} == {"blues.00042"} and {r["label"] for r in rows} == {"blues"}
     assert all(r["length"] == 66150 for r in rows)
@@ -276,12 +277,12 @@ def test_segments_are_named_like_kaggles_3s_table(tmp_path):
     segs = features.extract_segments(load(path), segment_seconds=3.0)
     assert len(segs) == 3
     assert [rows[1][c] for c in features.FEATURE_COLUMNS] == pytest.approx(list(segs[1].values()), rel=1e-9)
-    whole = batch.extract_file(path)
+    whole = batch_features.extract_file(path)
     assert len(whole) == 1 and whole[0]["filename"] == "blues.00042.wav" and whole[0]["length"] == 10 * SR
     short = write_audio(tmp_path / "x" / "short.wav", music(2.0))
     with pytest.raises(FeatureError, match="shorter than one 3 s segment"):
-        batch.extract_file(short, segment_seconds=3.0)
-    assert batch.extract_file(short)[0]["label"] == ""
+        batch_features.extract_file(short, segment_seconds=3.0)
+    assert batch_features.extract_file(short)[0]["label"] == ""
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -398,7 +399,7 @@ def test_matches_kaggle_table_on_real_clips(gtzan, name):
     path = gtzan / "audio" / name.split(".")[0] / f"{name}.flac"
     if not path.exists():
         pytest.skip(f"{path} not in the shared subset")
-    row = batch.extract_file(path, hpss="exact")[0]
+    row = batch_features.extract_file(path, hpss="exact")[0]
     assert row["length"] == kaggle["length"] and row["label"] == kaggle["label"]
     assert row["tempo"] == pytest.approx(kaggle["tempo"], rel=1e-9)
     for col in datasets.FEATURE_COLUMNS:
@@ -413,6 +414,6 @@ def test_feature_table_for_training(tmp_path, monkeypatch):
     (root / "pop" / "pop.00003.wav").write_bytes(b"garbage")
     tracks = datasets.scan_audio([root])
     with pytest.warns(UserWarning, match="pop.00003.wav"):
-        table = batch.feature_table(tracks, jobs=1, progress=False)
+        table = batch_features.feature_table(tracks, jobs=1, progress=False)
     assert table.X.shape == (2, 57) and list(table.y) == ["jazz", "pop"]
     assert list(table.track_ids) == ["jazz.00001", "pop.00002"] and table.columns == datasets.FEATURE_COLUMNS

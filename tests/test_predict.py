@@ -83,8 +83,8 @@ def test_cli_predict_json_with_bad_files(tiny_model, tmp_path, capsys):
 
 
 def test_cli_predict_out_resumes_from_journal(tiny_model, tmp_path):
-    from genrekit.batch import JournalSink as Journal
     from genrekit.predict import GenreClassifier as GC
+    from genrekit.run.sinks import JournalSink as Journal
 
     for i in range(3):
         write_audio(tmp_path / "in" / f"{i}.wav", tone(4.0, freq=110.0))
