@@ -199,7 +199,6 @@ def test_predict_task_runs_in_forkserver_workers_and_needs_a_model_file(monkeypa
         return iter(())
 
     monkeypatch.setattr(engines, "run_local", fake_run_local)
-    monkeypatch.setattr(engines, "usable_cpus", lambda: 4)  # two workers even on a one-CPU machine
     list(run_predict.predict_records(["a.wav"], tiny_model, engines.LocalEngine(jobs=2)))
     assert seen["start_method"] == engines.safe_start_method()  # never fork a parent that holds torch
     list(run_features.feature_rows([], engine=engines.LocalEngine(jobs=2)))

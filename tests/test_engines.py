@@ -163,6 +163,14 @@ def test_clamp_jobs_to_the_work_and_the_machine():
     assert engines.LocalEngine(jobs=10**6).workers == engines.usable_cpus()
 
 
+def test_a_pool_clamped_to_one_cpu_still_keeps_crashes_out_of_this_process(monkeypatch):
+    monkeypatch.setattr(engines, "usable_cpus", lambda: 1)
+    out = dict(engines.run_local(die_on_five, range(7), jobs=2, progress=False))
+    assert isinstance(out[5], ItemError) and out[5].kind == "WorkerDied" and out[6] == 106
+    assert engines.LocalEngine(jobs=2).workers == 1 and not engines.LocalEngine(jobs=2).in_process
+    assert engines.LocalEngine(jobs=1).in_process and engines.LocalEngine(jobs=None).in_process
+
+
 def test_too_many_jobs_start_no_more_workers_than_cpus_and_say_so_once(tmp_path):
     """In a child process that may use 2 CPUs: 64 jobs asked twice, 2 worker processes, one notice."""
     import subprocess

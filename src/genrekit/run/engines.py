@@ -206,17 +206,19 @@ def run_local(
     """Apply ``func`` to every item, yielding ``(item, result)`` or ``(item, ItemError)`` as each ends.
 
     ``jobs <= 1`` (or a single item) runs in this process; otherwise a process pool of
-    :func:`clamp_jobs` workers (``jobs``, but never more than the items or the usable CPUs)
-    (fork where available: no re-import, fast start; pass ``start_method=safe_start_method()`` when this
-    process holds torch or OpenMP threads). ``func`` must be picklable (a module-level function, a
+    :func:`clamp_jobs` workers: ``jobs``, but never more than the items or the usable CPUs (one worker
+    process on a one-CPU machine: asking for a pool still keeps a crash out of this process). Fork where
+    available (no re-import, fast start); pass ``start_method=safe_start_method()`` when this process
+    holds torch or OpenMP threads. ``func`` must be picklable (a module-level function, a
     functools.partial of one, a bound method or a small callable object). An exception in ``func``
-    fails that item only. A worker that dies (out of memory, segfault) breaks the pool: the items it held are retried once, alone, in a fresh pool,
-    and fail with the reason if they break it again. Results come in completion order.
+    fails that item only. A worker that dies (out of memory, segfault) breaks the pool: the items it
+    held are retried once, alone, in a fresh pool, and fail with the reason if they break it again.
+    Results come in completion order.
     """
     items = list(items)
     if not items:
         return
-    jobs = _clamped(max(1, int(jobs or 1)), len(items))
+    jobs = max(1, int(jobs or 1))
     bar = _progress(len(items), desc, progress)
     try:
         if jobs == 1 or len(items) == 1:
@@ -225,7 +227,7 @@ def run_local(
                 bar.update(1)
                 yield it, res
             return
-        yield from _run_pool(func, items, jobs, bar, start_method)
+        yield from _run_pool(func, items, _clamped(jobs, len(items)), bar, start_method)
     finally:
         bar.close()
 
@@ -313,8 +315,13 @@ class LocalEngine:
 
     @property
     def workers(self) -> int:
-        """The most worker processes this engine runs (1: everything in this process)."""
+        """The most processes this engine runs tasks in at once (never more than the usable CPUs)."""
         return clamp_jobs(self.jobs, sys.maxsize)
+
+    @property
+    def in_process(self) -> bool:
+        """Whether tasks run in this process (one job) rather than in worker processes."""
+        return (self.jobs or usable_cpus()) == 1
 
     def map(self, task: Callable[[str], Any], items: Sequence[str], *, desc: str = "batch") -> Iterator[tuple[str, Any]]:
         method = None if getattr(task, "fork_safe", True) else safe_start_method()

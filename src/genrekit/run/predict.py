@@ -115,7 +115,7 @@ def predict_task(
 
     loaded = classifier if isinstance(classifier, GenreClassifier) else None
     if loaded is not None:
-        in_process = isinstance(engine, LocalEngine) and engine.workers == 1
+        in_process = isinstance(engine, LocalEngine) and engine.in_process
         if loaded.path is None and not in_process:
             raise ModelError("a classifier without a model file cannot be sent to worker processes; "
                              "save the model and load it from its file, or use one job")
