@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from genrekit import engine  # noqa: E402
+from genrekit.run import engines  # noqa: E402
 
-engine.limit_blas_threads(1)
+engines.limit_blas_threads(1)
 
 import numpy as np  # noqa: E402
 

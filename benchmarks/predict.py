@@ -79,7 +79,7 @@ def main() -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from genrekit.batch import PredictTask
+    from genrekit.run.predict import PredictTask
 
     task = PredictTask(model=args.model, top_k=3, segments=False, patches_per_block=args.patches)  # what `genrekit predict` runs (default backend)
     for jobs in (1, 2):

@@ -24,9 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from genrekit import __version__, engine  # noqa: E402
+from genrekit import __version__, store  # noqa: E402
 from genrekit.datasets import FEATURE_COLUMNS, shared_root, track_id  # noqa: E402
 from genrekit.features import analyse_file, tempo  # noqa: E402
+from genrekit.run import engines, items  # noqa: E402
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,8 +46,8 @@ def _exact_hpss_section(paths: list[str], K: np.ndarray, *, jobs: int) -> list[s
     cols = [c for c in FEATURE_COLUMNS if c.startswith(("harmony_", "perceptr_"))]
     idx = [FEATURE_COLUMNS.index(c) for c in cols]
     work = functools.partial(analyse_file, hpss="exact")
-    got = {p: r[0]["values"] for p, r in engine.run_local(work, paths, jobs=jobs, desc="fidelity (exact HPSS)")
-           if not isinstance(r, engine.ItemError)}
+    got = {p: r[0]["values"] for p, r in engines.run_local(work, paths, jobs=jobs, desc="fidelity (exact HPSS)")
+           if not isinstance(r, items.ItemError)}
     keep = [i for i, p in enumerate(paths) if p in got]
     E = np.array([[got[paths[i]][j] for j in idx] for i in keep], dtype=np.float64)
     out = ["", "## HPSS columns with exact medians (`genrekit features --exact-hpss`)", "",
@@ -86,17 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     clips = sorted(p for p in (gtzan / "audio").rglob("*") if p.suffix.lower() in {".flac", ".au", ".mp3", ".wav"})
     if args.limit:
         clips = clips[: args.limit]
-    engine.limit_blas_threads(1)
+    engines.limit_blas_threads(1)
 
     t0 = time.perf_counter()
     ours, failed = {}, []
-    for path, res in engine.run_local(functools.partial(analyse_file, hpss=args.hpss), [str(c) for c in clips], jobs=args.jobs,
+    for path, res in engines.run_local(functools.partial(analyse_file, hpss=args.hpss), [str(c) for c in clips], jobs=args.jobs,
                                       desc="fidelity"):
-        if isinstance(res, engine.ItemError):
+        if isinstance(res, items.ItemError):
             failed.append((path, str(res)))
         else:
             ours[path] = res[0]["values"][: len(FEATURE_COLUMNS)]
-    t_log1p = dict(engine.run_local(_tempo_log1p, list(ours), jobs=args.jobs, desc="tempo (log1p prior)"))
+    t_log1p = dict(engines.run_local(_tempo_log1p, list(ours), jobs=args.jobs, desc="tempo (log1p prior)"))
     elapsed = time.perf_counter() - t0
 
     paths = [p for p in map(str, clips) if p in ours and track_id(Path(p).name) in kaggle.index]
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         lines += ["", "## Failed clips", ""] + [f"- `{p}`: {e}" for p, e in failed]
     text = "\n".join(lines) + "\n"
-    engine.atomic_write_text(args.out, text)
+    store.atomic_write_text(args.out, text)
     print("\n".join(lines[-(len(sources) + 6):]))
     print(f"wrote {args.out}")
     return 0

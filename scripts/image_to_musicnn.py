@@ -15,7 +15,7 @@ Tables (``embed``): ``<genrekit cache>/musicnn-gtzan/tables/<kind>.npz`` with ``
 and passed through the same mapping), each holding ``track_ids``, ``labels``, ``n_patches`` and per-track
 means ``penultimate`` (n, 200), ``taggram`` (n, 50), ``pooled`` (n, 1506), plus ``penultimate_std``
 and ``settings`` (JSON). Load with :func:`load_table` or ``np.load(path)`` (no pickle). Per-track,
-per-patch arrays stay in the content-keyed cache (``genrekit.engine.Cache``, namespace
+per-patch arrays stay in the content-keyed cache (``genrekit.store.Cache``, namespace
 ``musicnn-gtzan``): rows ``[taggram | penultimate | pooled]`` per 3 s patch.
 """
 
@@ -63,7 +63,7 @@ def sources(data: Path) -> tuple[dict[str, tuple[str, Path]], dict[str, tuple[st
 
 def settings_for(kind: str, data: Path) -> dict:
     from genrekit import embeddings as E
-    from genrekit.engine import file_digest
+    from genrekit.store import file_digest
 
     s = {"kind": kind, "model": MODEL, "hop": E.PATCH_HOP, "format": 1}
     if kind != "audio":
@@ -117,7 +117,7 @@ def embed_item(item: tuple) -> np.ndarray:
 
 def table_path(kind: str, per_block: int | None = None) -> Path:
     """``<kind>.npz`` (means over every patch) or ``<kind>-p<K>.npz`` (over K spread patches per 30 s block)."""
-    from genrekit.engine import cache_root
+    from genrekit.store import cache_root
 
     return cache_root() / NAMESPACE / "tables" / (f"{kind}.npz" if per_block is None else f"{kind}-p{per_block}.npz")
 
@@ -152,7 +152,9 @@ def split_columns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def cmd_embed(args) -> int:
     from genrekit import embeddings as E
-    from genrekit import engine
+    from genrekit import store
+    from genrekit.run.engines import run_local
+    from genrekit.run.items import ItemError
 
     data = Path(args.data)
     audio_src, image_src = sources(data)
@@ -162,7 +164,7 @@ def cmd_embed(args) -> int:
         if kind not in KINDS:
             raise SystemExit(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
         settings = settings_for(kind, data)
-        cache = engine.Cache(NAMESPACE, settings)
+        cache = store.Cache(NAMESPACE, settings)
         src = image_src if kind == "image" else audio_src
         tids = sorted(src)
         if args.limit:
@@ -174,8 +176,8 @@ def cmd_embed(args) -> int:
         by_path = {it[1]: t for it, t in zip(items, todo, strict=True)}
         t0 = time.time()
         errors = []
-        for item, res in engine.run_local(embed_item, items, jobs=args.jobs, desc=kind):
-            if isinstance(res, engine.ItemError):
+        for item, res in run_local(embed_item, items, jobs=args.jobs, desc=kind):
+            if isinstance(res, ItemError):
                 errors.append((by_path[item[1]], str(res)))
                 continue
             cache.put_array(keys[by_path[item[1]]], res)
@@ -200,7 +202,7 @@ def cmd_embed(args) -> int:
         tg, pen, pooled = split_columns(m)
         out = table_path(kind, args.per_block)
         settings = {**settings, "patches_per_block": args.per_block}
-        with engine.atomic_writer(out, "wb") as fh:
+        with store.atomic_writer(out, "wb") as fh:
             np.savez(fh, track_ids=np.asarray(ids), labels=np.asarray(labels), n_patches=np.asarray(n_patches),
                      taggram=tg, penultimate=pen, pooled=pooled, penultimate_std=np.asarray(pen_std, np.float32),
                      settings=np.asarray(json.dumps(settings, sort_keys=True)))

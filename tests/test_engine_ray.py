@@ -66,7 +66,8 @@ def _files(root: Path) -> list[str]:
 
 
 def _local(files, model, **kw):
-    from genrekit.batch import LocalEngine, predict_records
+    from genrekit.run.engines import LocalEngine
+    from genrekit.run.predict import predict_records
 
     return list(predict_records(files, str(model), LocalEngine(jobs=1, progress=False), backend="torch", **kw))
 
@@ -74,7 +75,7 @@ def _local(files, model, **kw):
 # ============================================================================================ equality
 @pytest.mark.ray
 def test_predict_ray_gives_the_local_engines_records(ray_address, tiny_model, music):
-    from genrekit.engine_ray import predict_ray
+    from genrekit.run.predict import predict_ray
 
     files = _files(music)
     local = _local(files, tiny_model, top_k=2, segments=True)
@@ -106,9 +107,9 @@ def test_cli_predict_parquet_ray_equals_local(ray_address, tiny_model, music, tm
 def test_features_ray_gives_the_local_engines_rows(ray_address, music, tmp_path):
     from threadpoolctl import threadpool_limits
 
-    from genrekit.engine import ItemError
-    from genrekit.engine_ray import features_ray
     from genrekit.features import analyse_file
+    from genrekit.run.features import features_ray
+    from genrekit.run.items import ItemError
 
     files = _files(music)
     remote = dict(features_ray(files, segment_seconds=3.0, batch_size=2, progress=False))
@@ -171,8 +172,7 @@ def test_killed_run_resumes_without_redoing_finished_inputs(ray_address, tiny_mo
 # ============================================================================================ worker deaths
 @pytest.mark.ray
 def test_worker_killed_once_is_retried_and_the_run_completes(ray_address, tiny_model, music, tmp_path):
-    from genrekit.batch import PredictTask
-    from genrekit.engine_ray import predict_ray
+    from genrekit.run.predict import PredictTask, predict_ray
 
     files = _files(music)
     task = CrashOn(PredictTask(model=tiny_model, backend="torch", top_k=3, segments=False), "clip03.wav",
@@ -184,8 +184,7 @@ def test_worker_killed_once_is_retried_and_the_run_completes(ray_address, tiny_m
 
 @pytest.mark.ray
 def test_file_that_always_kills_its_worker_is_listed_and_the_rest_complete(ray_address, tiny_model, music):
-    from genrekit.batch import PredictTask
-    from genrekit.engine_ray import predict_ray
+    from genrekit.run.predict import PredictTask, predict_ray
 
     files = _files(music)
     task = CrashOn(PredictTask(model=tiny_model, backend="torch", top_k=3, segments=False), "clip03.wav")
@@ -200,7 +199,8 @@ def test_file_that_always_kills_its_worker_is_listed_and_the_rest_complete(ray_a
 
 # ============================================================================================ no ray installed
 def test_missing_ray_says_how_to_install_it(monkeypatch, tiny_model, music):
-    from genrekit.engine_ray import RayEngineError, predict_ray
+    from genrekit.run.engines import RayEngineError
+    from genrekit.run.predict import predict_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(RayEngineError, match=r"pip install 'genrekit\[ray\]'"):
@@ -213,7 +213,7 @@ def test_predict_ray_silence_and_duration_limit_records_equal_local(ray_address,
     """No music, no genre, and the duration limit, on Ray exactly as locally (issue 15)."""
     import numpy as np
 
-    from genrekit.engine_ray import predict_ray
+    from genrekit.run.predict import predict_ray
 
     rng = np.random.default_rng(3)
     write_audio(tmp_path / "a silence.wav", np.zeros((5 * 22050, 1), np.float32))

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrekit import batch, datasets, features
+from genrekit import datasets, features
 from genrekit.errors import EmptyAudioError, FeatureError, GenrekitError, NonFiniteAudioError
+from genrekit.run import sinks
+from genrekit.run import features as batch_features
 from helpers import write_audio
 
 SR = 22050
@@ -306,11 +308,11 @@ def test_a_file_whose_features_overflow_is_an_error_naming_it_and_the_batch_goes
     for seg in (None, 1.0):
         with pytest.raises(GenrekitError, match=re.escape(str(loud))):
             features.analyse_file(loud, segment_seconds=seg)
-    results = list(batch.feature_rows([good, loud], features.FeatureSettings(), cache=False))
+    results = list(batch_features.feature_rows([good, loud], features.FeatureSettings(), cache=False))
     by = {r.input: r for r in results}
     assert by[str(good)].ok and not by[str(loud)].ok and str(loud) in str(by[str(loud)].error)
-    sink = batch.CsvSink(tmp_path / "t.csv", header=batch.feature_header(features.FeatureSettings()))
-    batch.write(iter(results), sink)
+    sink = sinks.CsvSink(tmp_path / "t.csv", header=batch_features.feature_header(features.FeatureSettings()))
+    sinks.write(iter(results), sink)
     rows = _read(tmp_path / "t.csv")
     assert [r["filename"] for r in rows] == ["blues.00001.wav"]
     assert all(math.isfinite(float(rows[0][c])) for c in features.FEATURE_COLUMNS)
@@ -320,15 +322,15 @@ def test_a_cached_analysis_holding_nan_is_a_miss(tmp_path):
     """Older versions cached NaN analyses; a hit must not bring one back into a table."""
     good = write_audio(tmp_path / "rock" / "rock.00003.wav", music(3.0, seed=3))
     settings = features.FeatureSettings()
-    store = batch.feature_cache(settings, root=tmp_path / "cache")
+    store = batch_features.feature_cache(settings, root=tmp_path / "cache")
     fresh = features.analyse_file(good)
     stale = [{**fresh[0], "values": [float("nan")] + fresh[0]["values"][1:]}]
     assert features.finite_analysis(fresh) is fresh and features.finite_analysis(stale) is None
     assert features.finite_analysis(None) is None and features.finite_analysis([{"no": "values"}]) is None
     store.put(store.key(str(good)), stale)
-    [r] = list(batch.feature_rows([good], settings, cache=store))
+    [r] = list(batch_features.feature_rows([good], settings, cache=store))
     assert r.ok and not r.cached and r.value[0]["chroma_stft_mean"] == fresh[0]["values"][0]
-    [again] = list(batch.feature_rows([good], settings, cache=store))  # the recomputed analysis replaced it
+    [again] = list(batch_features.feature_rows([good], settings, cache=store))  # the recomputed analysis replaced it
     assert again.cached and again.value == r.value
 
 
@@ -337,7 +339,7 @@ def test_a_cached_analysis_holding_nan_is_a_miss(tmp_path):
 
 def test_segments_are_named_like_kaggles_3s_table(tmp_path):
     path = write_audio(tmp_path / "blues" / "blues.00042.wav", music(10.0))
-    rows = batch.extract_file(path, segment_seconds=3.0)
+    rows = batch_features.extract_file(path, segment_seconds=3.0)
     assert [r["filename"] for r in rows] == ["blues.00042.0.wav", "blues.00042.1.wav", "blues.00042.2.wav"]
     assert {r["track_id"] for r in rows} == {"blues.00042"} and {r["label"] for r in rows} == {"blues"}
     assert all(r["length"] == 66150 for r in rows)
@@ -347,12 +349,12 @@ def test_segments_are_named_like_kaggles_3s_table(tmp_path):
     segs = features.extract_segments(load(path), segment_seconds=3.0)
     assert len(segs) == 3
     assert [rows[1][c] for c in features.FEATURE_COLUMNS] == pytest.approx(list(segs[1].values()), rel=1e-9)
-    whole = batch.extract_file(path)
+    whole = batch_features.extract_file(path)
     assert len(whole) == 1 and whole[0]["filename"] == "blues.00042.wav" and whole[0]["length"] == 10 * SR
     short = write_audio(tmp_path / "x" / "short.wav", music(2.0))
     with pytest.raises(FeatureError, match="shorter than one 3 s segment"):
-        batch.extract_file(short, segment_seconds=3.0)
-    assert batch.extract_file(short)[0]["label"] == ""
+        batch_features.extract_file(short, segment_seconds=3.0)
+    assert batch_features.extract_file(short)[0]["label"] == ""
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -469,7 +471,7 @@ def test_matches_kaggle_table_on_real_clips(gtzan, name):
     path = gtzan / "audio" / name.split(".")[0] / f"{name}.flac"
     if not path.exists():
         pytest.skip(f"{path} not in the shared subset")
-    row = batch.extract_file(path, hpss="exact")[0]
+    row = batch_features.extract_file(path, hpss="exact")[0]
     assert row["length"] == kaggle["length"] and row["label"] == kaggle["label"]
     assert row["tempo"] == pytest.approx(kaggle["tempo"], rel=1e-9)
     for col in datasets.FEATURE_COLUMNS:
@@ -484,6 +486,6 @@ def test_feature_table_for_training(tmp_path, monkeypatch):
     (root / "pop" / "pop.00003.wav").write_bytes(b"garbage")
     tracks = datasets.scan_audio([root])
     with pytest.warns(UserWarning, match="pop.00003.wav"):
-        table = batch.feature_table(tracks, jobs=1, progress=False)
+        table = batch_features.feature_table(tracks, jobs=1, progress=False)
     assert table.X.shape == (2, 57) and list(table.y) == ["jazz", "pop"]
     assert list(table.track_ids) == ["jazz.00001", "pop.00002"] and table.columns == datasets.FEATURE_COLUMNS

@@ -13,14 +13,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # bottom up; a module may import from its own layer or any below it
 LAYERS: dict[str, int] = {
-    "genrekit": 0, "genrekit.errors": 0, "genrekit.dsp": 0, "genrekit.metrics": 0, "genrekit.engine": 0,
+    "genrekit": 0, "genrekit.errors": 0, "genrekit.dsp": 0, "genrekit.metrics": 0, "genrekit.store": 0,
     "genrekit.audio": 1, "genrekit.features": 1, "genrekit.spectrogram": 1, "genrekit.embeddings": 1,
     "genrekit.musicnn_runtime": 1, "genrekit.augment": 1,
     "genrekit.datasets": 2, "genrekit.splits": 2,
     "genrekit.models": 3,
-    "genrekit.experiments": 4, "genrekit.reports": 4, "genrekit.predict": 4, "genrekit.batch": 4,
+    "genrekit.experiments": 4, "genrekit.reports": 4, "genrekit.predict": 4, "genrekit.run": 4,
     "genrekit.onnx": 4, "genrekit.parquet_out": 4, "genrekit.eda": 4,
-    "genrekit.cli": 5, "genrekit.serve": 5, "genrekit.library": 5, "genrekit.engine_ray": 5,
+    "genrekit.cli": 5, "genrekit.serve": 5, "genrekit.library": 5,
     "genrekit.__main__": 5, "beetsplug": 5,
 }
 NAMES = {0: "base", 1: "signal", 2: "data", 3: "models", 4: "work", 5: "faces"}

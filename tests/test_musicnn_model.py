@@ -108,8 +108,8 @@ def test_predict_with_a_musicnn_head(tmp_path):
 def test_patches_per_block_override(tmp_path):
     """load(patches_per_block=) overrides the member's own count (2 in the file): "all" scores every
     patch of the block, an integer that many; bad values are refused before any work."""
-    from genrekit.batch import PredictTask
     from genrekit.predict import GenreClassifier
+    from genrekit.run.predict import PredictTask
 
     path, _ = _head(tmp_path)
     y = tone(30.0, freq=330.0)[:, 0]

@@ -83,22 +83,28 @@ def test_cli_predict_json_with_bad_files(tiny_model, tmp_path, capsys):
 
 
 def test_cli_predict_out_resumes_from_journal(tiny_model, tmp_path):
-    from genrekit.batch import JournalSink as Journal
     from genrekit.predict import GenreClassifier as GC
+    from genrekit.run.predict import predict_settings
+    from genrekit.run.sinks import JournalSink as Journal
 
     for i in range(3):
         write_audio(tmp_path / "in" / f"{i}.wav", tone(4.0, freq=110.0))
     out = tmp_path / "o.json"
     files = sorted(str(p) for p in (tmp_path / "in").iterdir())
     # a killed run left a journal with one finished record (and a torn line)
-    j = Journal(out, settings={"model": GC.load(tiny_model).identity, "segments": False})
+    j = Journal(out, settings=predict_settings(GC.load(tiny_model), segments=False, top_k=3))
     fake = {"file": files[0], "genre": "metal", "scores": {"metal": 1.0, "blues": 0.0}, "top": [["metal", 1.0]],
             "duration_s": 4.0, "error": None}
     j.append(files[0], fake)
     with open(j.path, "a") as f:
         f.write('{"key": "torn')
-    assert main(["predict", str(tmp_path / "in"), "--model", str(tiny_model), "--format", "json", "--out", str(out),
-                 "--no-progress"]) == 0
+    cmd = ["predict", str(tmp_path / "in"), "--model", str(tiny_model), "--format", "json", "--out", str(out),
+           "--no-progress"]
+    assert main([*cmd, "--top-k", "2"]) == 0  # other settings (top-k): the journal is not used
+    assert json.loads(out.read_text())[0]["genre"] == "blues"
+    j = Journal(out, settings=predict_settings(GC.load(tiny_model), segments=False, top_k=3))
+    j.append(files[0], fake)
+    assert main(cmd) == 0
     recs = json.loads(out.read_text())
     assert [r["file"] for r in recs] == files
     assert recs[0]["genre"] == "metal"  # taken from the journal, not recomputed

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import genrekit
-from genrekit import batch, embeddings
+from genrekit import embeddings
 from genrekit.cli import main
+from genrekit.run import musicnn as run_musicnn
+from genrekit.run import sinks
 from helpers import tone, write_audio
 
 SR = 22050
@@ -127,9 +129,9 @@ def test_second_run_is_served_from_the_cache_shared_by_tags_and_embed(music, tmp
 def test_tags_resume_from_a_partial_journal(music, tmp_path, monkeypatch):
     files = [_f(music, "a.wav"), _f(music, "b.flac")]
     out = tmp_path / "t.json"
-    settings = batch.MusicnnSettings()
+    settings = run_musicnn.MusicnnSettings()
     # a killed run left a journal with one finished record and a torn line
-    j = batch.JournalSink(out, settings={"musicnn": settings.cache_settings(), "top_k": 5, "segments": False})
+    j = sinks.JournalSink(out, settings={"musicnn": settings.cache_settings(), "top_k": 5, "segments": False})
     fake = {"file": files[0], "model": "MSD_musicnn", "duration_s": 6.5, "n_patches": 2,
             "tags": [["from the journal", 1.0]], "error": None}
     j.append(files[0], fake)
@@ -166,8 +168,8 @@ def test_usage_errors_and_flag_choices(music, tmp_path, capsys):
     from genrekit.cli import tags_cmd
 
     assert tags_cmd.MODELS == embeddings.MODELS and tags_cmd.BACKENDS == musicnn_runtime.BACKENDS
-    assert batch.MUSICNN_BACKENDS == musicnn_runtime.BACKENDS
-    assert batch.EMBED_LAYERS == {"penultimate": embeddings.N_PENULTIMATE, "pooled": embeddings.N_POOLED,
+    assert run_musicnn.MUSICNN_BACKENDS == musicnn_runtime.BACKENDS
+    assert run_musicnn.EMBED_LAYERS == {"penultimate": embeddings.N_PENULTIMATE, "pooled": embeddings.N_POOLED,
                                   "taggram": embeddings.N_TAGS}
     a = _f(music, "a.wav")
     assert main(["tags", a, "--top-k", "0"]) == 2
@@ -246,7 +248,7 @@ def test_per_window_rows_count_patches_in_every_format(music, tmp_path):
 
 def test_interrupted_embed_leaves_no_output_and_resumes(music, tmp_path, monkeypatch, capsys):
     files = [_f(music, "a.wav"), _f(music, "b.flac"), _f(music, "c_intro.wav")]
-    real = batch.musicnn_analysis
+    real = run_musicnn.musicnn_analysis
     done: list[str] = []
 
     def killed(path, settings=None):
@@ -255,21 +257,21 @@ def test_interrupted_embed_leaves_no_output_and_resumes(music, tmp_path, monkeyp
         done.append(path)
         return real(path, settings)
 
-    monkeypatch.setattr(batch, "musicnn_analysis", killed)
+    monkeypatch.setattr(run_musicnn, "musicnn_analysis", killed)
     out, parts = tmp_path / "e.parquet", tmp_path / "parts"
     assert main(["embed", *files, "--out", str(out), "--no-progress"]) == 130
     assert not out.exists()  # nothing half-written
     assert "2 finished file(s) are cached" in capsys.readouterr().err
-    monkeypatch.setattr(batch, "musicnn_analysis", real)
+    monkeypatch.setattr(run_musicnn, "musicnn_analysis", real)
     calls = _counting(monkeypatch)
     assert main(["embed", *files, "--out", str(out), "--no-progress"]) == 0
     assert calls == [files[2]] and "(2 from cache)" in capsys.readouterr().err
     # a Parquet folder: the finished files' part stays, a rerun does only the rest
     done.clear()
-    monkeypatch.setattr(batch, "musicnn_analysis", killed)
+    monkeypatch.setattr(run_musicnn, "musicnn_analysis", killed)
     args = ["embed", *files, "--out", f"{parts}/", "--no-progress", "--no-cache", "--part-size", "1"]
     assert main(args) == 130
-    monkeypatch.setattr(batch, "musicnn_analysis", real)
+    monkeypatch.setattr(run_musicnn, "musicnn_analysis", real)
     calls.clear()
     assert main(args) == 0
     assert calls == [files[2]] and "resuming: 2 of 3 files already done" in capsys.readouterr().err
@@ -326,7 +328,7 @@ def test_rows_to_table_keeps_columns_missing_from_the_first_row(tmp_path):
 @pytest.mark.ray
 def test_ray_engine_gives_the_local_records(music):
     ray = pytest.importorskip("ray", reason="the Ray engine is an optional extra")
-    from genrekit.engine_ray import RayEngine
+    from genrekit.run.engines import RayEngine
 
     files = [_f(music, "a.wav"), _f(music, "e_bad.wav")]
     local = genrekit.tags(files, cache=False)

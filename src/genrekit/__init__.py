@@ -20,11 +20,11 @@ def __getattr__(name: str):
 
         return GenreClassifier
     if name == "tags":  # genrekit.tags(paths, model=, top_k=, segments=, jobs=, ...) -> records
-        from genrekit.batch import musicnn_tags
+        from genrekit.run.musicnn import musicnn_tags
 
         return musicnn_tags
     if name == "embed":  # genrekit.embed(paths, model=, layers=, per_window=, jobs=, ...) -> DataFrame
-        from genrekit.batch import musicnn_embeddings
+        from genrekit.run.musicnn import musicnn_embeddings
 
         return musicnn_embeddings
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")

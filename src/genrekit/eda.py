@@ -93,7 +93,7 @@ def plot_distributions(table, path: Path, *, n_cols: int = 6) -> None:
 
 def write_eda(table, out: Path) -> list[Path]:
     """Write correlation.png, tempo_by_genre.png, distributions.png and summary.txt to ``out``."""
-    from genrekit.engine import atomic_write_bytes
+    from genrekit.store import atomic_write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

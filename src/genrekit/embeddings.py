@@ -35,8 +35,8 @@ import numpy as np
 
 from genrekit.audio import resample, stream, validate
 from genrekit.dsp import fft_frequencies, frame_count, hann_window, hz_to_mel, mel_frequencies
-from genrekit.engine import tensors_sha256
 from genrekit.errors import EmptyAudioError, FeatureError, ModelError, NonFiniteAudioError
+from genrekit.store import tensors_sha256
 
 if TYPE_CHECKING:
     import torch

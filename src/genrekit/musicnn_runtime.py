@@ -5,7 +5,7 @@ implementation. This module adds what makes it cheap enough for ``genrekit predi
 (docs/embeddings.md, "Speed"):
 
 - :func:`onnx_model`: the network as an ONNX graph built straight from the shipped safetensors with
-  ``onnx.helper`` (no torch, no tracing), cached under ``engine.cache_root()/musicnn`` keyed by the
+  ``onnx.helper`` (no torch, no tracing), cached under ``store.cache_root()/musicnn`` keyed by the
   weights file's sha256, so later processes need ``onnxruntime`` alone (``import onnxruntime`` costs
   0.2 s where ``import torch`` costs 2-3.5 s). float32 agrees with the torch port within 6e-6 on
   taggram and penultimate (1.7e-4 on pooled features of scale ~130) and is 1.6x faster;
@@ -304,7 +304,7 @@ def build_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, probe: bool = 
 
 
 def _cache_key(model: str, int8: bool) -> str:
-    from genrekit.engine import file_digest
+    from genrekit.store import file_digest
 
     h = hashlib.sha256()
     h.update(file_digest(weights_path(model)).encode())
@@ -318,7 +318,7 @@ def onnx_cache_path(model: str = DEFAULT_MODEL, *, int8: bool = False) -> Path:
     """Where :func:`onnx_model` caches the graph: ``cache_root()/musicnn/<model>[-int8]-<key>.onnx``,
     the key a digest of the weights file, the builder version and (int8) the calibration."""
     from genrekit.embeddings import MODELS
-    from genrekit.engine import cache_root
+    from genrekit.store import cache_root
 
     if model not in MODELS:
         raise ModelError(f"unknown musicnn model {model!r}; choose one of {', '.join(MODELS)}")
@@ -328,7 +328,7 @@ def onnx_cache_path(model: str = DEFAULT_MODEL, *, int8: bool = False) -> Path:
 def onnx_model(model: str = DEFAULT_MODEL, *, int8: bool = False, cache: bool = True) -> bytes:
     """The ONNX graph of :func:`build_onnx`, read from the cache when it is there, else built and
     written to it (atomically; an unwritable cache only costs the rebuild next time)."""
-    from genrekit.engine import cached_bytes
+    from genrekit.store import cached_bytes
 
     return cached_bytes(onnx_cache_path(model, int8=int8), lambda: build_onnx(model, int8=int8), enabled=cache)
 
@@ -392,7 +392,7 @@ def _load_cached(model: str, int8: bool, threads: int) -> OnnxMusicnn:
     except ModelError:  # a damaged cache file (truncated by a full disk, edited): rebuild it once
         data = build_onnx(model, int8=int8)
         session = OnnxMusicnn(model, data, int8=int8, threads=threads)
-        from genrekit.engine import atomic_write_bytes
+        from genrekit.store import atomic_write_bytes
 
         try:
             atomic_write_bytes(onnx_cache_path(model, int8=int8), data)

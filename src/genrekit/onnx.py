@@ -5,7 +5,7 @@ the model file's tensors with ``onnx.helper``: no torch, no tracing. BatchNorm i
 convolution or linear layer before it (eval mode), Dropout is the identity, and the graph is built for
 the model's fixed input (``n_mels`` x ``slice_width`` frames, the only shape the predict path feeds) with
 a dynamic batch. :func:`deep_graph_bytes` caches the serialised graph under
-``engine.cache_root()/deep``, keyed by the tensors' sha256 and :data:`GRAPH_BUILDER_VERSION`, so a later
+``store.cache_root()/deep``, keyed by the tensors' sha256 and :data:`GRAPH_BUILDER_VERSION`, so a later
 process needs ``onnxruntime`` alone (``import onnxruntime`` costs 0.2 s where ``import torch`` costs
 2-3.5 s of ``genrekit predict``'s start-up). An architecture the builder does not know falls back to
 ``torch.onnx.export``.
@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.engine import atomic_write_bytes, cached_bytes
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
 from genrekit.models.base import Estimator, load_model_file
+from genrekit.store import atomic_write_bytes, cached_bytes
 
 META_KEY = "genrekit_meta"
 ONNX_OPSET = 17
@@ -276,7 +276,7 @@ def deep_graph(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, so
 
 
 def _graph_key(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> str:
-    from genrekit.engine import tensors_sha256
+    from genrekit.store import tensors_sha256
 
     n_mels, frames = deep_input_shape(meta)
     h = hashlib.sha256(tensors_sha256(tensors).encode())
@@ -289,7 +289,7 @@ def _graph_key(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> st
 def graph_cache_path(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Path:
     """Where :func:`deep_graph_bytes` caches a graph: ``cache_root()/deep/<arch>-<key>.onnx``, the key a
     digest of the tensors, the input shape and the builder version."""
-    from genrekit.engine import cache_root
+    from genrekit.store import cache_root
 
     return cache_root() / "deep" / f"{meta.get('arch')}-{_graph_key(tensors, meta)}.onnx"
 
@@ -372,7 +372,7 @@ def musicnn_head_graph(head: Any, *, source: Any = "model") -> Any:
 
 def _musicnn_identity(inp: Mapping[str, Any]) -> dict[str, Any]:
     from genrekit.embeddings import weights_path
-    from genrekit.engine import file_digest
+    from genrekit.store import file_digest
 
     model = inp.get("model", "MSD_musicnn")
     return {"model": model, "weights_sha256": file_digest(weights_path(model))}

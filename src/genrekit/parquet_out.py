@@ -12,7 +12,7 @@ was finished is done again and its old rows are removed from their part. Failed 
 manifest with their reasons and are retried by the next run (a failure may have been a lost machine).
 
 Any engine can feed this module (the local process pool or Ray): it only sees ``(input, rows | error)``;
-``genrekit.batch.ParquetSink`` is how batch runs use it.
+``genrekit.run.sinks.ParquetSink`` is how batch runs use it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from genrekit.engine import atomic_path, atomic_write_text
 from genrekit.errors import GenrekitError
+from genrekit.store import atomic_path, atomic_write_text
 
 # Leading underscore: pyarrow and pandas skip it, so `pd.read_parquet(DIR)` reads just the parts.
 MANIFEST = "_manifest.json"

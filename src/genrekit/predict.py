@@ -246,7 +246,7 @@ class GenreClassifier:
         None for what the model file says (the shipped default: 3; "all" is slower and, on GTZAN's
         valid side, a little more accurate: MODEL_CARD.md).
         """
-        from genrekit.engine import limit_blas_threads
+        from genrekit.run.engines import limit_blas_threads
 
         limit_blas_threads(threads)  # numpy/scipy too: small products, threads only contend
         if backend not in BACKENDS:
@@ -452,7 +452,7 @@ class GenreClassifier:
             audio.decoded_seconds(source, max_duration=max_duration)
         blocks = self._source_blocks(source, sr, max_duration)
         if is_path:  # decode the next block while the models run on this one
-            from genrekit.engine import prefetch
+            from genrekit.run.engines import prefetch
 
             blocks = prefetch(blocks)
         return self.predict_blocks(blocks, top_k=top_k, file=str(source) if is_path else None, tags=tags)

@@ -2,7 +2,7 @@
 
 Every figure written here carries its protocol and level (segment or track) in its title, because an
 accuracy without its protocol is the root of most inflated GTZAN results. Every file is written
-atomically (temp file, fsync, rename) through :mod:`genrekit.engine`.
+atomically (temp file, fsync, rename) through :mod:`genrekit.store`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.engine import atomic_write_bytes, atomic_writer
 from genrekit.metrics import classification_metrics
+from genrekit.store import atomic_write_bytes, atomic_writer
 
 __all__ = [
     "format_report",

@@ -305,14 +305,14 @@ def invert_image_cached(
 ) -> np.ndarray:
     """:func:`invert_image`, cached as ``<cache>/<content digest>-v<version>-<mels>x<frames>.npy`` (default
     ``cache``: ``<genrekit cache>/images``), so re-runs skip the decoding and a renamed PNG still hits."""
-    from genrekit import engine
+    from genrekit import store
 
     path = Path(png_path)
     try:
-        digest = engine.file_digest(path)[:32]
+        digest = store.file_digest(path)[:32]
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read image ({exc})") from None
-    folder = Path(cache) if cache is not None else engine.cache_root() / "images"
+    folder = Path(cache) if cache is not None else store.cache_root() / "images"
     target = folder / f"{digest}-v{IMAGE_INVERSION_VERSION}-{n_mels}x{n_frames}.npy"
     if target.is_file():
         try:
@@ -323,7 +323,7 @@ def invert_image_cached(
             pass  # damaged cache entry: recompute
     arr = invert_image(path, n_mels=n_mels, n_frames=n_frames)
     try:
-        with engine.atomic_writer(target, "wb") as fh:
+        with store.atomic_writer(target, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
     except OSError:
         pass  # a read-only cache only costs speed

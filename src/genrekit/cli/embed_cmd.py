@@ -1,6 +1,6 @@
 """`genrekit embed`: musicnn embeddings of audio files/folders into Parquet (or .npz / .csv).
 
-Parses the flags and prints; the work is ``genrekit.batch.embedding_results`` (musicnn outputs cached by
+Parses the flags and prints; the work is ``genrekit.run.musicnn.embedding_results`` (musicnn outputs cached by
 file content, shared with ``genrekit tags``) written through a ``TableSink`` (one file, atomically, at
 the end: the cache is what resumes a killed run) or a ``ParquetSink`` (``--out DIR/``: parts + manifest,
 resumable at any size), as ``genrekit features`` does.
@@ -52,18 +52,18 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from genrekit import batch
     from genrekit.cli.predict_cmd import make_engine
     from genrekit.cli.tags_cmd import check_musicnn_args, musicnn_inputs, report_parquet
     from genrekit.errors import GenrekitError
     from genrekit.parquet_out import is_dataset_target
+    from genrekit.run import items, musicnn, sinks
 
     problem = check_musicnn_args(args)
     parquet = is_dataset_target(args.out)
     if not problem and not parquet and Path(args.out).suffix.lower() not in SUFFIXES:
         problem = f"--out must end in {', '.join(SUFFIXES)} or / (a Parquet folder), got {args.out}"
     try:
-        layers = batch.check_layers([x.strip() for x in args.layers.split(",") if x.strip()])
+        layers = musicnn.check_layers([x.strip() for x in args.layers.split(",") if x.strip()])
     except GenrekitError as exc:
         problem = problem or str(exc)
     if problem:
@@ -73,20 +73,20 @@ def run(args) -> int:
     if found is None:
         return 1
     files, walk_errors, settings = found
-    before = [batch.Result(p, error=e) for p, e in walk_errors]
-    vectors = {x: batch.EMBED_LAYERS[x] for x in layers}
+    before = [items.Result(p, error=e) for p, e in walk_errors]
+    vectors = {x: musicnn.EMBED_LAYERS[x] for x in layers}
     if parquet:
-        sink = batch.ParquetSink(args.out, kind="embed", part_size=args.part_size, to_rows=list, vectors=vectors,
-                                 settings=batch.embedding_settings(settings, layers=layers, per_window=args.per_window))
+        sink = sinks.ParquetSink(args.out, kind="embed", part_size=args.part_size, to_rows=list, vectors=vectors,
+                                 settings=musicnn.embedding_settings(settings, layers=layers, per_window=args.per_window))
     else:
-        sink = batch.TableSink(args.out, writer=functools.partial(batch.write_embeddings, layers=layers))
+        sink = sinks.TableSink(args.out, writer=functools.partial(musicnn.write_embeddings, layers=layers))
     todo = sink.pending(files)
     if sink.summary.resumed:
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done in {args.out}", file=sys.stderr)
-    results = batch.embedding_results(todo, settings, make_engine(args), layers=layers, per_window=args.per_window,
+    results = musicnn.embedding_results(todo, settings, make_engine(args), layers=layers, per_window=args.per_window,
                                       cache=not args.no_cache)
     try:
-        batch.write(results, sink, before=before)
+        sinks.write(results, sink, before=before)
     except KeyboardInterrupt:
         kept = (f"finished parts are kept in {args.out}" if parquet
                 else f"{sink.summary.ok} finished file(s) are cached" if not args.no_cache else "nothing was kept (--no-cache)")
@@ -99,6 +99,6 @@ def run(args) -> int:
     if sink.errors:
         print(f"genrekit embed: {len(sink.errors)} file(s) failed (also listed in {sink.errors_path}):", file=sys.stderr)
         for p, e in sink.errors[:20]:
-            print(f"  {batch.error_text(p, e)}", file=sys.stderr)
+            print(f"  {items.error_text(p, e)}", file=sys.stderr)
         return 1
     return 0

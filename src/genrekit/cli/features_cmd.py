@@ -1,6 +1,6 @@
 """`genrekit features`: Kaggle-compatible feature tables from audio files and folders.
 
-Parses the flags and prints; the work is ``genrekit.batch.feature_rows`` (every file's features cached by
+Parses the flags and prints; the work is ``genrekit.run.features.feature_rows`` (every file's features cached by
 its content and the settings, so a second run is near-instant and a run killed half-way resumes where
 it stopped) written through a ``CsvSink`` (the table, atomically) or a ``ParquetSink`` (``--out DIR/``).
 """
@@ -47,22 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def make_engine(args):
     """The engine the flags ask for: local processes (``--jobs``, default one per CPU) or Ray."""
     if args.engine == "ray":
-        from genrekit.engine_ray import RayEngine
+        from genrekit.run.engines import RayEngine
 
         return RayEngine(address=args.address, num_cpus=args.jobs, progress=not args.quiet)
-    from genrekit.batch import LocalEngine
+    from genrekit.run.engines import LocalEngine
 
     return LocalEngine(jobs=args.jobs, progress=not args.quiet)
 
 
 def run(args: argparse.Namespace) -> int:
-    from genrekit import engine
+    from genrekit.run.engines import limit_blas_threads
 
-    engine.limit_blas_threads(1)  # before numpy loads: one thread per process is fastest here
+    limit_blas_threads(1)  # before numpy loads: one thread per process is fastest here
 
-    from genrekit import batch
     from genrekit.features import FeatureSettings
     from genrekit.parquet_out import is_dataset_target
+    from genrekit.run import features, items, sinks
 
     if args.segment is not None and args.segment <= 0:
         print("genrekit features: error: --segment must be a positive number of seconds", file=sys.stderr)
@@ -70,30 +70,30 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         print("genrekit features: error: --jobs must be >= 1", file=sys.stderr)
         return 2
-    files, walk_errors = batch.find_audio(args.paths)
+    files, walk_errors = items.find_audio(args.paths)
     if not files and not walk_errors:
         print(f"genrekit features: error: no audio files found under {', '.join(args.paths)}", file=sys.stderr)
         return 1
     settings = FeatureSettings(segment_seconds=args.segment, extended=bool(args.extended),
                                hpss="exact" if args.exact_hpss else "fast")
-    before = [batch.Result(p, error=e) for p, e in walk_errors]
+    before = [items.Result(p, error=e) for p, e in walk_errors]
     if is_dataset_target(args.out):  # a folder: Parquet parts + manifest, resumable at any size
-        sink = batch.ParquetSink(args.out, kind="features", settings=settings.cache_settings(),
+        sink = sinks.ParquetSink(args.out, kind="features", settings=settings.cache_settings(),
                                  part_size=args.part_size, to_rows=list)
     else:
-        sink = batch.CsvSink(args.out, header=batch.feature_header(settings))
+        sink = sinks.CsvSink(args.out, header=features.feature_header(settings))
     todo = sink.pending(files)
     if sink.summary.resumed:
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done in {args.out}", file=sys.stderr)
-    rows = batch.feature_rows(todo, settings, make_engine(args), cache=not args.no_cache)
+    rows = features.feature_rows(todo, settings, make_engine(args), cache=not args.no_cache)
     try:
-        batch.write(rows, sink, before=before)
+        sinks.write(rows, sink, before=before)
     except KeyboardInterrupt:
-        kept = (f"finished parts are kept in {args.out}, run again to resume" if isinstance(sink, batch.ParquetSink)
+        kept = (f"finished parts are kept in {args.out}, run again to resume" if isinstance(sink, sinks.ParquetSink)
                 else f"{sink.summary.ok} file(s) done are cached, run the same command again to resume")
         print(f"genrekit features: interrupted; {kept}", file=sys.stderr)
         return 130
-    if isinstance(sink, batch.ParquetSink):
+    if isinstance(sink, sinks.ParquetSink):
         for line in sink.describe(total=len(files) + len(walk_errors)):
             print(line, file=sys.stderr)
         return 1 if sink.failed else 0

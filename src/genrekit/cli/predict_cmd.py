@@ -1,6 +1,6 @@
 """`genrekit predict`: genres for songs and folders, one record per file, bad files reported not fatal.
 
-Parses the flags, renders and prints; the work is ``genrekit.batch.predict_records`` written through a
+Parses the flags, renders and prints; the work is ``genrekit.run.predict.predict_records`` written through a
 ``JournalSink`` (``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``:
 ``parquet_out.predict_row``'s columns, with ``tags`` and ``uncertain`` when the records carry them).
 """
@@ -48,10 +48,10 @@ def add_arguments(p) -> None:
 def make_engine(args):
     """The engine the flags ask for: local processes (``--jobs``, default 1) or Ray."""
     if args.engine == "ray":
-        from genrekit.engine_ray import RayEngine
+        from genrekit.run.engines import RayEngine
 
         return RayEngine(address=args.address, progress=not args.no_progress)
-    from genrekit.batch import LocalEngine
+    from genrekit.run.engines import LocalEngine
 
     return LocalEngine(jobs=args.jobs, progress=not args.no_progress)
 
@@ -98,9 +98,10 @@ def run(args) -> int:
     import functools
     import sys
 
-    from genrekit import GENRES, batch
+    from genrekit import GENRES
     from genrekit.parquet_out import is_dataset_target, predict_row
     from genrekit.predict import GenreClassifier, error_record
+    from genrekit.run import items, predict, sinks
 
     if args.top_k < 1:
         print("genrekit predict: error: --top-k must be >= 1", file=sys.stderr)
@@ -115,41 +116,33 @@ def run(args) -> int:
         print("genrekit predict: error: --min-confidence must be within 0..1", file=sys.stderr)
         return 2
     max_duration = None if args.max_duration is None else args.max_duration * 60.0  # seconds
-    files, walk_errors = batch.find_audio(args.paths, unique=False)
+    files, walk_errors = items.find_audio(args.paths, unique=False)
     if not files and not walk_errors:
         print("genrekit predict: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
         return 1
-    missing = [batch.record_result(error_record(p, e.message, segments=args.segments)) for p, e in walk_errors]
+    missing = [sinks.record_result(error_record(p, e.message, segments=args.segments)) for p, e in walk_errors]
 
     # Load the model once up front: a bad --model is one clear error, not one per file.
     clf = GenreClassifier.load(args.model, backend=args.backend, patches_per_block=args.patches)
     genres = clf.genres if clf.genres else list(GENRES)
     parquet = is_dataset_target(args.out)
+    # what decides the output's content: an earlier run with the same settings resumes, any other is redone
+    settings = predict.predict_settings(clf, segments=args.segments, top_k=args.top_k, max_duration=max_duration,
+                                        min_confidence=args.min_confidence, tags=args.tags)
     if parquet:  # a folder: Parquet parts + manifest, resumable at any size
-        sink = batch.ParquetSink(args.out, kind="predict", part_size=args.part_size, to_rows=lambda r: [predict_row(r)],
-                                 settings=batch.predict_settings(clf, segments=args.segments, top_k=args.top_k,
-                                                                 max_duration=max_duration,
-                                                                 min_confidence=args.min_confidence, tags=args.tags))
+        sink = sinks.ParquetSink(args.out, kind="predict", part_size=args.part_size, to_rows=lambda r: [predict_row(r)],
+                                 settings=settings)
     else:
-        settings = {"model": clf.identity, "segments": args.segments}
-        if max_duration is not None:  # absent otherwise, so journals written before the option still resume
-            settings["max_duration_s"] = max_duration
-        if args.min_confidence is not None:  # absent otherwise (journals written before still resume)
-            settings["min_confidence"] = args.min_confidence
-        if args.tags:
-            settings["tags"] = True
-        if args.patches is not None:
-            settings["patches_per_block"] = clf.patches_per_block
-        sink = batch.JournalSink(args.out, settings=settings,
+        sink = sinks.JournalSink(args.out, settings=settings,
                                  render=functools.partial(_render, fmt=args.format, top_k=args.top_k, genres=genres))
     todo = sink.pending(files)
     if sink.summary.resumed:
         where = f" in {args.out}" if parquet else ""
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done{where}", file=sys.stderr)
-    records = batch.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments,
+    records = predict.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments,
                                     max_duration=max_duration, min_confidence=args.min_confidence,
                                     tags=args.tags)
-    batch.write(map(batch.record_result, records), sink, before=missing)
+    sinks.write(map(sinks.record_result, records), sink, before=missing)
     if parquet:
         for line in sink.describe(total=len(files) + len(missing)):
             print(line, file=sys.stderr)

@@ -1,6 +1,6 @@
 """`genrekit tags`: each file's top musicnn tags (MSD or MTT), optionally per 3 s patch.
 
-Parses the flags, renders and prints; the work is ``genrekit.batch.tag_results`` (musicnn outputs cached
+Parses the flags, renders and prints; the work is ``genrekit.run.musicnn.tag_results`` (musicnn outputs cached
 by file content, shared with ``genrekit embed``) written through a ``JournalSink`` (standard output or
 ``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``), as
 ``genrekit predict`` does. The flags both musicnn commands take are defined here once.
@@ -60,13 +60,13 @@ def musicnn_inputs(args, command: str):
     """(files, walk errors, settings) for the shared flags; None when nothing was found (printed)."""
     import sys
 
-    from genrekit import batch
+    from genrekit.run import items, musicnn
 
-    files, walk_errors = batch.find_audio(args.paths, unique=False)
+    files, walk_errors = items.find_audio(args.paths, unique=False)
     if not files and not walk_errors:
         print(f"genrekit {command}: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
         return None
-    return files, walk_errors, batch.MusicnnSettings(model=args.model, backend=args.backend)
+    return files, walk_errors, musicnn.MusicnnSettings(model=args.model, backend=args.backend)
 
 
 def report_parquet(sink, total: int) -> int:
@@ -123,9 +123,9 @@ def run(args) -> int:
     import functools
     import sys
 
-    from genrekit import batch
     from genrekit.cli.predict_cmd import make_engine, report_journal
     from genrekit.parquet_out import is_dataset_target, tags_row
+    from genrekit.run import items, musicnn, sinks
 
     problem = check_musicnn_args(args) or (None if 1 <= args.top_k <= 50 else "--top-k must be within 1..50")
     if problem:
@@ -135,23 +135,23 @@ def run(args) -> int:
     if found is None:
         return 1
     files, walk_errors, settings = found
-    missing = [batch.record_result(batch.tag_error_record(p, batch.error_text(p, e), model=args.model,
+    missing = [sinks.record_result(musicnn.tag_error_record(p, items.error_text(p, e), model=args.model,
                                                           segments=args.segments)) for p, e in walk_errors]
     content = {"musicnn": settings.cache_settings(), "top_k": args.top_k, "segments": args.segments}
     parquet = is_dataset_target(args.out)
     if parquet:
-        sink = batch.ParquetSink(args.out, kind="tags", settings=content, part_size=args.part_size,
+        sink = sinks.ParquetSink(args.out, kind="tags", settings=content, part_size=args.part_size,
                                  to_rows=lambda r: [tags_row(r)])
     else:
-        sink = batch.JournalSink(args.out, settings=content,
+        sink = sinks.JournalSink(args.out, settings=content,
                                  render=functools.partial(render, fmt=args.format, top_k=args.top_k,
                                                           segments=args.segments))
     todo = sink.pending(files)
     if sink.summary.resumed:
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done in {args.out}", file=sys.stderr)
-    results = batch.tag_results(todo, settings, make_engine(args), top_k=args.top_k, segments=args.segments,
+    results = musicnn.tag_results(todo, settings, make_engine(args), top_k=args.top_k, segments=args.segments,
                                 cache=not args.no_cache)
-    batch.write(results, sink, before=missing)
+    sinks.write(results, sink, before=missing)
     if parquet:
         return report_parquet(sink, len(files) + len(missing))
     return report_journal(sink, args.out, note=f" ({sink.summary.cached} from cache)")

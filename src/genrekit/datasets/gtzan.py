@@ -98,7 +98,7 @@ class GTZAN:
 
     def verify(self) -> dict[str, bool]:
         """Checksums of the files we know (True when they match)."""
-        from genrekit.engine import file_digest
+        from genrekit.store import file_digest
 
         out = {}
         for name, digest in CHECKSUMS.items():

@@ -97,7 +97,9 @@ def compare_models(
     "results": [{"model", "accuracy", "accuracy_std", "macro_f1", ...}, ...]}`` in the order given;
     ``seconds`` per model is summed over its folds.
     """
-    from genrekit import __version__, engine, splits
+    from genrekit import __version__, splits
+    from genrekit.run.engines import run_local, safe_start_method
+    from genrekit.run.items import ItemError
 
     factories = [as_factory(name) for name in model_names]  # fail fast on a typo, before minutes of fitting
     if any(f.reads != "features" for f in factories):
@@ -118,9 +120,9 @@ def compare_models(
     tasks = [(name, source, fold, seed, aggregate) for name in model_names for fold in folds]
     jobs = max(1, min(int(jobs), len(tasks)))
     done: dict[str, dict[int, FoldResult]] = {name: {} for name in model_names}
-    for task, r in engine.run_local(_fold_task, tasks, jobs=jobs, progress=progress, desc=f"compare [{protocol}]",
-                                    start_method=engine.safe_start_method()):
-        if isinstance(r, engine.ItemError):
+    for task, r in run_local(_fold_task, tasks, jobs=jobs, progress=progress, desc=f"compare [{protocol}]",
+                             start_method=safe_start_method()):
+        if isinstance(r, ItemError):
             raise GenrekitError(f"compare: {task[0]} on {protocol} fold {task[2].index}: {r}")
         done[task[0]][r.index] = r
     rows = []
@@ -474,8 +476,8 @@ def comparison_markdown(result: dict[str, Any]) -> str:
 
 def write_comparison(out_dir: str | os.PathLike, result: dict[str, Any]) -> None:
     """comparison.json, comparison.md and a bar chart comparison.png (track-level accuracy and macro-F1)."""
-    from genrekit.engine import atomic_write_bytes
     from genrekit.reports import pyplot, save_figure, write_json
+    from genrekit.store import atomic_write_bytes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -271,7 +271,7 @@ def analyse_file(
     Without ``segment_seconds``: one entry for the whole file (Kaggle's 30 s table), analysed block by
     block. With it: one entry per window, the file decoded window by window (any length). It depends
     only on the file's bytes and the settings, not on its name, so identical files share one cache
-    entry; ``genrekit.batch`` names the rows (``batch.extract_file``)."""
+    entry; ``genrekit.run.features`` names the rows (``extract_file``)."""
     from genrekit import audio
 
     p = Path(path)

@@ -25,14 +25,14 @@ BACKEND = "onnx"
 @lru_cache(maxsize=4)
 def weights_sha256(model: str = DEFAULT_MODEL) -> str:
     """Digest of the shipped weights file: new weights make new cache entries."""
-    from genrekit.engine import file_digest
+    from genrekit.store import file_digest
 
     return file_digest(str(resources.files("genrekit").joinpath("pretrained", "musicnn", f"{model}.safetensors")))
 
 
 def summary_cache(*, model: str = DEFAULT_MODEL, enabled: bool = True):
     """Content-addressed cache of musicnn summaries (one entry per file content, model and weights)."""
-    from genrekit.engine import Cache
+    from genrekit.store import Cache
 
     return Cache("library-musicnn", {"model": model, "weights_sha256": weights_sha256(model), "summary": 2,
                                      "backend": BACKEND}, enabled=enabled)
@@ -66,43 +66,38 @@ class SummaryJob:
 
 
 def summary_file(job: SummaryJob) -> tuple[str, dict[str, Any] | None, str | None]:
-    """``(sha256, summary, error)`` of one file; module level for process pools."""
-    from genrekit.engine import file_digest
-    from genrekit.errors import GenrekitError
-
-    try:
-        st = os.stat(job.path)
-        digest = file_digest(job.path)
-    except OSError as exc:
-        return "", None, f"{job.path}: {exc.strerror or exc}"
-    if job.cache is not None:
-        hit = job.cache.get(digest)
-        if hit is not None:
-            return digest, hit, None
-    try:
-        summary = summarise(job.path, model=job.model)
-    except GenrekitError as exc:
-        return digest, None, str(exc)
-    except (OSError, ValueError, MemoryError) as exc:
-        return digest, None, f"{job.path}: {type(exc).__name__}: {exc}"
-    now = os.stat(job.path)
-    if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-        return digest, None, f"{job.path}: changed while being analysed"
-    if job.cache is not None:
-        job.cache.put(digest, summary)
-    return digest, summary, None
+    """``(sha256, summary, error)`` of one file, in this process."""
+    _, digest, summary, err = next(summaries([job.path], model=job.model, cache=job.cache, progress=False))
+    return digest, summary, err
 
 
 def summaries(paths: list[str], *, model: str = DEFAULT_MODEL, jobs: int = 1, cache=None,
               progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any] | None, str | None]]:
-    """``(path, sha256, summary, error)`` for each path, in completion order."""
-    from genrekit.engine import ItemError, run_local, safe_start_method
+    """``(path, sha256, summary, error)`` for each path: cache hits first, then in completion order.
 
-    todo = [SummaryJob(p, model, cache) for p in paths]
+    The content digest is taken before analysing and the file is checked unchanged after, so a summary
+    always belongs to the bytes it is filed under (``cache``)."""
+    from genrekit.run.cached import cached_map
+    from genrekit.run.engines import LocalEngine
+    from genrekit.run.items import error_text
+    from genrekit.store import file_digest
+
     # the caller may hold torch (a genre model, musicnn): workers are started clean, never forked
-    for job, res in run_local(summary_file, todo, jobs=jobs, progress=progress, desc="musicnn",
-                              start_method=safe_start_method()):
-        if isinstance(res, ItemError):
-            yield job.path, "", None, f"{job.path}: {res}"
+    task = _SummaryTask(model)
+    for r in cached_map(task, paths, cache, engine=LocalEngine(jobs=jobs, progress=progress), desc="musicnn",
+                        key=file_digest, unchanged="changed while being analysed"):
+        if r.ok:
+            yield r.input, r.key, r.value, None
         else:
-            yield job.path, *res
+            yield r.input, r.key or "", None, error_text(r.input, r.error)
+
+
+@dataclass(frozen=True)
+class _SummaryTask:
+    """``path -> summary`` for worker processes (picklable); never forked (``fork_safe``)."""
+
+    model: str
+    fork_safe = False
+
+    def __call__(self, path: str) -> dict[str, Any]:
+        return summarise(path, model=self.model)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genrekit.engine import atomic_write_text
 from genrekit.errors import GenrekitError
 from genrekit.library.tagging import genre_name
+from genrekit.store import atomic_write_text
 
 MARK = " (genrekit)"
 

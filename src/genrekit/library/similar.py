@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.engine import atomic_write_bytes, atomic_write_text
 from genrekit.errors import GenrekitError
+from genrekit.store import atomic_write_bytes, atomic_write_text
 
 INDEX_FORMAT = "genrekit-similar-index"
 INDEX_VERSION = 1

@@ -494,7 +494,7 @@ def cleanup_temp(path: str | os.PathLike) -> bool:
 def prediction_cache(clf, *, enabled: bool = True):
     """The content-addressed cache of ``predict`` records for one model file (shared by tag, beets and
     playlists, so a dry run's predictions are reused by the ``--write`` run that follows it)."""
-    from genrekit.engine import Cache
+    from genrekit.store import Cache
 
     return Cache("library-predict", {"model_sha256": clf.identity.get("sha256"), "backend": clf.backend,
                                      "record": 1}, enabled=enabled)
@@ -507,44 +507,31 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
 def predict_files(paths: list[str], *, clf, jobs: int = 1, cache=None,
                   progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(path, sha256, record)`` for each path (``genrekit predict``'s record, top 3), in completion
-    order, classified by ``genrekit.batch.predict_records`` on ``jobs`` local processes.
+    order, classified by ``genrekit.run.predict`` on ``jobs`` local processes.
 
     The content digest is taken before classifying and the file is checked unchanged after, so a
     prediction always belongs to known bytes; records are cached by that digest (``cache``), and a
     cached file is not decoded again."""
-    from genrekit.batch import LocalEngine, predict_records
-    from genrekit.engine import file_digest
     from genrekit.predict import error_record
+    from genrekit.run.cached import cached_map
+    from genrekit.run.engines import LocalEngine
+    from genrekit.run.items import error_text
+    from genrekit.run.predict import predict_task
+    from genrekit.store import file_digest
 
-    known: dict[str, tuple[str, tuple[int, int, int]]] = {}
-    todo: list[str] = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            digest = file_digest(path)
-        except OSError as exc:
-            yield path, "", error_record(path, f"{path}: {exc.strerror or exc}")
-            continue
-        hit = cache.get(digest) if cache is not None else None
-        if hit is not None:
-            yield path, digest, {**hit, "file": path}
-            continue
-        known[path] = (digest, _stat_key(st))
-        todo.append(path)
-    for rec in predict_records(todo, clf, LocalEngine(jobs=jobs, progress=progress), top_k=3):
-        path = rec["file"]
-        digest, before = known[path]
-        try:
-            now = _stat_key(os.stat(path))
-        except OSError as exc:
-            yield path, digest, error_record(path, f"{path}: {exc.strerror or exc}")
-            continue
-        if now != before:
-            yield path, digest, error_record(path, f"{path}: changed while being classified")
-            continue
+    def save(digest: str, rec: dict[str, Any]) -> None:
         if cache is not None and not rec.get("error"):
             cache.put(digest, rec)
-        yield path, digest, rec
+
+    engine = LocalEngine(jobs=jobs, progress=progress)
+    with predict_task(clf, engine, top_k=3) as task:
+        for r in cached_map(task, paths, cache, engine=engine, desc="predict", key=file_digest, save=save,
+                            unchanged="changed while being classified"):
+            if r.error is not None:
+                rec = error_record(r.input, error_text(r.input, r.error))
+            else:
+                rec = {**r.value, "file": r.input} if r.cached else r.value
+            yield r.input, r.key or "", rec
 
 
 def remember_prediction(cache, sha256: str, record: dict[str, Any]) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.engine import atomic_write_bytes, tensors_sha256
 from genrekit.errors import ModelError
+from genrekit.store import atomic_write_bytes, tensors_sha256
 
 FORMAT_VERSION = 1
 

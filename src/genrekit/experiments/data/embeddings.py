@@ -33,7 +33,7 @@ def embedding_cache_settings(kind: str, *, features_csv: str | os.PathLike | Non
     """The cache settings of one kind of musicnn input: ``audio`` (a file's own samples) or ``image`` (a
     Kaggle image through :func:`genrekit.embeddings.embed_image`, whose level comes from ``features_csv``)."""
     from genrekit import embeddings as E
-    from genrekit.engine import file_digest
+    from genrekit.store import file_digest
 
     s: dict[str, Any] = {"kind": kind, "model": EMBEDDING_MODEL, "hop": E.PATCH_HOP, "format": 1}
     if kind == "image":
@@ -98,8 +98,12 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     ``"audio"`` / ``"images"`` take one kind only. Files are embedded through the content-keyed cache
     (:data:`EMBEDDING_NAMESPACE`: a second run, or another layer, reads every file from it). Unreadable
     files are left out and listed in ``extra["failed"]``."""
-    from genrekit import datasets, engine
+    from genrekit import datasets
     from genrekit.models.base import MUSICNN_LAYERS
+    from genrekit.run.cached import cached_map
+    from genrekit.run.engines import LocalEngine
+    from genrekit.run.items import ItemError
+    from genrekit.store import Cache
 
     if layer not in EMBEDDING_LAYERS:
         raise DatasetError(f"unknown musicnn layer {layer!r}; choose from {', '.join(EMBEDDING_LAYERS)}")
@@ -145,27 +149,24 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     if unlabelled:
         raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
                            "folder named after its label")
-    caches = {k: engine.Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(k, features_csv=csv))
+    caches = {k: Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(k, features_csv=csv))
               for k in {i[3] for i in items}}
-    keys: dict[str, str] = {}
-    failed: list[tuple[str, str]] = []
-    for it in items:
-        try:
-            keys[it[2]] = caches[it[3]].key(it[2])
-        except OSError as exc:
-            failed.append((it[2], f"unreadable: {exc}"))
-    todo = [(k, p, rms, n) for _, _, p, k, rms, n in items if p in keys and caches[k].get_array(keys[p]) is None]
-    for (kind, p, _, _), res in engine.run_local(_embed_item, todo, jobs=jobs, desc="musicnn", progress=progress):
-        if isinstance(res, engine.ItemError):
-            failed.append((p, str(res)))
-        else:
-            caches[kind].put_array(keys[p], res)
     cut = _layer_columns(layer)
+    means: dict[str, np.ndarray] = {}
+    failed: list[tuple[str, str]] = []
+    # an item is (kind, path, rms_mean, length); its key names its kind's cache and the file's digest
+    for r in cached_map(_embed_item, [(k, p, rms, n) for _, _, p, k, rms, n in items], None, desc="musicnn",
+                        engine=LocalEngine(jobs=jobs, progress=progress), key=lambda it: (it[0], caches[it[0]].key(it[1])),
+                        load=lambda k: caches[k[0]].get_array(k[1]), save=lambda k, a: caches[k[0]].put_array(k[1], a),
+                        key_error=lambda it, exc: ItemError("", f"unreadable: {exc}")):
+        if not r.ok:
+            failed.append((r.input[1], str(r.error)))
+        elif len(r.value):
+            means[r.input[1]] = np.asarray(r.value, dtype=np.float64)[:, cut].mean(axis=0)
     rows, kept = [], []
     for it in items:
-        arr = caches[it[3]].get_array(keys[it[2]]) if it[2] in keys else None
-        if arr is not None and len(arr):
-            rows.append(np.asarray(arr, dtype=np.float64)[:, cut].mean(axis=0))
+        if it[2] in means:
+            rows.append(means[it[2]])
             kept.append(it)
     if not kept:
         raise DatasetError(f"{path}: none of the {len(items)} files could be embedded ({failed[0][1] if failed else ''})")

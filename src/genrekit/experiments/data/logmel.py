@@ -42,12 +42,13 @@ class LogmelData:
 
 def audio_logmel_cached(path: str | os.PathLike, *, sr: int = 22050, n_fft: int = 2048, hop_length: int = 512,
                         n_mels: int = 128, time_resolution: str = "full", cache: bool = True) -> np.ndarray:
-    """Log-mel of an audio file, cached by file content + parameters (:class:`genrekit.engine.Cache`)."""
-    from genrekit import audio, engine, spectrogram
+    """Log-mel of an audio file, cached by file content + parameters (:class:`genrekit.store.Cache`)."""
+    from genrekit import audio, spectrogram
+    from genrekit.store import Cache
 
     settings = {"sr": sr, "n_fft": n_fft, "hop": hop_length, "n_mels": n_mels, "tr": time_resolution,
                 "v": LOGMEL_CACHE_VERSION}
-    store = engine.Cache("logmel", settings, enabled=cache)
+    store = Cache("logmel", settings, enabled=cache)
     key = None
     if cache:
         try:

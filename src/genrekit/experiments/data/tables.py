@@ -57,7 +57,7 @@ def load_table(
     ``image_root``: a Kaggle ``images_original`` folder; per-mel-band statistics of the inverted
     images are appended to each track's row (see :func:`join_image_features`). ``segment_seconds``:
     for audio, one row per segment of that length (e.g. 3.0, like Kaggle's 3 s table). Audio goes
-    through :func:`genrekit.batch.feature_table`, so it shares ``genrekit features``' cache.
+    through :func:`genrekit.run.features.feature_table`, so it shares ``genrekit features``' cache.
     """
     from genrekit import datasets
 
@@ -77,7 +77,7 @@ def load_table(
 def _audio_table(path: Path, *, progress: bool, segment_seconds: float | None = None):
     """The 57 Kaggle features of the labelled audio under ``path``, through ``genrekit features``' cache."""
     from genrekit import datasets
-    from genrekit.batch import feature_table
+    from genrekit.run.features import feature_table
 
     tracks = datasets.scan_audio([path])
     if not tracks:

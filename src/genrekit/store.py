@@ -1,0 +1,255 @@
+"""Storage that survives a kill: the one atomic file write, the one content-addressed cache and the
+digests that key it (files, settings, tensors).
+
+Every writer in genrekit (tables, journals, Parquet parts, caches, model files, metrics, figures, ONNX
+exports) goes through :func:`atomic_writer` / :func:`atomic_path`, so a run killed at any moment (even by
+SIGKILL or a power cut: the data is fsynced before the rename) leaves either the old file or the
+complete new one, never half of one; a cached item is never recomputed. Nothing here imports numpy,
+torch or librosa at module level, so importing it is cheap (worker start-up, the CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Cache", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer", "cache_key", "cache_root",
+    "cached_bytes", "file_digest", "settings_digest", "tensors_sha256",
+]
+
+
+# ============================================================================================ atomic files
+
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
+
+    Readers (and a later run after a crash or SIGKILL) see either the old file or the complete new
+    one. On an exception the temporary file is removed and ``path`` is untouched. The new file keeps
+    the permissions of the one it replaces, or gets those a plain ``open`` would give (0666 less the umask).
+    """
+    if "w" not in mode and "x" not in mode:
+        raise ValueError("atomic_writer only writes: use mode 'w' or 'wb'")
+    with atomic_path(path) as tmp, open(tmp, mode.replace("x", "w"), **open_kwargs) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that want a file name (pyarrow, matplotlib, ONNX):
+    when the block ends without an exception the file is fsynced and renamed over ``path``.
+
+    ``suffix`` ends the temporary name (``".png"`` for writers that infer the format from it); names
+    start with a dot, so folder listings and dataset readers skip a leftover. On an exception the
+    temporary file is removed and ``path`` is untouched."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:  # whoever wrote it has closed it: make its bytes durable
+            os.fsync(f.fileno())
+        try:  # mkstemp made it 0600: a model or table written for others to read should stay readable
+            mode = stat.S_IMODE(p.stat().st_mode)
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (newlines as given: no platform translation)."""
+    with atomic_writer(path, "w", encoding=encoding, newline="") as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_writer(path, "wb") as f:
+        f.write(data)
+
+
+# ============================================================================================ cache
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/genrekit`` (default ``~/.cache/genrekit``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "genrekit"
+
+
+def cached_bytes(path: str | os.PathLike, build: Callable[[], bytes], *, enabled: bool = True,
+                 rebuild: bool = False) -> bytes:
+    """The bytes cached at ``path`` (a built ONNX graph), or ``build()``'s, written there atomically.
+
+    An empty file counts as missing; an unwritable cache (read-only, full) only costs the build again
+    next time, never an error. ``enabled=False`` neither reads nor writes; ``rebuild`` ignores the file."""
+    path = Path(path)
+    if enabled and not rebuild and path.is_file():
+        data = path.read_bytes()
+        if data:
+            return data
+    data = build()
+    if enabled:
+        try:
+            atomic_write_bytes(path, data)
+        except OSError:
+            pass  # the bytes in memory still serve this process
+    return data
+
+
+def tensors_sha256(tensors: Mapping[str, Any]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (in name order): the integrity check of
+    model and weight files."""
+    import numpy as np  # here, not at the top: store stays cheap to import
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes: the cache key, so renamed or copied files still hit the cache."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """16 hex digits naming a settings mapping (key order does not matter): the cache's folder name."""
+    blob = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_key(path: str | os.PathLike, settings: Mapping[str, Any]) -> str:
+    """``<settings digest>-<content digest>``: what a result computed from ``path``'s bytes under
+    ``settings`` is filed under, for caches that want one flat name per entry. :class:`Cache` files
+    its entries under the same two digests (a folder per settings digest)."""
+    return f"{settings_digest(settings)}-{file_digest(path)}"
+
+
+class Cache:
+    """Results keyed by file content and the settings that produced them: JSON values
+    (:meth:`get` / :meth:`put`) or numpy arrays (:meth:`get_array` / :meth:`put_array`).
+
+    Entries live in ``<root>/<namespace>/<settings digest>/<aa>/<content digest>.json`` (``.npy``) and are
+    written atomically, so a killed run leaves only complete entries. Hashing is skipped for a file
+    whose path, size, mtime and inode match a digest recorded earlier (the second run over 1000 clips
+    then reads no audio at all). ``enabled=False`` makes every lookup a miss and stores nothing.
+    """
+
+    def __init__(self, namespace: str, settings: Mapping[str, Any], *, root: str | os.PathLike | None = None,
+                 enabled: bool = True):
+        if not namespace or "/" in namespace or namespace.startswith("."):
+            raise ValueError(f"bad cache namespace {namespace!r}")
+        self.namespace = namespace
+        self.settings = dict(settings)
+        self.enabled = enabled
+        self.root = Path(root) if root is not None else cache_root()
+        self.dir = self.root / namespace / settings_digest(self.settings)
+        self._settings_written = False
+
+    # -- keys
+    def key(self, path: str | os.PathLike) -> str:
+        """Content digest of ``path`` (memoised by path, size, mtime and inode)."""
+        p = Path(path)
+        st = p.stat()
+        memo_id = hashlib.sha256(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
+        memo = self.root / "digests" / memo_id[:2] / memo_id
+        if self.enabled:
+            try:
+                digest = memo.read_text().strip()
+                if len(digest) == 64:
+                    return digest
+            except OSError:
+                pass
+        digest = file_digest(p)
+        if self.enabled:
+            with contextlib.suppress(OSError):
+                atomic_write_text(memo, digest)
+        return digest
+
+    def _entry(self, key: str, ext: str = ".json") -> Path:
+        return self.dir / key[:2] / f"{key}{ext}"
+
+    def _write_settings(self) -> None:
+        if not self._settings_written:
+            atomic_write_text(self.dir / "settings.json", json.dumps(self.settings, sort_keys=True, indent=1, default=str))
+            self._settings_written = True
+
+    # -- values
+    def get(self, key: str) -> Any | None:
+        """The stored value, or None on a miss (an unreadable entry counts as a miss and is removed)."""
+        if not self.enabled:
+            return None
+        e = self._entry(key)
+        try:
+            with open(e, encoding="utf-8") as f:
+                return json.load(f)["value"]
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):
+                e.unlink()
+            return None
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value (NaN allowed) for ``key``."""
+        if not self.enabled:
+            return
+        self._write_settings()
+        atomic_write_text(self._entry(key), json.dumps({"value": value}, allow_nan=True))
+
+    def get_array(self, key: str):
+        """The stored numpy array, or None on a miss (an unreadable entry counts as a miss and is removed)."""
+        if not self.enabled:
+            return None
+        import numpy as np
+
+        e = self._entry(key, ".npy")
+        try:
+            return np.load(e, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                e.unlink()
+            return None
+
+    def put_array(self, key: str, array) -> None:
+        """Store a numpy array (``.npy``, no pickle) for ``key``."""
+        if not self.enabled:
+            return
+        import numpy as np
+
+        self._write_settings()
+        with atomic_writer(self._entry(key, ".npy"), "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    def __contains__(self, key: str) -> bool:
+        return self.enabled and self._entry(key).is_file()
