@@ -7,7 +7,9 @@ control or escape characters. Python turns the undecodable bytes into lone surro
 * :func:`text_name` is that form. It is lossless: ``os.fsencode(text_name(p))`` gives the original
   bytes back. ``json.dumps`` (``ensure_ascii=True``, the default) writes a lone surrogate as the escape
   ``\\udcff``, which ``json.loads`` reads back to the same string; a CSV or text file opened with
-  ``errors="surrogateescape"`` writes the original bytes. A name that is valid UTF-8 is unchanged.
+  ``errors="surrogateescape"`` writes the original bytes (``engine.atomic_write_text`` does: a CSV or
+  playlist line then names the very file). JSON written with ``ensure_ascii=False`` goes through
+  :func:`json_escaped`, which gives the same ``\udcff`` escapes. A name that is valid UTF-8 is unchanged.
 * :func:`display_name` is for terminals and error messages: control, format and other non-printable
   characters become ``\\xNN`` / ``\\uNNNN`` escapes and each undecodable byte becomes ``\\xNN``, so a name
   can never move the cursor, recolour or clear a terminal. Printable names are unchanged.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import unicodedata
 
-__all__ = ["display_name", "text_name"]
+__all__ = ["display_name", "json_escaped", "text_name"]
 
 
 def text_name(path: str | bytes | os.PathLike) -> str:
@@ -32,6 +34,14 @@ def display_name(path: str | bytes | os.PathLike) -> str:
     if name.isprintable():
         return name
     return "".join(_escaped(c) for c in name)
+
+
+def json_escaped(text: str) -> str:
+    """JSON text made by ``json.dumps(..., ensure_ascii=False)`` with each lone surrogate (a name's byte
+    that was not UTF-8) written as the JSON escape ``\\udcXX``, which ``json.loads`` reads back exactly;
+    the result encodes to UTF-8. Other text is unchanged. (Surrogates only occur inside JSON strings,
+    where the escape is valid.)"""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _escaped(c: str) -> str:

@@ -73,11 +73,14 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
             w.writerow([r["file"], r["genre"] or "", *[f"{scores[g]:.6f}" if g in scores else "" for g in genres],
                         r["error"] or ""])
         return buf.getvalue()
+    from genrekit.names import display_name  # the terminal form: control bytes escaped, any name printable
+
     lines = []
-    width = max([len(r["file"]) for r in records] + [4])
+    width = max([len(display_name(r["file"])) for r in records] + [4])
     width = min(width, 60)
     for r in records:
-        name = r["file"] if len(r["file"]) <= width else "…" + r["file"][-(width - 1):]
+        shown = display_name(r["file"])
+        name = shown if len(shown) <= width else "…" + shown[-(width - 1):]
         if r["error"]:
             lines.append(f"{name:<{width}}  ERROR  {r['error']}")
         else:
