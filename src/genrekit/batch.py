@@ -626,7 +626,9 @@ def musicnn_analyses(
 def error_text(path: str, err: ItemError) -> str:
     """An engine's error as a record's: the message when it names the file (genrekit's do), else
     ``path: Kind: message``."""
-    return err.message if err.message.startswith(path) else f"{path}: {err}"
+    from genrekit.names import display_name  # genrekit's messages name a file in its terminal form
+
+    return err.message if err.message.startswith((path, display_name(path))) else f"{path}: {err}"
 
 
 def _pairs(tags: list[tuple[str, float]]) -> list[list[Any]]:

@@ -130,5 +130,7 @@ def _print_human(r: dict, Path) -> None:
         print("  " + ", ".join(f"{g} {n}" for g, n in t["genres"].items()))
     if r["errors"]:
         print(f"unreadable: {len(r['errors'])}")
+        from genrekit.names import display_name  # terminal form: a name's control bytes escaped
+
         for e in r["errors"]:
-            print(f"  {e['error']}")
+            print("  " + display_name(e["error"]))

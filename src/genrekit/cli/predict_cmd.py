@@ -172,6 +172,8 @@ def report_journal(sink, out: str | None, *, note: str = "") -> int:
     failed = [r for r in sink.records if r["error"]]
     if failed:
         print(f"{len(failed)} of {len(sink.records)} files failed:", file=sys.stderr)
+        from genrekit.names import display_name  # terminal form: a name's control bytes escaped
+
         for r in failed[:20]:
-            print(f"  {r['error']}", file=sys.stderr)
+            print("  " + display_name(r["error"]), file=sys.stderr)
     return 1 if failed else 0
