@@ -147,8 +147,13 @@ def scan_images(root: str | os.PathLike) -> list[Track]:
         root = root / "images_original"
     if not root.is_dir():
         raise DatasetError(f"{root}: no such image folder (expected Kaggle's images_original/<genre>/*.png)")
+    from genrekit import audio
+
+    found, skipped = audio.find_audio([root], extensions=frozenset({".png"}))  # the one finder: regular files
+    for _where, exc in skipped:
+        warnings.warn(f"skipping {exc}", stacklevel=2)
     out = []
-    for f in sorted(root.rglob("*.png")):
+    for f in sorted(map(Path, found)):
         tid = track_id(f.name)
         if tid is None:
             continue

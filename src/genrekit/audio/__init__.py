@@ -23,8 +23,15 @@ from genrekit.audio.core import (
     validate,
     windows,
 )
-from genrekit.audio.decode import MAX_AMPLITUDE, MAX_RATE, MAX_READ_SAMPLES, MIN_RATE, AudioInfo, native_blocks
-from genrekit.audio.decode import header_info
+from genrekit.audio.decode import (
+    MAX_AMPLITUDE,
+    MAX_RATE,
+    MAX_READ_SAMPLES,
+    MIN_RATE,
+    AudioInfo,
+    header_info,
+    native_blocks,
+)
 from genrekit.audio.files import find_audio, iter_audio_files
 from genrekit.audio.source import (
     AUDIO_EXTENSIONS,

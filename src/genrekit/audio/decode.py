@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genrekit.audio.source import AUDIO_EXTENSIONS, AV_EXTENSIONS, SOUNDFILE_EXTENSIONS, Source, mp3_declared_samples, mp3_head
+from genrekit.audio.source import (
+    AUDIO_EXTENSIONS,
+    AV_EXTENSIONS,
+    SOUNDFILE_EXTENSIONS,
+    Source,
+    mp3_declared_samples,
+    mp3_head,
+)
 from genrekit.errors import AmplitudeError, DecodeError, NonFiniteAudioError, UnsupportedFormatError
 
 # At most this many samples (all channels) per native read, whatever channel count a header declares:

@@ -117,7 +117,10 @@ class SeekClampedBytes(io.BytesIO):
 
 
 def open_source(source, *, filename: str | os.PathLike | None = None) -> Source:
-    """A :class:`Source` for a path (str, bytes or PathLike), bytes-like data, or a readable file object.
+    """A :class:`Source` for a path (str or PathLike), bytes-like data, or a readable binary file object.
+
+    ``bytes`` are always audio data (an upload), never a path: a bytes path goes through
+    ``os.fsdecode`` first (the finder returns paths in that form).
 
     Paths are checked without being opened (:func:`check_path`). Data and file objects (read whole, as
     mirdata's ``load_audio`` takes one) are named by ``filename`` (its extension helps pick the decoder),
