@@ -149,7 +149,8 @@ def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes: the cache key, so renamed or copied files still hit the cache. Only a
     regular file is read (checked before opening: a FIFO would block, a link to /dev/zero never end)."""
     if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket); only regular files are read", path)
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket); only regular files are read",
+                      path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -196,7 +197,8 @@ class Cache:
         """Content digest of ``path`` (memoised by path, size, mtime and inode)."""
         p = Path(path)
         st = p.stat()
-        memo_id = hashlib.sha256(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode("utf-8", "surrogateescape")).hexdigest()
+        ident = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"  # any POSIX name (genrekit.names)
+        memo_id = hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
         memo = self.root / "digests" / memo_id[:2] / memo_id
         if self.enabled:
             try:

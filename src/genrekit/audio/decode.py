@@ -255,10 +255,7 @@ def av_blocks(src: Source, *, offset: float, duration: float | None, block_frame
         stream = container.streams.audio[0]
         check_decoder(stream, name)
         sr = check_rate(int(stream.rate or stream.codec_context.sample_rate), name)
-    except DecodeError:
-        container.close()
-        raise
-    except UnsupportedFormatError:
+    except Exception:
         container.close()
         raise
     per_block = block_size(block_frames, block_seconds, sr)
