@@ -88,3 +88,14 @@ def test_walking_commands_skip_special_files_and_show_any_name(tmp_path, command
             assert data["tracks"] == 3 and len(data["errors"]) == 3
     elif command == ["predict"]:
         assert "x\\xff.wav" in out and "e\\x1b[31mred.wav" in out  # the terminal form of the names
+
+
+def test_csv_output_keeps_a_non_utf8_name_as_its_own_bytes(tmp_path):
+    lib = _odd_library(tmp_path / "lib")
+    out = tmp_path / "p.csv"
+    r = subprocess.run([sys.executable, "-m", "genrekit", "predict", str(lib), "--format", "csv", "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    data = out.read_bytes()
+    assert b"/x\xff.wav," in data  # the file's own name: it opens again
+    assert b"e\x1b[31mred.wav," in data  # CSV is data, not a terminal: lossless
