@@ -151,7 +151,7 @@ _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_
 
 def file_kind(mode: int) -> str:
     """What a ``stat`` mode names, in words (``a FIFO (named pipe)``)."""
-    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return _KINDS.get(stat.S_IFMT(mode), "a special file")
 
 
 def regular_file_problem(path: str | bytes | os.PathLike) -> tuple[type, str] | None:
@@ -171,7 +171,7 @@ def regular_file_problem(path: str | bytes | os.PathLike) -> tuple[type, str] | 
         return AudioFileNotFoundError, f"cannot be read ({exc.strerror or exc})"
     if not stat.S_ISREG(st.st_mode):
         via = ", through a symbolic link" if os.path.islink(p) else ""
-        return AudioFileNotFoundError, f"not a regular file ({file_kind(st.st_mode)}{via}); only regular files are read"
+        return AudioFileNotFoundError, f"not a regular file but {file_kind(st.st_mode)}{via}; only regular files are read"
     return None
 
 
