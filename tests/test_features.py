@@ -16,8 +16,8 @@ import pytest
 
 from genrekit import datasets, features
 from genrekit.errors import EmptyAudioError, FeatureError, GenrekitError, NonFiniteAudioError
-from genrekit.run import sinks
 from genrekit.run import features as batch_features
+from genrekit.run import sinks
 from helpers import write_audio
 
 SR = 22050

@@ -200,3 +200,20 @@ def test_nearest_clips_share_the_genre_far_more_often_than_chance(gtzan):
         assert np.mean(ps) > 3 * chance, (g, np.mean(ps), chance)
     overall = np.mean([p for ps in per.values() for p in ps])
     assert overall > 5 * np.mean([(genres.count(g) - 1) / (n - 1) for g in genres])
+
+
+def test_index_skips_special_files_with_why_and_keeps_any_name(tmp_path):
+    import shutil
+
+    lib = tmp_path / "lib"
+    good = make_file(lib / "a.flac", "flac", seed=1, picture=False)
+    shutil.copy(good, os.fsencode(lib) + b"/x\xff.flac")
+    os.mkfifo(lib / "p.flac")
+    (lib / "z.mp3").symlink_to("/dev/zero")
+    emb = FakeEmbedder()
+    idx, rep = similar.update_index(lib, index_dir=tmp_path / "ix", summarise=emb, progress=False)
+    assert rep.total == 2 and len(emb.calls) == 2  # the FIFO and the device were never handed on
+    why = {os.path.basename(p): msg for p, msg in rep.failed}
+    assert "FIFO" in why["p.flac"] and "character device" in why["z.mp3"]
+    again = similar.load_index(tmp_path / "ix", backend="exact")  # the manifest reads back the odd name
+    assert os.path.realpath(os.fsdecode(os.fsencode(lib) + b"/x\xff.flac")) in again.paths

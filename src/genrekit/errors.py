@@ -34,6 +34,10 @@ class NonFiniteAudioError(AudioError):
     """The samples contain NaN or infinity."""
 
 
+class AmplitudeError(NonFiniteAudioError):
+    """Float samples far beyond full scale (e.g. 1e30): not audio, and their power would overflow to inf."""
+
+
 class DurationLimitError(AudioError):
     """The decoded audio runs past a duration limit (decoding stops there, so a small file that decodes
     to hours cannot fill memory or hold a worker)."""

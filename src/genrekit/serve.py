@@ -13,9 +13,9 @@ Design choices, and why:
 * The default response is exactly the record ``genrekit predict --format json`` prints for one file, so
   clients can share code with the CLI; the page asks for ``spectrogram=true`` to get a PNG as well.
 * A small file can decode to hours (8 hours of silence is a 0.7 MB FLAC), so the upload limit does not
-  bound the work. A decode-only pass (``audio.decoded_seconds_bytes``) counts the decoded audio and stops
+  bound the work. A decode-only pass (``audio.decoded_seconds`` of the bytes) counts the decoded audio and stops
   with 413 once it passes ``max_duration``, before any classification; then the upload is decoded again
-  as a stream (``audio.stream_bytes``), block by block, straight into the classifier. Memory stays
+  as a stream (``audio.stream`` of the bytes), block by block, straight into the classifier. Memory stays
   bounded by the block size whatever the file declares. Each request has a time budget, checked
   between blocks (a cooperative deadline: a thread cannot be killed safely), so work past it ends with
   503 and its worker thread is free for the next request.
@@ -434,9 +434,9 @@ def _classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_s
         # Decode only (no resampling, no model), first: a file that decodes to hours is refused after a
         # fraction of a second of work, before it holds a worker for the classification of 20 minutes.
         with _decoder_errors(name):
-            audio.decoded_seconds_bytes(data, filename=name, max_duration=max_duration)
-    decoded = _decoded(audio.stream_bytes(data, filename=name, sr=clf.sr, block_seconds=BLOCK_SECONDS,
-                                          max_duration=max_duration), name)
+            audio.decoded_seconds(data, filename=name, max_duration=max_duration)
+    decoded = _decoded(audio.stream(data, filename=name, sr=clf.sr, block_seconds=BLOCK_SECONDS,
+                                    max_duration=max_duration), name)
     timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=clf.sr)
     acc = SpectrogramAccumulator(sr=clf.sr) if want_spectrogram else None
     blocks = acc.tap(timed) if acc is not None else timed
@@ -464,7 +464,7 @@ def _similar_in_library(library: dict, data: bytes, name: str, *, k: int, max_du
 
     from genrekit import embeddings
 
-    decoded = _decoded(audio.stream_bytes(data, filename=name, sr=embeddings.SR, max_duration=max_duration), name)
+    decoded = _decoded(audio.stream(data, filename=name, sr=embeddings.SR, max_duration=max_duration), name)
     timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=embeddings.SR)
     try:
         y16 = np.concatenate(list(timed))

@@ -11,6 +11,7 @@ torch or librosa at module level, so importing it is cheap (worker start-up, the
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -76,8 +77,9 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically (newlines as given: no platform translation)."""
-    with atomic_writer(path, "w", encoding=encoding, newline="") as f:
+    """Write ``text`` to ``path`` atomically (newlines as given: no platform translation). A file name
+    that is not UTF-8 (held as lone surrogates, see :mod:`genrekit.names`) is written as its own bytes."""
+    with atomic_writer(path, "w", encoding=encoding, errors="surrogateescape", newline="") as f:
         f.write(text)
 
 
@@ -132,7 +134,11 @@ def tensors_sha256(tensors: Mapping[str, Any]) -> str:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes: the cache key, so renamed or copied files still hit the cache."""
+    """sha256 of a file's bytes: the cache key, so renamed or copied files still hit the cache. Only a
+    regular file is read (checked before opening: a FIFO would block, a link to /dev/zero never end)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket); only regular files are read",
+                      path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -179,7 +185,8 @@ class Cache:
         """Content digest of ``path`` (memoised by path, size, mtime and inode)."""
         p = Path(path)
         st = p.stat()
-        memo_id = hashlib.sha256(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}".encode()).hexdigest()
+        ident = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"  # any POSIX name (genrekit.names)
+        memo_id = hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()
         memo = self.root / "digests" / memo_id[:2] / memo_id
         if self.enabled:
             try:

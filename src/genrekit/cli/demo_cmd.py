@@ -74,8 +74,11 @@ def run(args) -> int:
         from genrekit import audio
         from genrekit.errors import GenrekitError
 
-        failed = 0
-        for f in audio.iter_audio_files(args.paths):
+        files, skipped = audio.find_audio(args.paths, unique=False)
+        for _where, exc in skipped:
+            print(f"ERROR {exc}")
+        failed = len(skipped)
+        for f in files:
             try:
                 r = clf.predict(f)
             except GenrekitError as exc:

@@ -98,7 +98,9 @@ def run(args) -> int:
           f"({sink.summary.cached} from cache)", file=sys.stderr)
     if sink.errors:
         print(f"genrekit embed: {len(sink.errors)} file(s) failed (also listed in {sink.errors_path}):", file=sys.stderr)
+        from genrekit.names import display_name  # terminal form: a name's control bytes escaped
+
         for p, e in sink.errors[:20]:
-            print(f"  {items.error_text(p, e)}", file=sys.stderr)
+            print("  " + display_name(items.error_text(p, e)), file=sys.stderr)
         return 1
     return 0

@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     if sink.errors:
         print(f"genrekit features: {len(sink.errors)} file(s) failed (also listed in {sink.errors_path}):",
               file=sys.stderr)
+        from genrekit.names import display_name  # terminal form: a name's control bytes escaped
+
         for p, e in sink.errors:
-            print(f"  {p}: {e}", file=sys.stderr)
+            print("  " + display_name(f"{p}: {e}"), file=sys.stderr)
         return 1
     return 0

@@ -34,10 +34,9 @@ def summarise_audio(paths, *, progress: bool = True) -> dict:
     files: list[tuple[Path, Path]] = []
     for raw in paths:
         base = Path(raw)
-        try:
-            files += [(f, base) for f in audio.iter_audio_files([base])]
-        except GenrekitError as exc:
-            errors.append({"file": str(base), "error": str(exc)})
+        found, skipped = audio.find_audio([base], unique=False)  # regular files only, the rest with why
+        files += [(Path(f), base) for f in found]
+        errors += [{"file": where, "error": str(exc)} for where, exc in skipped]
     for f, base in tqdm(files, desc="info", unit="file", disable=None if progress and len(files) >= 20 else True, leave=False):
         try:
             head = audio.info(f)
@@ -131,5 +130,7 @@ def _print_human(r: dict, Path) -> None:
         print("  " + ", ".join(f"{g} {n}" for g, n in t["genres"].items()))
     if r["errors"]:
         print(f"unreadable: {len(r['errors'])}")
+        from genrekit.names import display_name  # terminal form: a name's control bytes escaped
+
         for e in r["errors"]:
-            print(f"  {e['error']}")
+            print("  " + display_name(e["error"]))

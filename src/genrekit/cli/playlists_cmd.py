@@ -37,7 +37,6 @@ def run(args) -> int:
     import sys
 
     from genrekit import audio
-    from genrekit.errors import GenrekitError
     from genrekit.library import playlists
     from genrekit.predict import error_record
 
@@ -56,10 +55,9 @@ def run(args) -> int:
                 r["error"] = f"{r['file']}: listed in {p} but not found (pass --base DIR where it was made)"
             records += recs
             continue
-        try:
-            audio_files += [str(f) for f in audio.iter_audio_files([p])]
-        except GenrekitError as exc:
-            records.append(error_record(p, str(exc)))
+        found, skipped = audio.find_audio([p], unique=False)  # regular files only, the rest with why
+        audio_files += found
+        records += [error_record(s, str(exc)) for s, exc in skipped]
     if audio_files:
         from genrekit.library import tagging
         from genrekit.predict import GenreClassifier

@@ -73,11 +73,14 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
             w.writerow([r["file"], r["genre"] or "", *[f"{scores[g]:.6f}" if g in scores else "" for g in genres],
                         r["error"] or ""])
         return buf.getvalue()
+    from genrekit.names import display_name  # the terminal form: control bytes escaped, any name printable
+
     lines = []
-    width = max([len(r["file"]) for r in records] + [4])
+    width = max([len(display_name(r["file"])) for r in records] + [4])
     width = min(width, 60)
     for r in records:
-        name = r["file"] if len(r["file"]) <= width else "…" + r["file"][-(width - 1):]
+        shown = display_name(r["file"])
+        name = shown if len(shown) <= width else "…" + shown[-(width - 1):]
         if r["error"]:
             lines.append(f"{name:<{width}}  ERROR  {r['error']}")
         else:
@@ -162,6 +165,8 @@ def report_journal(sink, out: str | None, *, note: str = "") -> int:
     failed = [r for r in sink.records if r["error"]]
     if failed:
         print(f"{len(failed)} of {len(sink.records)} files failed:", file=sys.stderr)
+        from genrekit.names import display_name  # terminal form: a name's control bytes escaped
+
         for r in failed[:20]:
-            print(f"  {r['error']}", file=sys.stderr)
+            print("  " + display_name(r["error"]), file=sys.stderr)
     return 1 if failed else 0

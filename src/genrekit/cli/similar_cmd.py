@@ -36,6 +36,7 @@ def run(args) -> int:
 
     from genrekit.errors import GenrekitError
     from genrekit.library import musicnn, similar
+    from genrekit.names import json_escaped
 
     if args.k < 1 or args.jobs < 1:
         print("genrekit similar: error: -k and --jobs must be >= 1", file=sys.stderr)
@@ -68,7 +69,7 @@ def run(args) -> int:
             {"file": os.path.relpath(n.file, root), "similarity": round(n.similarity, 6)} for n in found]})
     if args.songs:
         if args.format == "json":
-            sys.stdout.write(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_escaped(json.dumps(results, indent=2, ensure_ascii=False)) + "\n")
         elif args.format == "csv":
             buf = io.StringIO()
             w = csv.writer(buf)

@@ -56,8 +56,10 @@ def render(rows, fmt: str) -> str:
     import io
     import json
 
+    from genrekit.names import display_name, json_escaped
+
     if fmt == "json":
-        return json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n"
+        return json_escaped(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False)) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -70,7 +72,7 @@ def render(rows, fmt: str) -> str:
                         _fmt_values(r.new)]
                        + ([_fmt_values(r.current_tags), _fmt_values(r.new_tags)] if tags else []))
         return buf.getvalue()
-    width = min(max([len(r.file) for r in rows] + [4]), 50)
+    width = min(max([len(display_name(r.file)) for r in rows] + [4]), 50)
     cw = min(max([len(_fmt_values(r.current)) for r in rows] + [7]), 24)
     pw = min(max([len(_fmt_values(r.proposed)) for r in rows] + [8]), 24)
     tags = any(r.new_tags is not None for r in rows)
@@ -78,9 +80,10 @@ def render(rows, fmt: str) -> str:
     lines = [f"{'file':<{width}}  {'current':<{cw}}  {'proposed':<{pw}}  {'conf':>5}  "
              + (f"{'tags':<{tw}}  " if tags else "") + "action"]
     for r in rows:
-        name = r.file if len(r.file) <= width else "…" + r.file[-(width - 1):]
+        shown = display_name(r.file)  # the terminal form: control bytes escaped
+        name = shown if len(shown) <= width else "…" + shown[-(width - 1):]
         conf = "" if r.confidence is None else f"{r.confidence * 100:4.0f}%"
-        act = r.action + (f" ({r.reason})" if r.reason else "")
+        act = display_name(r.action + (f" ({r.reason})" if r.reason else ""))
         tag_col = f"{_fmt_values(r.new_tags)[:tw]:<{tw}}  " if tags else ""
         lines.append(f"{name:<{width}}  {_fmt_values(r.current)[:cw]:<{cw}}  {_fmt_values(r.proposed)[:pw]:<{pw}}  "
                      f"{conf:>5}  {tag_col}{act}")
@@ -91,6 +94,7 @@ def _undo(args) -> int:
     import sys
 
     from genrekit.library.undo import undo
+    from genrekit.names import display_name
 
     counts: dict[str, int] = {}
     bad = 0
@@ -98,9 +102,9 @@ def _undo(args) -> int:
         counts[res.status] = counts.get(res.status, 0) + 1
         if res.status in ("changed since", "missing", "error"):
             bad += 1
-            print(f"  {res.status}: {res.message}", file=sys.stderr)
+            print(f"  {res.status}: {display_name(res.message)}", file=sys.stderr)
         elif args.format == "table":
-            print(f"{res.status:<17} {res.file}")
+            print(f"{res.status:<17} {display_name(res.file)}")
     print("undo: " + ", ".join(f"{n} {s}" for s, n in counts.items()) if counts else "undo: nothing to restore",
           file=sys.stderr)
     return 1 if bad else 0
@@ -131,7 +135,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from genrekit import audio
-    from genrekit.errors import GenrekitError
     from genrekit.library import tagging
     from genrekit.library.undo import UndoJournal, sha256_bytes
 
@@ -152,10 +155,9 @@ def run(args) -> int:
     rows_missing: list = []
     files: list[str] = []
     for p in args.paths:
-        try:
-            files += [str(f) for f in audio.iter_audio_files([p])]
-        except GenrekitError as exc:
-            rows_missing.append(tagging.TagRow(p, [], [], None, "error", str(exc)))
+        found, skipped = audio.find_audio([p])  # regular files only: a FIFO or a link to a device is skipped
+        files += found
+        rows_missing += [tagging.TagRow(s, [], [], None, "error", str(exc)) for s, exc in skipped]
     files = list(dict.fromkeys(files))
     if not files and not rows_missing:
         print("genrekit tag: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)

@@ -31,7 +31,12 @@ def scan_audio(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, genres
     seen: dict[str, Path] = {}
     for base in paths:
         base = Path(base)
-        for f in audio.iter_audio_files([base]):
+        found, skipped = audio.find_audio([base], unique=False)
+        for where, exc in skipped:  # regular files only: a FIFO or a link to a device is never opened
+            if where == str(base):
+                raise exc
+            warnings.warn(f"skipping {exc}", stacklevel=2)
+        for f in map(Path, found):
             tid = track_id(f.name)
             if tid is None:
                 rel = f.relative_to(base) if base.is_dir() else Path(f.name)

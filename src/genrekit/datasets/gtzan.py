@@ -6,6 +6,7 @@ the 30 s table) and which file a track is read from when a root holds both audio
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,13 @@ def scan_images(root: str | os.PathLike) -> list[Track]:
         root = root / "images_original"
     if not root.is_dir():
         raise DatasetError(f"{root}: no such image folder (expected Kaggle's images_original/<genre>/*.png)")
+    from genrekit import audio
+
+    found, skipped = audio.find_audio([root], extensions=frozenset({".png"}))  # the one finder: regular files
+    for _where, exc in skipped:
+        warnings.warn(f"skipping {exc}", stacklevel=2)
     out = []
-    for f in sorted(root.rglob("*.png")):
+    for f in sorted(map(Path, found)):
         tid = track_id(f.name)
         if tid is None:
             continue

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import GenrekitError
+from genrekit.names import json_escaped
 from genrekit.store import atomic_write_bytes, atomic_write_text
 
 INDEX_FORMAT = "genrekit-similar-index"
@@ -235,7 +236,11 @@ def update_index(library: str | os.PathLike, *, index_dir: str | os.PathLike | N
                 old[p] = {"row": i, "stat": prev.stats[p], "sha256": prev.digests[i]}
     except SimilarIndexError:
         pass
-    files = [os.path.realpath(f) for f in audio.iter_audio_files([library])]
+    found, skipped = audio.find_audio([library])  # regular files only: FIFOs and devices are skipped, with why
+    for where, exc in skipped:
+        if not os.path.lexists(where):
+            raise exc
+    files = [os.path.realpath(f) for f in found]
     files = list(dict.fromkeys(files))
     keep: dict[str, tuple[np.ndarray, str, list[int]]] = {}
     todo: list[str] = []
@@ -252,7 +257,7 @@ def update_index(library: str | os.PathLike, *, index_dir: str | os.PathLike | N
         else:
             todo.append(f)
     changed = sum(1 for f in todo if f in old)
-    failed: list[tuple[str, str]] = []
+    failed: list[tuple[str, str]] = [(where, str(exc)) for where, exc in skipped]
     if todo:
         run = summarise or (lambda paths: musicnn.summaries(paths, model=model, jobs=jobs, cache=cache,
                                                             progress=progress))
@@ -276,7 +281,7 @@ def update_index(library: str | os.PathLike, *, index_dir: str | os.PathLike | N
                     "model": model, "weights_sha256": weights, "dim": int(vectors.shape[1]),
                     "vectors_sha256": vectors_digest(vectors), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "tracks": tracks}
-        atomic_write_text(d / "manifest.json", json.dumps(manifest, ensure_ascii=False))
+        atomic_write_text(d / "manifest.json", json_escaped(json.dumps(manifest, ensure_ascii=False)))
     idx = SimilarityIndex(paths, vectors, meta={"model": model, "weights_sha256": weights},
                           digests=[t["sha256"] for t in tracks], stats={t["path"]: t["stat"] for t in tracks},
                           backend=backend)

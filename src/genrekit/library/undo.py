@@ -314,7 +314,7 @@ class UndoJournal:
 
     def _write(self, item: dict[str, Any]) -> None:
         assert self._fh is not None, "journal not open"
-        self._fh.write(json.dumps(item, ensure_ascii=False).encode("utf-8") + b"\n")
+        self._fh.write(json.dumps(item, ensure_ascii=False).encode("utf-8", "backslashreplace") + b"\n")  # names.json_escaped
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from genrekit.errors import GenrekitError
-
 __all__ = ["ItemError", "Result", "error_text", "find_audio"]
 
 
@@ -36,7 +34,9 @@ class ItemError:
 def error_text(path: str, err: ItemError) -> str:
     """An engine's error as a record's: the message when it names the file (genrekit's do), else
     ``path: Kind: message``."""
-    return err.message if err.message.startswith(path) else f"{path}: {err}"
+    from genrekit.names import display_name  # genrekit's messages name a file in its terminal form
+
+    return err.message if err.message.startswith((path, display_name(path))) else f"{path}: {err}"
 
 
 @dataclass(frozen=True)
@@ -59,21 +59,9 @@ class Result:
 
 
 def find_audio(paths: Iterable[str | os.PathLike], *, unique: bool = True) -> tuple[list[str], list[tuple[str, ItemError]]]:
-    """Audio files under ``paths`` (files or folders, recursively, in walk order; each once unless
-    ``unique=False``) and the paths that could not be walked, with why (missing, unsupported)."""
-    from genrekit.audio import iter_audio_files
+    """:func:`genrekit.audio.find_audio` (the one finder: regular files only, each once unless
+    ``unique=False``), with the skipped paths (missing, special files) as :class:`ItemError`."""
+    from genrekit import audio
 
-    files: list[str] = []
-    errors: list[tuple[str, ItemError]] = []
-    seen: set[str] = set()
-    for raw in paths:
-        try:
-            found = [str(f) for f in iter_audio_files([raw])]
-        except GenrekitError as exc:
-            errors.append((str(raw), ItemError.from_exception(exc)))
-            continue
-        for f in found:
-            if not unique or f not in seen:
-                seen.add(f)
-                files.append(f)
-    return files, errors
+    files, skipped = audio.find_audio(paths, unique=unique)
+    return files, [(where, ItemError.from_exception(exc)) for where, exc in skipped]
