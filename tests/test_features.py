@@ -288,16 +288,18 @@ def test_bad_inputs_raise_specific_errors():
 
 
 def test_too_loud_waveforms_are_refused_never_nan():
-    """A finite waveform can overflow the float32 analysis: extract refuses it in words instead of
-    returning NaN/inf, and every value it does return is finite (1e15 still fits)."""
-    loud = music(3.0) * np.float32(1e15)
+    """A finite waveform far beyond full scale would overflow the float32 analysis: it is refused in
+    words (the audio layer's amplitude limit, or extract's own finite check behind it) instead of
+    returning NaN/inf, and every value extract does return is finite (1e5 x full scale still fits)."""
+    loud = music(3.0) * np.float32(1e5)
     assert all(math.isfinite(v) for v in features.extract(loud, extended=True).values())
+    refused = "NaN or infinite|beyond full scale"
     for scale in (1e18, 1e30):
-        with pytest.raises(FeatureError, match="NaN or infinite.*scale the audio"):
+        with pytest.raises(GenrekitError, match=refused):
             features.extract(music(3.0) * np.float32(scale))
-        with pytest.raises(FeatureError, match="NaN or infinite"):
+        with pytest.raises(GenrekitError, match=refused):
             features.extract_segments(music(4.0) * np.float32(scale), segment_seconds=3.0)
-        with pytest.raises(FeatureError, match="NaN or infinite"):
+        with pytest.raises(GenrekitError, match=refused):
             features.extract(music(3.0) * np.float32(scale), columns=["mfcc1_mean", "tempo"])
 
 
