@@ -29,12 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from genrekit.errors import GenrekitError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 __all__ = [
-    "Cache", "ItemError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer", "cache_key",
-    "cache_root", "file_digest", "limit_blas_threads", "run_local", "safe_start_method", "settings_digest",
+    "Cache", "ForeignFileError", "ItemError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer",
+    "cache_key", "cache_root", "check_replace", "file_digest", "limit_blas_threads", "run_local", "safe_start_method",
+    "settings_digest",
 ]
 
 
@@ -44,29 +47,53 @@ _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it),
 os.umask(_UMASK)
 
 
+class ForeignFileError(GenrekitError):
+    """An output would replace a file that genrekit did not write; the file is left as it is."""
+
+
+def check_replace(path: str | os.PathLike, replace: bool | Callable[[Path], bool] = True) -> None:
+    """Raise :class:`ForeignFileError` unless ``path`` may be replaced under the ``replace`` policy.
+
+    ``True`` replaces anything (caches, run folders genrekit owns); ``False`` only creates new files; a
+    callable replaces only an existing file it recognises as genrekit's own (a playlist's marker line, a
+    journal's header, a table's header): outputs that may land beside a user's files never destroy one."""
+    p = Path(path)
+    if replace is True or not os.path.lexists(p):
+        return
+    if replace is not False and not os.path.islink(p) and p.is_file() and replace(p):
+        return
+    raise ForeignFileError(f"{p}: exists and was not written by genrekit; left as it is "
+                           "(move it away or choose another name)")
+
+
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+def atomic_writer(path: str | os.PathLike, mode: str = "w", *, replace: bool | Callable[[Path], bool] = True,
+                  **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     Readers (and a later run after a crash or SIGKILL) see either the old file or the complete new
     one. On an exception the temporary file is removed and ``path`` is untouched. The new file keeps
     the permissions of the one it replaces, or gets those a plain ``open`` would give (0666 less the umask).
-    """
+    ``replace`` is :func:`check_replace`'s policy."""
     if "w" not in mode and "x" not in mode:
         raise ValueError("atomic_writer only writes: use mode 'w' or 'wb'")
-    with atomic_path(path) as tmp, open(tmp, mode.replace("x", "w"), **open_kwargs) as f:
+    with atomic_path(path, replace=replace) as tmp, open(tmp, mode.replace("x", "w"), **open_kwargs) as f:
         yield f
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp",
+                replace: bool | Callable[[Path], bool] = True) -> Iterator[Path]:
     """A temporary path beside ``path`` for writers that want a file name (pyarrow, matplotlib, ONNX):
     when the block ends without an exception the file is fsynced and renamed over ``path``.
 
     ``suffix`` ends the temporary name (``".png"`` for writers that infer the format from it); names
     start with a dot, so folder listings and dataset readers skip a leftover. On an exception the
-    temporary file is removed and ``path`` is untouched."""
+    temporary file is removed and ``path`` is untouched. Unless ``replace`` is True (see
+    :func:`check_replace`) the policy is checked before the work and again at the rename, and a new
+    file is linked into place, so a file someone else created meanwhile is never replaced either."""
     p = Path(path)
+    check_replace(p, replace)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
     os.close(fd)
@@ -80,22 +107,35 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
         except OSError:
             mode = 0o666 & ~_UMASK
         os.chmod(tmp, mode)
-        os.replace(tmp, p)
+        if replace is True:
+            os.replace(tmp, p)
+        else:
+            check_replace(p, replace)
+            try:
+                if os.path.lexists(p):
+                    os.replace(tmp, p)
+                else:  # link, not rename: fails if a file of the same name appeared since the check
+                    os.link(tmp, p)
+                    tmp.unlink()
+            except FileExistsError:
+                raise ForeignFileError(f"{p}: appeared while genrekit was writing it; left as it is") from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8",
+                      replace: bool | Callable[[Path], bool] = True) -> None:
     """Write ``text`` to ``path`` atomically (newlines as given: no platform translation)."""
-    with atomic_writer(path, "w", encoding=encoding, newline="") as f:
+    with atomic_writer(path, "w", encoding=encoding, newline="", replace=replace) as f:
         f.write(text)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *,
+                       replace: bool | Callable[[Path], bool] = True) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_writer(path, "wb") as f:
+    with atomic_writer(path, "wb", replace=replace) as f:
         f.write(data)
 
 

@@ -95,8 +95,11 @@ def _undo(args) -> int:
     counts: dict[str, int] = {}
     bad = 0
     for res in undo(args.undo):
+        if res.status == "skipped line":  # a torn record: said, and the intact changes are still restored
+            print(f"  note: {res.message}", file=sys.stderr)
+            continue
         counts[res.status] = counts.get(res.status, 0) + 1
-        if res.status in ("changed since", "missing", "error"):
+        if res.status in ("changed since", "read-only", "missing", "error"):
             bad += 1
             print(f"  {res.status}: {res.message}", file=sys.stderr)
         elif args.format == "table":
@@ -133,7 +136,7 @@ def run(args) -> int:
     from genrekit import audio
     from genrekit.errors import GenrekitError
     from genrekit.library import tagging
-    from genrekit.library.undo import UndoJournal, sha256_bytes
+    from genrekit.library.undo import JournalError, UndoJournal, sha256_bytes
 
     if args.undo:
         if args.paths or args.write:
@@ -195,10 +198,14 @@ def run(args) -> int:
                     if seq not in state.done:
                         journal.record_done(seq)  # killed between the rename and its "done" line
             print(f"resuming {jpath}: {len(resumed)} files written by the interrupted run", file=sys.stderr)
+            for n in state.skipped:
+                print(f"  note: {jpath}: line {n} is not a complete record (the interrupted run was killed while "
+                      "writing it); skipped", file=sys.stderr)
         print(f"undo journal: {jpath}", file=sys.stderr)
 
     order = {f: i for i, f in enumerate(files)}
     rows = []
+    stopped = None
     try:
         for row in tagging.tag_files(files, settings=settings, clf=clf, write=args.write, journal=journal,
                                      resumed=resumed, jobs=args.jobs, cache=cache, tag_cache=tag_cache,
@@ -210,16 +217,29 @@ def run(args) -> int:
             print(f"genrekit tag: interrupted; rerun the same command to resume (journal {journal.path})",
                   file=sys.stderr)
         raise
+    except JournalError as exc:  # the journal cannot grow (a full disk): no file may change without it
+        assert journal is not None
+        journal.close()
+        stopped = exc
     rows.sort(key=lambda r: order.get(r.file, -1))
     rows = rows_missing + rows
     sys.stdout.write(render(rows, args.format))
+    if stopped is not None:
+        assert journal is not None
+        print(f"genrekit tag: error: {stopped}\nThe files not listed above were left alone. Free some space and "
+              f"rerun the same command to go on, or undo with: genrekit tag --undo {journal.path}", file=sys.stderr)
+        return 1
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.action] = counts.get(r.action, 0) + 1
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
     if journal is not None:
         state = UndoJournal.read(journal.path)
-        journal.finish({"counts": counts})
+        try:
+            journal.finish({"counts": counts})
+        except JournalError as exc:
+            print(f"genrekit tag: error: {exc}. Undo with: genrekit tag --undo {journal.path}", file=sys.stderr)
+            return 1
         if state.changes:
             print(f"{summary}. Undo with: genrekit tag --undo {journal.path}", file=sys.stderr)
         else:
