@@ -109,15 +109,20 @@ def _undo(args) -> int:
     return 1 if bad else 0
 
 
-def default_journal(settings: dict, paths: list[str]):
-    """The journal an unfinished run with these settings and paths left (to resume), else a new one."""
+def _run_key(settings: dict, paths: list[str]) -> str:
     import hashlib
     import json
+
+    return hashlib.sha256(json.dumps({"settings": settings, "paths": paths}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_journal(settings: dict, paths: list[str]):
+    """The journal an unfinished run with these settings and paths left (to resume), else a new one."""
     import time
 
     from genrekit.library.undo import UndoJournal, state_dir
 
-    key = hashlib.sha256(json.dumps({"settings": settings, "paths": paths}, sort_keys=True).encode()).hexdigest()[:12]
+    key = _run_key(settings, paths)
     folder = state_dir() / "tag-journals"
     for old in sorted(folder.glob(f"tag-*-{key}.jsonl"), reverse=True):
         try:
@@ -128,7 +133,26 @@ def default_journal(settings: dict, paths: list[str]):
     return folder / f"tag-{time.strftime('%Y%m%d-%H%M%S')}-{key}.jsonl"
 
 
+def run_lock(settings: dict, paths: list[str]):
+    """One run at a time for the same settings and files: the second is refused before it picks (or
+    starts) a default journal, so two runs started together never split into two journals."""
+    from genrekit.library.files import lock_file
+    from genrekit.library.undo import state_dir
+
+    key = _run_key(settings, paths)
+    return lock_file(state_dir() / "tag-journals" / f".run-{key}.lock",
+                     busy="another `genrekit tag --write` with the same settings and files is running now; "
+                          "wait for it to finish (rerunning afterwards resumes or finds nothing left to do)")
+
+
 def run(args) -> int:
+    import contextlib
+
+    with contextlib.ExitStack() as held:  # locks taken on the way are released however the run ends
+        return _run(args, held)
+
+
+def _run(args, held) -> int:
     import os
     import sys
     from pathlib import Path
@@ -182,8 +206,10 @@ def run(args) -> int:
     journal = None
     resumed: set[str] = set()
     if args.write:
-        jpath = Path(args.journal) if args.journal else default_journal(
-            jset, sorted(os.path.realpath(f) for f in files))
+        if not args.journal:
+            real = sorted(os.path.realpath(f) for f in files)
+            held.enter_context(run_lock(jset, real))
+        jpath = Path(args.journal) if args.journal else default_journal(jset, real)
         journal = UndoJournal(jpath)
         state = journal.open(settings=jset, resume=jpath.exists())
         if state is not None:

@@ -161,6 +161,24 @@ def file_lock(path: str | os.PathLike, *, name: str | os.PathLike | None = None)
         os.close(fd)  # closing the last descriptor releases the lock
 
 
+@contextlib.contextmanager
+def lock_file(path: str | os.PathLike, *, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the lock file ``path`` (made if missing; it stays, empty and harmless)
+    for the block; raises :class:`FileBusyError` with the message ``busy`` when another process holds it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FileBusyError(busy) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def read_fd(fd: int) -> bytes:
     """The whole file behind ``fd`` (from its start)."""
     size = os.fstat(fd).st_size

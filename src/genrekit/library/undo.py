@@ -343,7 +343,9 @@ class UndoJournal:
             raise JournalError(f"{self.path}: cannot create the journal ({exc.strerror or exc})") from None
         try:
             try:
-                os.write(fd, line)
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
                 os.fsync(fd)
             finally:
                 os.close(fd)
