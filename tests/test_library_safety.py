@@ -400,3 +400,31 @@ def test_a_file_size_limit_under_the_journal_is_a_clean_error(tmp_path, tiny_mod
     assert f"{jpath}: cannot create the journal (File too large)" in r.stderr
     assert not jpath.exists() and list(tmp_path.glob(".j.jsonl*")) == []  # no half journal left
     assert all(p.read_bytes() == b for p, b in lib.items()) and _temps(tmp_path / "lib") == []
+
+
+# ------------------------------------------------------------------------------------ class 5: memory
+
+
+@pytest.mark.slow
+def test_tag_write_holds_about_one_copy_of_a_long_file(tmp_path):
+    """Verification streams from the files: a 5-minute FLAC (25 MB) costs well under three times its size
+    at peak (the whole-file patch diff and re-reads cost five times before), undo restores it."""
+    import numpy as np
+
+    y = (np.random.default_rng(0).standard_normal(44100 * 300) * 0.2).astype(np.float32)
+    p = make_file(tmp_path / "long.flac", "flac", y, sr=44100, seed=1)
+    original = p.read_bytes()
+    jpath = tmp_path / "j.jsonl"
+    code = ("import json, resource, sys\nimport av, mutagen, numpy\nfrom genrekit.library import tagging\n"
+            "from genrekit.library.undo import UndoJournal\n"
+            f"j = UndoJournal({str(jpath)!r})\nj.open(settings={{}}, resume=False)\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            f"tagging.write_genres({str(p)!r}, {{'genre': ['Rock']}}, journal=j)\n"
+            "print(json.dumps([base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))\n")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    base, peak = json.loads(r.stdout)
+    extra = (peak - base) * 1024  # ru_maxrss is in KiB on Linux
+    assert extra < 2.5 * len(original), (extra / len(original), len(original))
+    assert tagging.read_genres(p) == ["Rock"]
+    assert [x.status for x in undo.undo(jpath)] == ["restored"] and p.read_bytes() == original

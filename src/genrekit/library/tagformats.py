@@ -146,17 +146,19 @@ def snapshot(f, family: str, skip: set[str]) -> dict[str, Any]:
     return snap
 
 
-def audio_frames_digest(data: bytes, *, name: str = "") -> str:
+def audio_frames_digest(data: bytes | str | os.PathLike, *, name: str = "") -> str:
     """sha256 over the compressed audio packets as FFmpeg demuxes them (tags and container excluded).
 
     Equal digests before and after a tag edit mean the audio frames are byte-identical, whatever the
-    container moved around them (an MP4 ``mdat`` shifted by a grown ``moov``, renumbered Ogg pages)."""
+    container moved around them (an MP4 ``mdat`` shifted by a grown ``moov``, renumbered Ogg pages).
+    ``data`` is the file's bytes or its path (read as FFmpeg demuxes it: a long file is never held whole)."""
     import av
 
     h = hashlib.sha256()
     count = 0
     try:
-        with av.open(io.BytesIO(data), "r") as c:
+        source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else os.fspath(data)
+        with av.open(source, "r") as c:
             streams = [s for s in c.streams if s.type == "audio"]
             if not streams:
                 raise TagError(f"{name}: no audio stream")

@@ -59,7 +59,8 @@ from genrekit.library.tagformats import (  # noqa: F401
     set_values,
     snapshot,
 )
-from genrekit.library.undo import UndoJournal, make_patch, sha256_bytes
+from genrekit.engine import file_digest
+from genrekit.library.undo import UndoJournal, make_patch_file, sha256_bytes
 
 POLICIES = ("only-empty", "overwrite", "append")
 # GTZAN's labels as people write them in tags (ID3v1's list spells these the same way).
@@ -266,20 +267,20 @@ def _write_locked(link: Path, p: Path, fd: int, values: dict[str, list[str]], *,
                 if fh.read(3) == b"TAG":
                     fh.seek(-128, os.SEEK_END)
                     fh.write(v1[:127] + bytes([id3v1_genre_byte(list(values.get("genre", old.get("genre", []))))]))
-        with open(tmp, "rb+") as fh:
-            new_data = fh.read()
+        with open(tmp, "rb+") as fh:  # the copy is checked from the file, never held whole in memory
             os.fsync(fh.fileno())
-        f1, _ = open_tags(new_data, p.name)
+        f1, _ = open_tags(tmp, p.name)
         got = {n: get_values(f1, family, n) for n in names}
         want = {n: expected_readback(family, list(v), save_kw) for n, v in values.items()}
         if got != want:
             raise VerificationError(f"{link}: the new tag reads back as {got}, not {want}; original kept")
         if snapshot(f1, family, names) != snap0:
             raise VerificationError(f"{link}: rewriting changed other tags or pictures; original kept")
-        if audio_frames_digest(new_data, name=str(link)) != audio0:
+        del f1
+        if audio_frames_digest(tmp, name=str(link)) != audio0:
             raise VerificationError(f"{link}: rewriting changed the audio frames; original kept")
-        patch = make_patch(data, new_data)
-        after = sha256_bytes(new_data)
+        patch = make_patch_file(data, tmp)
+        after = file_digest(tmp)
         seq = journal.record_change(
             file=str(p), before={"sha256": before, "size": len(data), "mode": st.st_mode & 0o7777,
                                  "atime_ns": st.st_atime_ns, "mtime_ns": st.st_mtime_ns},

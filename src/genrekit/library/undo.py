@@ -136,6 +136,77 @@ def make_patch(old: bytes, new: bytes) -> dict[str, Any]:
     return patch
 
 
+def make_patch_file(old: bytes, new_path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`make_patch` for new bytes in a file, reading into memory only the stretch that differs.
+
+    The common head and tail (a whole FLAC or MP3 but its tag, when the tag fits its padding) are
+    compared in chunks straight from the file and become two copy operations; the stretch between
+    them is patched in memory. So tagging a 1-hour FLAC holds one copy of the file, not three."""
+    a = np.frombuffer(old, dtype=np.uint8)
+    chunk = 1 << 22
+    with open(new_path, "rb") as f:
+        fd = f.fileno()
+        n_new = os.fstat(fd).st_size
+        m = min(len(old), n_new)
+        prefix = 0
+        while prefix < m:
+            b = np.frombuffer(os.pread(fd, min(chunk, m - prefix), prefix), dtype=np.uint8)
+            if not b.size:
+                break
+            k = _match_len(a, b, prefix, 0, b.size)
+            prefix += k
+            if k < b.size:
+                break
+        suffix, limit = 0, m - prefix
+        while suffix < limit:
+            c = min(chunk, limit - suffix)
+            b = np.frombuffer(os.pread(fd, c, n_new - suffix - c), dtype=np.uint8)
+            k = _match_len_back(a[: a.size - suffix], b, min(c, b.size))
+            suffix += k
+            if k < c:
+                break
+        mid = _pread_all(fd, n_new - suffix - prefix, prefix)
+    inner = make_patch(memoryview(old)[prefix: len(old) - suffix], mid)  # type: ignore[arg-type]
+    ops: list[list[Any]] = [["c", 0, prefix]] if prefix else []
+    ops += [["c", int(op[1]) + prefix, int(op[2])] if op[0] == "c" else op for op in inner["ops"] if op != ["l", ""]]
+    if suffix:
+        ops.append(["c", n_new - suffix, suffix])
+    patch = {"ops": ops, "new_size": n_new, "old_sha256": sha256_bytes(old)}
+    if _patched_sha256_file(new_path, patch) != patch["old_sha256"]:  # never trust a patch that does not rebuild
+        patch = {"ops": [["l", _b64(old)]], "new_size": n_new, "old_sha256": patch["old_sha256"]}
+    return patch
+
+
+def _pread_all(fd: int, n: int, offset: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        b = os.pread(fd, n - got, offset + got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def _patched_sha256_file(path: str | os.PathLike, patch: dict[str, Any]) -> str:
+    """sha256 of what the patch rebuilds from the file at ``path``, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        for op in patch["ops"]:
+            if op[0] == "c":
+                off, n = int(op[1]), int(op[2])
+                while n > 0:
+                    b = os.pread(fd, min(n, 1 << 22), off)
+                    if not b:
+                        return ""
+                    h.update(b)
+                    off, n = off + len(b), n - len(b)
+            else:
+                h.update(base64.b64decode(op[1]))
+    return h.hexdigest()
+
+
 def _match_len_back(a: np.ndarray, b: np.ndarray, limit: int) -> int:
     """Length of the common run at the ends of ``a`` and ``b`` (at most ``limit``), compared in chunks."""
     n, chunk = 0, 4096
