@@ -142,6 +142,45 @@ def test_journal_option_never_overwrites_the_user_s_file(tmp_path, tiny_model, c
     assert all(p.read_bytes() == b for p, b in lib.items())
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_predict_out_never_replaces_the_user_s_file_but_replaces_its_own(tmp_path, tiny_model, capsys, fmt):
+    make_file(tmp_path / "lib" / "a.flac", "flac", seed=1)
+    out = tmp_path / f"results.{fmt}"
+    mine = b'[{"name": "my notes"}]\n' if fmt == "json" else b"name,notes\nme,mine\n"
+    out.write_bytes(mine)
+    args = ("predict", tmp_path / "lib", "--model", tiny_model, "--format", fmt, "--out", out, "--no-progress")
+    assert _cli(*args) == 1
+    err = capsys.readouterr().err
+    assert f"{out}: exists and was not written by genrekit; left as it is" in err and "Traceback" not in err
+    assert out.read_bytes() == mine
+    out.unlink()
+    assert _cli(*args) == 0 and out.exists()
+    first = out.read_bytes()
+    assert _cli(*args) == 0 and out.read_bytes() == first  # its own output: replaced as before
+
+
+def test_features_out_and_export_never_replace_the_user_s_file(tmp_path, tiny_model, capsys):
+    make_file(tmp_path / "lib" / "a.flac", "flac", seed=1)
+    table = tmp_path / "features.csv"
+    table.write_bytes(b"my,own,table\n1,2,3\n")
+    assert _cli("features", tmp_path / "lib", "--out", table) == 1
+    assert table.read_bytes() == b"my,own,table\n1,2,3\n"
+    assert f"{table}: exists and was not written by genrekit" in capsys.readouterr().err
+    table.unlink()
+    assert _cli("features", tmp_path / "lib", "--out", table) == 0
+    assert _cli("features", tmp_path / "lib", "--out", table) == 0  # its own: replaced
+
+    onnx_out = tmp_path / "model.onnx"
+    onnx_out.write_bytes(b"someone else's model\n")
+    assert _cli("export", "--model", tiny_model, "--out", onnx_out) == 1
+    err = capsys.readouterr().err
+    assert f"{onnx_out}: exists and was not written by genrekit" in err and "Traceback" not in err
+    assert onnx_out.read_bytes() == b"someone else's model\n"
+    onnx_out.unlink()
+    assert _cli("export", "--model", tiny_model, "--out", onnx_out) == 0
+    assert _cli("export", "--model", tiny_model, "--out", onnx_out) == 0  # genrekit's own export: replaced
+
+
 # ------------------------------------------------------------------------------------ class 2: two runs, kills
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from genrekit.engine import Cache, ItemError, atomic_write_text, run_local, safe_start_method
+from genrekit.engine import Cache, ItemError, atomic_write_text, run_local, safe_start_method, written_like
 from genrekit.errors import GenrekitError, ModelError
 from genrekit.parquet_out import MANIFEST, PartitionedOutput, input_stat, settings_key
 
@@ -782,7 +782,7 @@ def write_embeddings(path: str | os.PathLike, rows: list[dict[str, Any]], *, lay
         w.writerow(scalars + [f"{x}_{i}" for x, n in vectors.items() for i in range(n)])
         for r in rows:
             w.writerow([r[c] for c in scalars] + [repr(float(v)) for x in vectors for v in r[x]])
-        atomic_write_text(p, buf.getvalue())
+        atomic_write_text(p, buf.getvalue(), replace=written_like(buf.getvalue()))
         return p
     raise GenrekitError(f"{p}: embeddings are written as .parquet, .npz or .csv (or a folder ending in /), "
                         f"not {suffix or 'a file without a suffix'}")
@@ -941,7 +941,7 @@ class CsvSink(TableSink):
         writer.writerow(self.header)
         for row in rows:
             writer.writerow([self._format(row[c]) for c in self.header])
-        atomic_write_text(out, buf.getvalue())
+        atomic_write_text(out, buf.getvalue(), replace=written_like(buf.getvalue()))
 
 
 class JournalSink(_Ordered):
@@ -1015,7 +1015,7 @@ class JournalSink(_Ordered):
         self.records = [r.value for r in self.ordered()]
         self.text = self.render(self.records)
         if self.out is not None:
-            atomic_write_text(self.out, self.text)
+            atomic_write_text(self.out, self.text, replace=written_like(self.text))
             self.path.unlink(missing_ok=True)
         return self.text
 

@@ -37,7 +37,7 @@ R = TypeVar("R")
 __all__ = [
     "Cache", "ForeignFileError", "ItemError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer",
     "cache_key", "cache_root", "check_replace", "file_digest", "limit_blas_threads", "run_local", "safe_start_method",
-    "settings_digest",
+    "settings_digest", "written_like",
 ]
 
 
@@ -64,6 +64,37 @@ def check_replace(path: str | os.PathLike, replace: bool | Callable[[Path], bool
         return
     raise ForeignFileError(f"{p}: exists and was not written by genrekit; left as it is "
                            "(move it away or choose another name)")
+
+
+def _signature(head: bytes) -> bytes:
+    """How a table or JSON output starts: its first line (a CSV header), or for JSON the opening lines up
+    to the first key (``[`` ``{`` ``"file"``), values left out."""
+    lines = head.split(b"\n")
+    if not lines or lines[0].strip() not in (b"[", b"{"):
+        return lines[0].rstrip(b"\r") if lines else b""
+    out = []
+    for line in lines[:8]:
+        if b":" in line:
+            out.append(line.split(b":", 1)[0])
+            break
+        out.append(line.rstrip(b"\r"))
+    return b"\n".join(out)
+
+
+def written_like(content: str | bytes) -> Callable[[Path], bool]:
+    """A :func:`check_replace` policy for tables and JSON: replace an existing file only when it starts
+    as ``content`` does (the same CSV header; a JSON array of records with the same first key), as the
+    file an earlier genrekit run wrote there does; anything else at that name is someone else's."""
+    new = _signature(content[:65536].encode() if isinstance(content, str) else bytes(content[:65536]))
+
+    def ours(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return bool(new) and _signature(f.read(65536)) == new
+        except OSError:
+            return False
+
+    return ours
 
 
 @contextlib.contextmanager
