@@ -15,7 +15,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +93,17 @@ def test_atomic_write_never_replaces_a_file_genrekit_did_not_write(tmp_path):
             late.write_bytes(b"made meanwhile by the user")
     assert late.read_bytes() == b"made meanwhile by the user"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["late.csv", "link.csv", "new.csv", "table.csv"]
+
+
+
+def test_atomic_write_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst, **kw):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    out = tmp_path / "Rock.m3u8"
+    engine.atomic_write_text(out, "#EXTM3U\n", replace=playlists.is_genrekit_playlist)
+    assert out.read_text() == "#EXTM3U\n" and [p.name for p in tmp_path.iterdir()] == ["Rock.m3u8"]
 
 
 def test_playlists_leave_a_hand_made_playlist_byte_identical(tmp_path, capsys):
@@ -238,7 +248,7 @@ def test_two_tag_runs_at_once_on_one_library(tmp_path, tiny_model):
     (out1, err1), (out2, err2) = (r.communicate(timeout=300) for r in runs)
     codes = sorted(r.returncode for r in runs)
     assert "Traceback" not in err1 + err2
-    outs = {r.returncode: (o, e) for r, (o, e) in zip(runs, [(out1, err1), (out2, err2)])}
+    outs = {r.returncode: (o, e) for r, (o, e) in zip(runs, [(out1, err1), (out2, err2)], strict=True)}
     if codes == [0, 1]:  # the usual case: the second is refused before it touches anything
         assert "another `genrekit tag --write` with the same settings and files is running now" in outs[1][1]
         out1 = outs[0][0]

@@ -4,7 +4,9 @@ batch), the one content-addressed cache, and the one atomic file write.
 Every writer in genrekit (tables, journals, Parquet parts, caches, model files, metrics, figures, ONNX
 exports) goes through :func:`atomic_writer` / :func:`atomic_path`, so a run killed at any moment (even by
 SIGKILL or a power cut: the data is fsynced before the rename) leaves either the old file or the
-complete new one, never half of one. Every item of a batch ends as a result or an :class:`ItemError`
+complete new one, never half of one. Outputs that may land beside a user's files (playlists, ``--out``
+tables, exports) pass a ``replace=`` policy (:func:`check_replace`): they never replace a file that
+genrekit did not write. Every item of a batch ends as a result or an :class:`ItemError`
 with a reason; a cached item is never recomputed. Nothing here imports numpy, torch or librosa, so
 worker start-up is cheap.
 """
@@ -146,8 +148,15 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp",
                 if os.path.lexists(p):
                     os.replace(tmp, p)
                 else:  # link, not rename: fails if a file of the same name appeared since the check
-                    os.link(tmp, p)
-                    tmp.unlink()
+                    try:
+                        os.link(tmp, p)
+                    except FileExistsError:
+                        raise
+                    except OSError:  # a file system without hard links (exFAT, some network shares)
+                        check_replace(p, replace)
+                        os.replace(tmp, p)
+                    else:
+                        tmp.unlink()
             except FileExistsError:
                 raise ForeignFileError(f"{p}: appeared while genrekit was writing it; left as it is") from None
     except BaseException:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genrekit.engine import file_digest
 from genrekit.errors import GenrekitError
 from genrekit.library.files import (  # noqa: F401 - the errors are part of this module's API
     FileBusyError,
@@ -59,7 +60,6 @@ from genrekit.library.tagformats import (  # noqa: F401
     set_values,
     snapshot,
 )
-from genrekit.engine import file_digest
 from genrekit.library.undo import UndoJournal, make_patch_file, sha256_bytes
 
 POLICIES = ("only-empty", "overwrite", "append")

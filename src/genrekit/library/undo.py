@@ -14,6 +14,12 @@ values, the patch) -> the atomic replace -> ``done`` -> ... -> ``finished``.
 So a run killed at any moment leaves each file either untouched or completely rewritten, and the journal
 always knows how to get the original back: ``undo`` rebuilds every file whose current bytes are the
 recorded *after* bytes, leaves files already original alone, and refuses files edited since.
+
+One writer at a time: the journal is locked while a run (or an undo) has it open, records are appended
+whole or not at all (a full disk cuts a failed record back off), and a line that is still torn (a kill
+mid-line) is skipped and reported, never a reason to refuse the rest. Undo does not trust the journal:
+it only restores a writable regular file holding exactly the recorded bytes, into the same audio with
+other tags, keeping the file's present permission bits (see :func:`undo`).
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from genrekit.library.files import (  # noqa: F401 - FileChangedError, FileMeta,
     FileMeta,
     ReadOnlyError,
     check_writable,
-    file_lock,
     fcntl,
+    file_lock,
     fsync_dir,
     read_fd,
     replace_with,
