@@ -38,8 +38,8 @@ R = TypeVar("R")
 
 __all__ = [
     "Cache", "ForeignFileError", "ItemError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer",
-    "cache_key", "cache_root", "check_replace", "file_digest", "limit_blas_threads", "run_local", "safe_start_method",
-    "settings_digest", "written_like",
+    "cache_key", "cache_root", "check_replace", "file_digest", "genrekit_wrote", "limit_blas_threads", "remember_output",
+    "run_local", "safe_start_method", "settings_digest", "state_root", "written_like",
 ]
 
 
@@ -58,14 +58,40 @@ def check_replace(path: str | os.PathLike, replace: bool | Callable[[Path], bool
 
     ``True`` replaces anything (caches, run folders genrekit owns); ``False`` only creates new files; a
     callable replaces only an existing file it recognises as genrekit's own (a playlist's marker line, a
-    journal's header, a table's header): outputs that may land beside a user's files never destroy one."""
+    journal's header, a table's header), or one that :func:`genrekit_wrote` and nobody changed since:
+    outputs that may land beside a user's files never destroy one."""
     p = Path(path)
     if replace is True or not os.path.lexists(p):
         return
-    if replace is not False and not os.path.islink(p) and p.is_file() and replace(p):
+    if replace is not False and not os.path.islink(p) and p.is_file() and (replace(p) or genrekit_wrote(p)):
         return
     raise ForeignFileError(f"{p}: exists and was not written by genrekit; left as it is "
                            "(move it away or choose another name)")
+
+
+def _output_record(path: str | os.PathLike) -> tuple[str, Path]:
+    real = os.path.realpath(path)
+    return real, state_root() / "outputs" / hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
+
+
+def remember_output(path: str | os.PathLike) -> None:
+    """Note that genrekit wrote ``path`` with its present bytes, so a later run may replace it (a table
+    without a header, a re-run with other inputs). Best effort: an unwritable state folder costs only that."""
+    try:
+        real, rec = _output_record(path)
+        atomic_write_text(rec, json.dumps({"path": real, "sha256": file_digest(path)}))
+    except OSError:
+        pass
+
+
+def genrekit_wrote(path: str | os.PathLike) -> bool:
+    """True when :func:`remember_output` noted ``path`` with exactly the bytes it holds now."""
+    try:
+        real, rec = _output_record(path)
+        note = json.loads(rec.read_text(encoding="utf-8"))
+        return isinstance(note, dict) and note.get("path") == real and note.get("sha256") == file_digest(path)
+    except (OSError, ValueError):
+        return False
 
 
 def _signature(head: bytes) -> bytes:
@@ -159,6 +185,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp",
                         tmp.unlink()
             except FileExistsError:
                 raise ForeignFileError(f"{p}: appeared while genrekit was writing it; left as it is") from None
+            remember_output(p)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -180,6 +207,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *,
 
 
 # ============================================================================================ cache
+
+
+def state_root() -> Path:
+    """``$XDG_STATE_HOME/genrekit`` (default ``~/.local/state/genrekit``): what genrekit keeps between runs
+    that is not a cache (undo journals, the notes of which outputs it wrote)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "genrekit"
 
 
 def cache_root() -> Path:
