@@ -49,10 +49,10 @@ from genrekit.library.files import (  # noqa: F401 - FileChangedError, FileMeta,
     check_writable,
     fcntl,
     file_lock,
+    finish_temp,
     fsync_dir,
-    read_fd,
-    replace_with,
     sweep_leftovers,
+    temp_path_for,
 )
 
 JOURNAL_FORMAT = "genrekit-tag-journal"
@@ -543,40 +543,90 @@ def _undo_one(ch: dict[str, Any]) -> UndoResult:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return UndoResult(file, "changed since", f"{file}: not a regular file now; left as it is")
-            data = read_fd(fd)
-            digest = sha256_bytes(data)
+            digest = _fd_sha256(fd)
             before = ch["before"]
             if digest == before["sha256"]:
                 return UndoResult(file, "already original")
             if digest != ch["after_sha256"]:
                 return UndoResult(file, "changed since", f"{file}: edited after genrekit wrote it; left as it is")
             check_writable(file, st, to="undo")
-            old = apply_patch(data, ch["patch"])
-            if sha256_bytes(old) != before["sha256"]:
-                raise FileChangedError(f"{file}: the patch does not rebuild the original (journal damaged?)")
-            _check_only_tags_differ(file, old, data)
             meta = FileMeta(st.st_mode & 0o777, st.st_uid, st.st_gid, int(before.get("atime_ns", st.st_atime_ns)),
                             int(before.get("mtime_ns", st.st_mtime_ns)))
-            now = os.stat(file, follow_symlinks=False)
-            if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
-                return UndoResult(file, "changed since", f"{file}: changed while genrekit was undoing; left as it is")
-            replace_with(file, old, meta=meta)
+            _restore(file, fd, st, ch["patch"], before["sha256"], meta)
     except FileNotFoundError:
         return UndoResult(file, "missing", f"{file}: no longer exists")
     except ReadOnlyError as exc:
         return UndoResult(file, "read-only", str(exc))
     except FileBusyError as exc:
         return UndoResult(file, "error", str(exc))
+    except _Changed as exc:
+        return UndoResult(file, "changed since", str(exc))
     except (OSError, GenrekitError) as exc:
         return UndoResult(file, "error", f"{file}: {exc}" if not str(exc).startswith(file) else str(exc))
-    except (ValueError, TypeError, OverflowError, KeyError) as exc:
+    except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
         return UndoResult(file, "error", f"{file}: the journal's record is damaged ({exc}); left alone")
     return UndoResult(file, "restored")
 
 
-def _check_only_tags_differ(file: str, old: bytes, new: bytes) -> None:
-    """Raise unless ``old`` and ``new`` are the same supported audio format with identical audio frames:
-    a journal can only make undo change what ``tag`` changed, whoever wrote it."""
+class _Changed(FileChangedError):
+    """The file changed while undo was rebuilding it."""
+
+
+def _fd_sha256(fd: int) -> str:
+    h = hashlib.sha256()
+    off = 0
+    while b := os.pread(fd, 1 << 22, off):
+        h.update(b)
+        off += len(b)
+    return h.hexdigest()
+
+
+def _restore(file: str, fd: int, st: os.stat_result, patch: dict[str, Any], old_sha256: str, meta: FileMeta) -> None:
+    """Rebuild the original from the file (``fd``, locked) and the patch straight into this process's
+    temporary copy, check it, and rename it into place: the file is never held in memory whole."""
+    if st.st_size != int(patch["new_size"]):
+        raise FileChangedError(f"{file}: the patch expects {patch['new_size']} bytes, the file has {st.st_size}")
+    path = Path(file)
+    tmp = temp_path_for(path)
+    tmp.unlink(missing_ok=True)
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            for op in patch["ops"]:
+                if op[0] == "c":
+                    off, n = int(op[1]), int(op[2])
+                    if off < 0 or n < 0 or off + n > st.st_size:
+                        raise FileChangedError("patch copies beyond the end of the file (journal damaged?)")
+                    while n > 0:
+                        b = os.pread(fd, min(n, 1 << 22), off)
+                        if not b:
+                            raise _Changed(f"{file}: shorter than when undo began; left as it is")
+                        out.write(b)
+                        h.update(b)
+                        off, n = off + len(b), n - len(b)
+                elif op[0] == "l":
+                    b = base64.b64decode(op[1])
+                    out.write(b)
+                    h.update(b)
+                else:
+                    raise FileChangedError(f"unknown patch operation {op[0]!r} (journal damaged?)")
+            out.flush()
+            os.fsync(out.fileno())
+        if h.hexdigest() != old_sha256:
+            raise FileChangedError(f"{file}: the patch does not rebuild the original (journal damaged?)")
+        _check_only_tags_differ(file, tmp, path)
+        now = os.stat(path, follow_symlinks=False)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            raise _Changed(f"{file}: changed while genrekit was undoing; left as it is")
+        finish_temp(tmp, path, meta=meta, keep_times=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check_only_tags_differ(file: str, old: bytes | Path, new: bytes | Path) -> None:
+    """Raise unless ``old`` and ``new`` (bytes or files) are the same supported audio format with
+    identical audio frames: a journal can only make undo change what ``tag`` changed, whoever wrote it."""
     from genrekit.library.tagformats import audio_frames_digest, open_tags
 
     name = os.path.basename(file)
