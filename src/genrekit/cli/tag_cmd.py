@@ -10,7 +10,9 @@ DESCRIPTION = (
     "frames, other tags, cover art and the file's modification time (unless --touch) are checked "
     "unchanged; `genrekit tag --undo JOURNAL` restores the files byte for byte. Read-only files, files "
     "changed since classification and unsupported formats are reported and left alone. An interrupted "
-    "--write run resumes when rerun with the same arguments. Formats: mp3 (ID3 TCON), flac/ogg/opus "
+    "--write run resumes when rerun with the same arguments; a second run on the same journal (or the same "
+    "files and settings) while one is going is refused, and a file another run is changing is left alone. "
+    "--undo restores only files that still hold what the run wrote, and only their tags. Formats: mp3 (ID3 TCON), flac/ogg/opus "
     "(GENRE), m4a (\u00a9gen), wav/aiff with an ID3 chunk. Exit code 1 when some files failed."
 )
 

@@ -5,8 +5,8 @@ atomic replacement that keeps mode, owner, xattrs and times.
 exclusive ``flock`` on it (:func:`file_lock`), so two runs at once (two journals, or a run and an undo)
 never write the same file: the second is told the file is busy and leaves it alone. Each process writes
 its temporary copy under its own name (``.NAME.PID.genrekit-tmp``); a copy that a killed run left behind
-is removed by the next run or undo that holds the file's lock (:func:`remove_leftovers`), since nobody
-else can be writing it then.
+is removed by the next run or undo that holds the file's lock (:func:`sweep_leftovers`,
+:func:`remove_leftovers`), since nobody else can be writing it then.
 """
 
 from __future__ import annotations
@@ -237,26 +237,6 @@ class FileMeta:
     @classmethod
     def of(cls, st: os.stat_result) -> FileMeta:
         return cls(st.st_mode & 0o7777, st.st_uid, st.st_gid, st.st_atime_ns, st.st_mtime_ns)
-
-
-def replace_with(path: str | os.PathLike, data: bytes, *, meta: FileMeta, keep_times: bool = True) -> None:
-    """Atomically replace ``path`` by ``data`` keeping ``meta``'s mode, owner and (with keep_times) times.
-
-    Written to :func:`temp_path_for`, fsynced, renamed over ``path``, directory fsynced: readers and a
-    run killed at any moment see the old file or the complete new one."""
-    p = Path(path)
-    tmp = temp_path_for(p)
-    tmp.unlink(missing_ok=True)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        finish_temp(tmp, p, meta=meta, keep_times=keep_times)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def finish_temp(tmp: Path, path: Path, *, meta: FileMeta, keep_times: bool) -> None:
