@@ -144,6 +144,25 @@ def test_plugin_not_on_import_unless_enabled(tmp_path, tiny_model):
     assert all(not it["genres"] for it in library_items(home).values())
 
 
+def test_beet_genrekit_exits_non_zero_when_an_item_fails(tmp_path, tiny_model):
+    """A library file that cannot be classified: the others are done, the failure is named, and the exit
+    status says so (scripts and cron jobs must not read success)."""
+    home = tmp_path
+    _tracks(tmp_path / "incoming", 3)
+    _configure(home, model=tiny_model)
+    beet(home, "import", "-q", str(tmp_path / "incoming"))
+    items = library_items(home)
+    broken = items["Track 1 — ✓"]["path"]
+    Path(broken).write_bytes(b"\0" * 4000)  # damaged on disk since the import
+    r = beet(home, "genrekit", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1 error" in r.stdout and "1 items failed" in r.stderr and "Traceback" not in r.stderr
+    assert os.path.basename(broken) in r.stderr  # the warning names the file
+    after = library_items(home)
+    assert not after["Track 1 — ✓"]["genres"]
+    assert all(it["genres"] for t, it in after.items() if t != "Track 1 — ✓")
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_real_library_of_20_gtzan_clips_with_the_shipped_model(tmp_path, gtzan):

@@ -116,13 +116,13 @@ def test_a_rewrite_that_touches_other_tags_is_refused(tmp_path, monkeypatch):
     """The verification is real: a writer bug that also changes the title keeps the original file."""
     p = make_file(tmp_path / "s.m4a", "m4a", seed=5)
     before = p.read_bytes()
-    real_set = tagging._set
+    real_set = tagging.set_values
 
     def buggy_set(f, family, name, values):
         real_set(f, family, name, values)
         f.tags["\xa9nam"] = ["clobbered"]
 
-    monkeypatch.setattr(tagging, "_set", buggy_set)
+    monkeypatch.setattr(tagging, "set_values", buggy_set)
     with pytest.raises(tagging.VerificationError, match="other tags"):
         tagging.write_genres(p, {"genre": ["Pop"]}, journal=_journal(tmp_path))
     assert p.read_bytes() == before and not tagging.temp_path_for(p).exists()
@@ -148,8 +148,10 @@ def test_crash_before_the_rename_leaves_the_original(tmp_path):
     def killed():
         raise KeyboardInterrupt  # any exit between journal and rename
 
+    j = _journal(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        tagging.write_genres(p, {"genre": ["Pop"]}, journal=_journal(tmp_path), before_replace=killed)
+        tagging.write_genres(p, {"genre": ["Pop"]}, journal=j, before_replace=killed)
+    j.close()  # what the end of a killed process does: its journal lock goes with it
     assert p.read_bytes() == before and not tagging.temp_path_for(p).exists()
     state = UndoJournal.read(tmp_path / "undo.jsonl")
     assert len(state.changes) == 1 and not state.done  # journalled first, never marked done
@@ -167,7 +169,8 @@ def test_torn_journal_line_and_stale_temp_copy_are_handled(tmp_path):
     stale = tagging.temp_path_for(p)
     stale.write_bytes(b"half a file")
     assert tagging.cleanup_temp(p) and not stale.exists()
-    assert [r.status for r in undo.undo(tmp_path / "undo.jsonl")] == ["restored"]
+    res = list(undo.undo(tmp_path / "undo.jsonl"))
+    assert [r.status for r in res] == ["skipped line", "restored"] and "line 4 " in res[0].message
     assert p.read_bytes() == original
 
 
@@ -367,7 +370,7 @@ def test_kill_9_mid_run_then_rerun_finishes_every_file(tmp_path, tiny_model):
     for p, orig in originals.items():
         assert tagging.read_genres(p), p
         assert tagging.audio_frames_digest(p.read_bytes()) == tagging.audio_frames_digest(orig)
-        assert not tagging.temp_path_for(p).exists()
+    assert not [f for f in lib.iterdir() if f.name.endswith(".genrekit-tmp")]  # the killed run's copy too
     assert UndoJournal.read(jpath).finished
     assert {r.status for r in undo.undo(jpath)} == {"restored"}
     assert all(p.read_bytes() == b for p, b in originals.items())

@@ -53,6 +53,16 @@ def set_item_genres(item: Item, values: list[str]) -> None:
         item.genre = "/".join(values)
 
 
+FAILED = ("error", "tag errors", "write errors")  # counts that make `beet genrekit` exit non-zero
+
+
+def _sync(item: Item, *, write: bool, counts: dict[str, int]) -> None:
+    """``item.try_sync(write=write, move=False)``, counting a file beets could not write (it logs why)."""
+    if write and not item.try_write():
+        counts["write errors"] = counts.get("write errors", 0) + 1
+    item.store()
+
+
 class GenrekitPlugin(BeetsPlugin):
     item_types = {
         "genrekit_genre": types.STRING,
@@ -142,7 +152,7 @@ class GenrekitPlugin(BeetsPlugin):
                 item["genrekit_scores"] = " ".join(f"{g}={s:.4f}" for g, s in ranked)
                 if d.action == "write":
                     set_item_genres(item, d.values)
-                item.try_sync(write=write, move=False)
+                _sync(item, write=write, counts=counts)
         n_tags = int(self.config["tags"].get(int))
         if n_tags > 0 and not pretend:
             self._store_tags(items, n_tags, write=write, jobs=jobs, counts=counts)
@@ -165,7 +175,7 @@ class GenrekitPlugin(BeetsPlugin):
             tags = ", ".join(t for t, _ in musicnn.top_tags(summary, n))
             for item in by_path[path]:
                 item["genrekit_tags"] = tags
-                item.try_sync(write=write, move=False)
+                _sync(item, write=write, counts=counts)
 
     # ------------------------------------------------------------------------------------ beets hooks
     def commands(self) -> list[ui.Subcommand]:
@@ -189,6 +199,9 @@ class GenrekitPlugin(BeetsPlugin):
             counts = self.classify(items, settings=settings, write=ui.should_write(), pretend=opts.pretend,
                                    jobs=opts.jobs)
             ui.print_("genrekit: " + (", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "no items"))
+            failed = sum(counts.get(k, 0) for k in FAILED)
+            if failed:  # beets exits 1 on a UserError: scripts see that some items failed
+                raise ui.UserError(f"genrekit: {failed} items failed (see the warnings above); the others are done")
 
         cmd.func = func
         return [cmd]

@@ -7,7 +7,7 @@ control or escape characters. Python turns the undecodable bytes into lone surro
 * :func:`text_name` is that form. It is lossless: ``os.fsencode(text_name(p))`` gives the original
   bytes back. ``json.dumps`` (``ensure_ascii=True``, the default) writes a lone surrogate as the escape
   ``\\udcff``, which ``json.loads`` reads back to the same string; a CSV or text file opened with
-  ``errors="surrogateescape"`` writes the original bytes (``engine.atomic_write_text`` does: a CSV or
+  ``errors="surrogateescape"`` writes the original bytes (``store.atomic_write_text`` does: a CSV or
   playlist line then names the very file). JSON written with ``ensure_ascii=False`` goes through
   :func:`json_escaped`, which gives the same ``\udcff`` escapes. A name that is valid UTF-8 is unchanged.
 * :func:`display_name` is for terminals and error messages: control, format and other non-printable

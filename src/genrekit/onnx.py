@@ -447,8 +447,18 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(gmeta)
     out = Path(out)
-    atomic_write_bytes(out, proto.SerializeToString())
+    atomic_write_bytes(out, proto.SerializeToString(), replace=is_genrekit_onnx)  # never over someone else's file
     return out
+
+
+def is_genrekit_onnx(path: Path) -> bool:
+    """An ONNX file that genrekit exported (its metadata holds genrekit's model record)."""
+    import onnx
+
+    try:
+        return any(p.key == META_KEY for p in onnx.load(str(path), load_external_data=False).metadata_props)
+    except Exception:  # noqa: BLE001 - not ONNX at all: someone else's file
+        return False
 
 
 # ------------------------------------------------------------------------------------------ loading

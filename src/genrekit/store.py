@@ -4,7 +4,9 @@ digests that key it (files, settings, tensors).
 Every writer in genrekit (tables, journals, Parquet parts, caches, model files, metrics, figures, ONNX
 exports) goes through :func:`atomic_writer` / :func:`atomic_path`, so a run killed at any moment (even by
 SIGKILL or a power cut: the data is fsynced before the rename) leaves either the old file or the
-complete new one, never half of one; a cached item is never recomputed. Nothing here imports numpy,
+complete new one, never half of one. Outputs that may land beside a user's files (playlists, ``--out``
+tables, exports) pass a ``replace=`` policy (:func:`check_replace`): they never replace a file that
+genrekit did not write; a cached item is never recomputed. Nothing here imports numpy,
 torch or librosa at module level, so importing it is cheap (worker start-up, the CLI).
 """
 
@@ -21,9 +23,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from genrekit.errors import GenrekitError
+
 __all__ = [
-    "Cache", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer", "cache_key", "cache_root",
-    "cached_bytes", "file_digest", "settings_digest", "tensors_sha256",
+    "Cache", "ForeignFileError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer",
+    "cache_key", "cache_root", "cached_bytes", "check_replace", "file_digest", "genrekit_wrote", "remember_output",
+    "settings_digest", "state_root", "tensors_sha256", "written_like",
 ]
 
 
@@ -33,29 +38,110 @@ _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it),
 os.umask(_UMASK)
 
 
+class ForeignFileError(GenrekitError):
+    """An output would replace a file that genrekit did not write; the file is left as it is."""
+
+
+def check_replace(path: str | os.PathLike, replace: bool | Callable[[Path], bool] = True) -> None:
+    """Raise :class:`ForeignFileError` unless ``path`` may be replaced under the ``replace`` policy.
+
+    ``True`` replaces anything (caches, run folders genrekit owns); ``False`` only creates new files; a
+    callable replaces only an existing file it recognises as genrekit's own (a playlist's marker line, a
+    journal's header, a table's header), or one that :func:`genrekit_wrote` and nobody changed since:
+    outputs that may land beside a user's files never destroy one."""
+    p = Path(path)
+    if replace is True or not os.path.lexists(p):
+        return
+    if replace is not False and not os.path.islink(p) and p.is_file() and (replace(p) or genrekit_wrote(p)):
+        return
+    raise ForeignFileError(f"{p}: exists and was not written by genrekit; left as it is "
+                           "(move it away or choose another name)")
+
+
+def _output_record(path: str | os.PathLike) -> tuple[str, Path]:
+    real = os.path.realpath(path)
+    return real, state_root() / "outputs" / hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
+
+
+def remember_output(path: str | os.PathLike) -> None:
+    """Note that genrekit wrote ``path`` with its present bytes, so a later run may replace it (a table
+    without a header, a re-run with other inputs). Best effort: an unwritable state folder costs only that."""
+    try:
+        real, rec = _output_record(path)
+        atomic_write_text(rec, json.dumps({"path": real, "sha256": file_digest(path)}))
+    except OSError:
+        pass
+
+
+def genrekit_wrote(path: str | os.PathLike) -> bool:
+    """True when :func:`remember_output` noted ``path`` with exactly the bytes it holds now."""
+    try:
+        real, rec = _output_record(path)
+        note = json.loads(rec.read_text(encoding="utf-8"))
+        return isinstance(note, dict) and note.get("path") == real and note.get("sha256") == file_digest(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _signature(head: bytes) -> bytes:
+    """How a table or JSON output starts: its first line (a CSV header), or for JSON the opening lines up
+    to the first key (``[`` ``{`` ``"file"``), values left out."""
+    lines = head.split(b"\n")
+    if not lines or lines[0].strip() not in (b"[", b"{"):
+        return lines[0].rstrip(b"\r") if lines else b""
+    out = []
+    for line in lines[:8]:
+        if b":" in line:
+            out.append(line.split(b":", 1)[0])
+            break
+        out.append(line.rstrip(b"\r"))
+    return b"\n".join(out)
+
+
+def written_like(content: str | bytes) -> Callable[[Path], bool]:
+    """A :func:`check_replace` policy for tables and JSON: replace an existing file only when it starts
+    as ``content`` does (the same CSV header; a JSON array of records with the same first key), as the
+    file an earlier genrekit run wrote there does; anything else at that name is someone else's."""
+    new = _signature(content[:65536].encode() if isinstance(content, str) else bytes(content[:65536]))
+
+    def ours(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return bool(new) and _signature(f.read(65536)) == new
+        except OSError:
+            return False
+
+    return ours
+
+
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+def atomic_writer(path: str | os.PathLike, mode: str = "w", *, replace: bool | Callable[[Path], bool] = True,
+                  **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     Readers (and a later run after a crash or SIGKILL) see either the old file or the complete new
     one. On an exception the temporary file is removed and ``path`` is untouched. The new file keeps
     the permissions of the one it replaces, or gets those a plain ``open`` would give (0666 less the umask).
-    """
+    ``replace`` is :func:`check_replace`'s policy."""
     if "w" not in mode and "x" not in mode:
         raise ValueError("atomic_writer only writes: use mode 'w' or 'wb'")
-    with atomic_path(path) as tmp, open(tmp, mode.replace("x", "w"), **open_kwargs) as f:
+    with atomic_path(path, replace=replace) as tmp, open(tmp, mode.replace("x", "w"), **open_kwargs) as f:
         yield f
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp",
+                replace: bool | Callable[[Path], bool] = True) -> Iterator[Path]:
     """A temporary path beside ``path`` for writers that want a file name (pyarrow, matplotlib, ONNX):
     when the block ends without an exception the file is fsynced and renamed over ``path``.
 
     ``suffix`` ends the temporary name (``".png"`` for writers that infer the format from it); names
     start with a dot, so folder listings and dataset readers skip a leftover. On an exception the
-    temporary file is removed and ``path`` is untouched."""
+    temporary file is removed and ``path`` is untouched. Unless ``replace`` is True (see
+    :func:`check_replace`) the policy is checked before the work and again at the rename, and a new
+    file is linked into place, so a file someone else created meanwhile is never replaced either."""
     p = Path(path)
+    check_replace(p, replace)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
     os.close(fd)
@@ -69,27 +155,55 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
         except OSError:
             mode = 0o666 & ~_UMASK
         os.chmod(tmp, mode)
-        os.replace(tmp, p)
+        if replace is True:
+            os.replace(tmp, p)
+        else:
+            check_replace(p, replace)
+            try:
+                if os.path.lexists(p):
+                    os.replace(tmp, p)
+                else:  # link, not rename: fails if a file of the same name appeared since the check
+                    try:
+                        os.link(tmp, p)
+                    except FileExistsError:
+                        raise
+                    except OSError:  # a file system without hard links (exFAT, some network shares)
+                        check_replace(p, replace)
+                        os.replace(tmp, p)
+                    else:
+                        tmp.unlink()
+            except FileExistsError:
+                raise ForeignFileError(f"{p}: appeared while genrekit was writing it; left as it is") from None
+            remember_output(p)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8",
+                      replace: bool | Callable[[Path], bool] = True) -> None:
     """Write ``text`` to ``path`` atomically (newlines as given: no platform translation). A file name
     that is not UTF-8 (held as lone surrogates, see :mod:`genrekit.names`) is written as its own bytes."""
-    with atomic_writer(path, "w", encoding=encoding, errors="surrogateescape", newline="") as f:
+    with atomic_writer(path, "w", encoding=encoding, errors="surrogateescape", newline="", replace=replace) as f:
         f.write(text)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *,
+                       replace: bool | Callable[[Path], bool] = True) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_writer(path, "wb") as f:
+    with atomic_writer(path, "wb", replace=replace) as f:
         f.write(data)
 
 
 # ============================================================================================ cache
+
+
+def state_root() -> Path:
+    """``$XDG_STATE_HOME/genrekit`` (default ``~/.local/state/genrekit``): what genrekit keeps between runs
+    that is not a cache (undo journals, the notes of which outputs it wrote)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "genrekit"
 
 
 def cache_root() -> Path:

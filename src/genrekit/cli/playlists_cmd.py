@@ -8,7 +8,9 @@ DESCRIPTION = (
     "run is quick) or a saved `genrekit predict` output: a --format json file, or a Parquet file or "
     "dataset folder. Writes DIR/<Genre>.m3u8 (UTF-8, #EXTINF with duration and 'Artist - Title', paths "
     "relative to DIR) for every genre that has tracks, and removes playlists genrekit wrote earlier for "
-    "genres that have none now (never other playlists). Exit code 1 when some files could not be classified."
+    "genres that have none now (never other playlists). A playlist of the same name that genrekit did not write "
+    "is never replaced: genrekit's goes beside it as '<Genre> (genrekit).m3u8'. Exit code 1 when some files could "
+    "not be classified."
 )
 
 
@@ -79,6 +81,9 @@ def run(args) -> int:
     written = playlists.write_playlists(groups, args.out, sort=args.sort, titles=not args.no_titles)
     for genre, path in written.items():
         print(f"{len(groups[genre]):5d}  {path}")
+        if path.name != playlists.playlist_name(genre):
+            print(f"note: {path.with_name(playlists.playlist_name(genre))} is not a playlist genrekit wrote; "
+                  f"left as it is, and the {genre} playlist written beside it as {path.name}", file=sys.stderr)
     failed = [r for r in left if r.get("error")]
     low = [r for r in left if not r.get("error")]
     print(f"wrote {len(written)} playlists to {args.out}"

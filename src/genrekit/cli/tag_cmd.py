@@ -10,7 +10,9 @@ DESCRIPTION = (
     "frames, other tags, cover art and the file's modification time (unless --touch) are checked "
     "unchanged; `genrekit tag --undo JOURNAL` restores the files byte for byte. Read-only files, files "
     "changed since classification and unsupported formats are reported and left alone. An interrupted "
-    "--write run resumes when rerun with the same arguments. Formats: mp3 (ID3 TCON), flac/ogg/opus "
+    "--write run resumes when rerun with the same arguments; a second run on the same journal (or the same "
+    "files and settings) while one is going is refused, and a file another run is changing is left alone. "
+    "--undo restores only files that still hold what the run wrote, and only their tags. Formats: mp3 (ID3 TCON), flac/ogg/opus "
     "(GENRE), m4a (\u00a9gen), wav/aiff with an ID3 chunk. Exit code 1 when some files failed."
 )
 
@@ -99,8 +101,11 @@ def _undo(args) -> int:
     counts: dict[str, int] = {}
     bad = 0
     for res in undo(args.undo):
+        if res.status == "skipped line":  # a torn record: said, and the intact changes are still restored
+            print(f"  note: {res.message}", file=sys.stderr)
+            continue
         counts[res.status] = counts.get(res.status, 0) + 1
-        if res.status in ("changed since", "missing", "error"):
+        if res.status in ("changed since", "read-only", "missing", "error"):
             bad += 1
             print(f"  {res.status}: {display_name(res.message)}", file=sys.stderr)
         elif args.format == "table":
@@ -110,15 +115,20 @@ def _undo(args) -> int:
     return 1 if bad else 0
 
 
-def default_journal(settings: dict, paths: list[str]):
-    """The journal an unfinished run with these settings and paths left (to resume), else a new one."""
+def _run_key(settings: dict, paths: list[str]) -> str:
     import hashlib
     import json
+
+    return hashlib.sha256(json.dumps({"settings": settings, "paths": paths}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_journal(settings: dict, paths: list[str]):
+    """The journal an unfinished run with these settings and paths left (to resume), else a new one."""
     import time
 
     from genrekit.library.undo import UndoJournal, state_dir
 
-    key = hashlib.sha256(json.dumps({"settings": settings, "paths": paths}, sort_keys=True).encode()).hexdigest()[:12]
+    key = _run_key(settings, paths)
     folder = state_dir() / "tag-journals"
     for old in sorted(folder.glob(f"tag-*-{key}.jsonl"), reverse=True):
         try:
@@ -129,14 +139,33 @@ def default_journal(settings: dict, paths: list[str]):
     return folder / f"tag-{time.strftime('%Y%m%d-%H%M%S')}-{key}.jsonl"
 
 
+def run_lock(settings: dict, paths: list[str]):
+    """One run at a time for the same settings and files: the second is refused before it picks (or
+    starts) a default journal, so two runs started together never split into two journals."""
+    from genrekit.library.files import lock_file
+    from genrekit.library.undo import state_dir
+
+    key = _run_key(settings, paths)
+    return lock_file(state_dir() / "tag-journals" / f".run-{key}.lock",
+                     busy="another `genrekit tag --write` with the same settings and files is running now; "
+                          "wait for it to finish (rerunning afterwards resumes or finds nothing left to do)")
+
+
 def run(args) -> int:
+    import contextlib
+
+    with contextlib.ExitStack() as held:  # locks taken on the way are released however the run ends
+        return _run(args, held)
+
+
+def _run(args, held) -> int:
     import os
     import sys
     from pathlib import Path
 
     from genrekit import audio
     from genrekit.library import tagging
-    from genrekit.library.undo import UndoJournal, sha256_bytes
+    from genrekit.library.undo import JournalError, UndoJournal, sha256_bytes
 
     if args.undo:
         if args.paths or args.write:
@@ -181,8 +210,10 @@ def run(args) -> int:
     journal = None
     resumed: set[str] = set()
     if args.write:
-        jpath = Path(args.journal) if args.journal else default_journal(
-            jset, sorted(os.path.realpath(f) for f in files))
+        if not args.journal:
+            real = sorted(os.path.realpath(f) for f in files)
+            held.enter_context(run_lock(jset, real))
+        jpath = Path(args.journal) if args.journal else default_journal(jset, real)
         journal = UndoJournal(jpath)
         state = journal.open(settings=jset, resume=jpath.exists())
         if state is not None:
@@ -197,10 +228,14 @@ def run(args) -> int:
                     if seq not in state.done:
                         journal.record_done(seq)  # killed between the rename and its "done" line
             print(f"resuming {jpath}: {len(resumed)} files written by the interrupted run", file=sys.stderr)
+            for n in state.skipped:
+                print(f"  note: {jpath}: line {n} is not a complete record (the interrupted run was killed while "
+                      "writing it); skipped", file=sys.stderr)
         print(f"undo journal: {jpath}", file=sys.stderr)
 
     order = {f: i for i, f in enumerate(files)}
     rows = []
+    stopped = None
     try:
         for row in tagging.tag_files(files, settings=settings, clf=clf, write=args.write, journal=journal,
                                      resumed=resumed, jobs=args.jobs, cache=cache, tag_cache=tag_cache,
@@ -212,16 +247,29 @@ def run(args) -> int:
             print(f"genrekit tag: interrupted; rerun the same command to resume (journal {journal.path})",
                   file=sys.stderr)
         raise
+    except JournalError as exc:  # the journal cannot grow (a full disk): no file may change without it
+        assert journal is not None
+        journal.close()
+        stopped = exc
     rows.sort(key=lambda r: order.get(r.file, -1))
     rows = rows_missing + rows
     sys.stdout.write(render(rows, args.format))
+    if stopped is not None:
+        assert journal is not None
+        print(f"genrekit tag: error: {stopped}\nThe files not listed above were left alone. Free some space and "
+              f"rerun the same command to go on, or undo with: genrekit tag --undo {journal.path}", file=sys.stderr)
+        return 1
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.action] = counts.get(r.action, 0) + 1
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
     if journal is not None:
         state = UndoJournal.read(journal.path)
-        journal.finish({"counts": counts})
+        try:
+            journal.finish({"counts": counts})
+        except JournalError as exc:
+            print(f"genrekit tag: error: {exc}. Undo with: genrekit tag --undo {journal.path}", file=sys.stderr)
+            return 1
         if state.changes:
             print(f"{summary}. Undo with: genrekit tag --undo {journal.path}", file=sys.stderr)
         else:

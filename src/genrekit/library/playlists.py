@@ -5,6 +5,9 @@ the playlist's folder and ``/`` separators, so the folder can move with the musi
 player) and still resolve. Each is written atomically. Every playlist genrekit writes names itself on its
 second line (``#PLAYLIST:Rock (genrekit)``), so a rerun can remove its own playlists of genres that no
 longer have tracks without ever touching a playlist someone else wrote.
+
+A playlist of the same name that genrekit did not write (no marker line: the user's own ``Rock.m3u8``)
+is never replaced: genrekit's goes beside it as ``Rock (genrekit).m3u8`` (see :func:`write_playlists`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from genrekit.errors import GenrekitError
 from genrekit.library.tagging import genre_name
-from genrekit.store import atomic_write_text
+from genrekit.store import ForeignFileError, atomic_write_text
 
 MARK = " (genrekit)"
 
@@ -168,16 +171,27 @@ def is_genrekit_playlist(path: Path) -> bool:
     return head[0].strip() == "#EXTM3U" and head[1].startswith("#PLAYLIST:") and head[1].rstrip("\n").endswith(MARK)
 
 
+def beside_name(name: str) -> str:
+    """Where genrekit's playlist goes when ``name`` is taken by someone else's: ``Rock (genrekit).m3u8``."""
+    stem, ext = os.path.splitext(name)
+    return f"{stem}{MARK}{ext}"
+
+
 def write_playlists(groups: dict[str, list[Entry]], out_dir: str | os.PathLike, *, sort: str = "path",
                     titles: bool = True, prune: bool = True) -> dict[str, Path]:
     """Write one playlist per genre into ``out_dir``; with ``prune``, remove genrekit's own playlists of
-    genres that have no tracks now. Returns genre -> playlist path."""
+    genres that have no tracks now. Returns genre -> playlist path.
+
+    Only playlists genrekit wrote (:func:`is_genrekit_playlist`) are replaced or pruned; where the name
+    is someone else's file the playlist is written beside it (:func:`beside_name`: the returned path
+    says so), and where that name is taken too, PlaylistError names both files."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PlaylistError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     names: dict[str, str] = {}
+    refused: list[str] = []
     for genre in sorted(groups):
         name = playlist_name(genre)
         if name.lower() in names:
@@ -188,11 +202,24 @@ def write_playlists(groups: dict[str, list[Entry]], out_dir: str | os.PathLike, 
             entries = sorted(entries, key=lambda e: (-(e.score or 0.0), e.file))
         else:
             entries = sorted(entries, key=lambda e: e.file)
+        text = render_m3u8(genre, entries, out, titles=titles)
         path = out / name
-        atomic_write_text(path, render_m3u8(genre, entries, out, titles=titles))
+        try:
+            atomic_write_text(path, text, replace=is_genrekit_playlist)
+        except ForeignFileError:
+            path = out / beside_name(name)
+            try:
+                atomic_write_text(path, text, replace=is_genrekit_playlist)
+            except ForeignFileError:
+                refused.append(f"{out / name} and {path} are both files genrekit did not write; left as they are "
+                               f"(move one away to get the {genre} playlist)")
+                continue
         written[genre] = path
+    if refused:
+        raise PlaylistError("; ".join(refused))
     if prune:
+        keep = {p.name.lower() for p in written.values()}
         for old in out.glob("*.m3u8"):
-            if old.name.lower() not in names and is_genrekit_playlist(old):
+            if old.name.lower() not in keep and is_genrekit_playlist(old):
                 old.unlink()
     return written

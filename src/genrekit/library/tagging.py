@@ -8,8 +8,9 @@ How a file is changed (:func:`write_genres`), and why each step:
 
 1. its bytes are read once and hashed; they must be the bytes the prediction was made from
    (``expected_sha256``), or the file changed since and is skipped;
-2. the bytes are copied to one fixed temporary name beside it and mutagen edits the copy (the original
-   is never opened for writing);
+2. while genrekit holds the file's lock (:func:`genrekit.library.files.file_lock`: a second run
+   leaves a busy file alone), the bytes are copied to this process's own temporary name beside it and
+   mutagen edits the copy (the original is never opened for writing);
 3. the copy is checked: the new genre reads back; every other tag, picture and FLAC metadata block is
    unchanged; the compressed audio packets (demuxed by FFmpeg) are byte-identical; an ID3v1 trailer
    keeps its bytes except the genre byte;
@@ -18,15 +19,13 @@ How a file is changed (:func:`write_genres`), and why each step:
 5. the copy gets the original's mode, owner, xattrs and times (unless ``touch``), is fsynced and
    renamed over the original (atomic), and the journal marks the change done.
 
-A kill at any moment leaves the original or the complete new file, never a mix; a rerun removes the
-stale temporary copy. Read-only files, hard-linked files (a rename would split the links), unsupported
+A kill at any moment leaves the original or the complete new file, never a mix; a rerun (or undo)
+removes the stale temporary copy. Read-only files, hard-linked files (a rename would split the links), unsupported
 formats and files without a place for the tag are reported and left alone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,16 +33,34 @@ from pathlib import Path
 from typing import Any
 
 from genrekit.errors import GenrekitError
-from genrekit.library.undo import (
+from genrekit.library.files import (  # noqa: F401 - the errors are part of this module's API
+    FileBusyError,
     FileChangedError,
     FileMeta,
-    UndoJournal,
+    ReadOnlyError,
+    TagError,
+    check_writable,
+    file_lock,
     finish_temp,
-    fsync_dir,
-    make_patch,
-    sha256_bytes,
+    read_fd,
+    remove_leftovers,
+    sweep_leftovers,
     temp_path_for,
 )
+from genrekit.library.tagformats import (  # noqa: F401
+    UnsupportedTagFormatError,
+    audio_frames_digest,
+    expected_readback,
+    get_values,
+    id3v1,
+    id3v1_genre_byte,
+    open_tags,
+    save_kwargs,
+    set_values,
+    snapshot,
+)
+from genrekit.library.undo import UndoJournal, make_patch_file, sha256_bytes
+from genrekit.store import file_digest
 
 POLICIES = ("only-empty", "overwrite", "append")
 # GTZAN's labels as people write them in tags (ID3v1's list spells these the same way).
@@ -53,198 +70,8 @@ GENRE_NAMES = {
 }
 
 
-class TagError(GenrekitError):
-    """A file's tags cannot be read or written safely; the message says why and the file is left alone."""
-
-
-class UnsupportedTagFormatError(TagError):
-    """The file is not one of the formats genrekit writes tags into."""
-
-
-class ReadOnlyError(TagError):
-    """The file (or its folder) is not writable, or belongs to someone else."""
-
-
 class VerificationError(TagError):
     """The rewritten copy differs from the original in more than the genre; the original is kept."""
-
-
-# ============================================================================================ formats
-
-
-def _mutagen_classes() -> dict[type, str]:
-    from mutagen.aiff import AIFF
-    from mutagen.flac import FLAC
-    from mutagen.mp3 import MP3
-    from mutagen.mp4 import MP4
-    from mutagen.oggopus import OggOpus
-    from mutagen.oggvorbis import OggVorbis
-    from mutagen.wave import WAVE
-
-    return {MP3: "id3", WAVE: "id3-chunk", AIFF: "id3-chunk", FLAC: "vorbis", OggVorbis: "vorbis",
-            OggOpus: "vorbis", MP4: "mp4"}
-
-
-def _open(source: str | os.PathLike | bytes, name: str):
-    """The mutagen object of a supported file (from a path or from bytes), and its tag family."""
-    import mutagen
-
-    if isinstance(source, (bytes, bytearray)):
-        fileobj = io.BytesIO(source)
-        fileobj.name = name  # mutagen scores the extension too
-        target: Any = fileobj
-    else:
-        target = os.fspath(source)
-    try:
-        f = mutagen.File(target)
-    except mutagen.MutagenError as exc:
-        raise TagError(f"{name}: cannot read its tags ({exc})") from None
-    if f is None:
-        raise UnsupportedTagFormatError(f"{name}: not a format genrekit writes tags into "
-                                        "(mp3, flac, ogg, opus, m4a, and wav/aiff with an ID3 chunk)")
-    for cls, family in _mutagen_classes().items():
-        if type(f) is cls:
-            return f, family
-    raise UnsupportedTagFormatError(f"{name}: {type(f).__name__} files are not supported for tagging "
-                                    "(mp3, flac, ogg, opus, m4a, and wav/aiff with an ID3 chunk)")
-
-
-def _field(family: str, name: str) -> str:
-    """The tag key of ``name`` ("genre" or a custom field such as GENREKIT_TAGS) in a tag family."""
-    if name == "genre":
-        return {"id3": "TCON", "id3-chunk": "TCON", "vorbis": "GENRE", "mp4": "\xa9gen"}[family]
-    if family.startswith("id3"):
-        return f"TXXX:{name}"
-    if family == "mp4":
-        return f"----:com.apple.iTunes:{name}"
-    return name.upper()
-
-
-def _get(f, family: str, name: str) -> list[str]:
-    tags = f.tags
-    if tags is None:
-        return []
-    key = _field(family, name)
-    if family.startswith("id3"):
-        frames = tags.getall(key)
-        if name == "genre":
-            return [g for fr in frames for g in fr.genres]  # "(17)" -> "Rock", as players show it
-        return [str(t) for fr in frames for t in fr.text]
-    if family == "mp4":
-        vals = tags.get(key, [])
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in vals]
-    return [str(v) for v in tags.get(key, [])]
-
-
-def _set(f, family: str, name: str, values: list[str]) -> None:
-    from mutagen.id3 import TCON, TXXX
-    from mutagen.mp4 import MP4FreeForm
-
-    if f.tags is None:
-        f.add_tags()
-    key = _field(family, name)
-    if family.startswith("id3"):
-        f.tags.delall(key)
-        if values:
-            f.tags.add(TCON(encoding=3, text=values) if name == "genre"
-                       else TXXX(encoding=3, desc=name, text=values))
-    elif family == "mp4":
-        if values:
-            f.tags[key] = values if name == "genre" else [MP4FreeForm(v.encode("utf-8")) for v in values]
-        else:
-            f.tags.pop(key, None)
-    elif values:
-        f.tags[key] = values
-    else:
-        f.tags.pop(key, None)
-
-
-def _plain(v: Any) -> Any:
-    """A comparable, JSON-able form of a tag value (bytes by digest: pictures can be megabytes)."""
-    if isinstance(v, (bytes, bytearray)):
-        return "sha256:" + hashlib.sha256(v).hexdigest()
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
-
-
-def _snapshot(f, family: str, skip: set[str]) -> dict[str, Any]:
-    """Everything but the fields being written: other tags, pictures, metadata blocks, stream info."""
-    from mutagen.flac import FLAC, Padding, VCFLACDict
-
-    info = f.info
-    snap: dict[str, Any] = {"_info": [type(f).__name__, round(float(getattr(info, "length", 0.0)), 6),
-                                      getattr(info, "sample_rate", None), getattr(info, "channels", None)]}
-    keys = {_field(family, n) for n in skip}
-    tags = f.tags
-    if tags is not None:
-        if family.startswith("id3"):
-            for frame in tags.values():
-                if frame.HashKey in keys or frame.FrameID in keys:
-                    continue
-                snap[frame.HashKey] = _plain([(k, v) for k, v in sorted(vars(frame).items()) if k != "encoding"])
-        elif family == "mp4":
-            for k, v in tags.items():
-                if k not in keys:
-                    snap[k] = _plain(list(v) if isinstance(v, list) else v)
-        else:
-            low = {k.lower() for k in keys}
-            snap["_comments"] = sorted([k.lower(), v] for k, v in tags if k.lower() not in low)
-    if isinstance(f, FLAC):
-        snap["_blocks"] = [[b.code, sha256_bytes(b.write())] for b in f.metadata_blocks
-                           if not isinstance(b, (VCFLACDict, Padding))]
-    return snap
-
-
-def audio_frames_digest(data: bytes, *, name: str = "") -> str:
-    """sha256 over the compressed audio packets as FFmpeg demuxes them (tags and container excluded).
-
-    Equal digests before and after a tag edit mean the audio frames are byte-identical, whatever the
-    container moved around them (an MP4 ``mdat`` shifted by a grown ``moov``, renumbered Ogg pages)."""
-    import av
-
-    h = hashlib.sha256()
-    count = 0
-    try:
-        with av.open(io.BytesIO(data), "r") as c:
-            streams = [s for s in c.streams if s.type == "audio"]
-            if not streams:
-                raise TagError(f"{name}: no audio stream")
-            for pkt in c.demux(streams[0]):
-                if pkt.size:
-                    b = bytes(pkt)
-                    h.update(len(b).to_bytes(4, "big"))
-                    h.update(b)
-                    count += 1
-    except av.FFmpegError as exc:
-        raise TagError(f"{name}: the audio cannot be demuxed ({exc})") from None
-    if not count:
-        raise TagError(f"{name}: no audio packets")
-    h.update(count.to_bytes(8, "big"))
-    return h.hexdigest()
-
-
-def _id3v1(data: bytes) -> bytes | None:
-    return data[-128:] if len(data) >= 128 and data[-128:-125] == b"TAG" else None
-
-
-def _id3v1_genre_byte(values: list[str]) -> int:
-    from mutagen.id3 import TCON
-
-    if values:
-        low = [g.lower() for g in TCON.GENRES]
-        if values[0].lower() in low:
-            return low.index(values[0].lower())
-    return 255
-
-
-def _save_kwargs(f, family: str) -> dict[str, Any]:
-    if not family.startswith("id3"):
-        return {}
-    version = getattr(f.tags, "version", (2, 4, 0)) if f.tags is not None else (2, 4, 0)
-    return {"v2_version": 3 if version[1] == 3 else 4, "v1": 1}
 
 
 # ============================================================================================ reading
@@ -270,12 +97,12 @@ def read_tags(path: str | os.PathLike, *, fields: Iterable[str] = ()) -> FileTag
         raise TagError(f"{p}: no such file") from None
     except OSError as exc:
         raise TagError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    f, family = _open(data, p.name)
+    f, family = open_tags(data, p.name)
     if family == "id3-chunk" and f.tags is None:
         raise UnsupportedTagFormatError(f"{p}: this {type(f).__name__} file has no ID3 chunk; genrekit "
                                         "writes WAV/AIFF genres only into an existing one")
-    return FileTags(str(p), family, _get(f, family, "genre"), sha256_bytes(data),
-                    {n: _get(f, family, n) for n in fields})
+    return FileTags(str(p), family, get_values(f, family, "genre"), sha256_bytes(data),
+                    {n: get_values(f, family, n) for n in fields})
 
 
 def read_genres(path: str | os.PathLike) -> list[str]:
@@ -367,87 +194,93 @@ class WriteResult:
     seq: int
 
 
-def check_writable(path: str | os.PathLike, st: os.stat_result | None = None) -> None:
-    """Raise ReadOnlyError unless genrekit may replace ``path`` (honouring read-only mode bits even as root)."""
-    p = Path(path)
-    st = st or os.stat(p)
-    if not (st.st_mode & 0o222) or not os.access(p, os.W_OK):
-        raise ReadOnlyError(f"{p}: read-only file; left alone (make it writable to tag it)")
-    if not os.access(p.parent, os.W_OK | os.X_OK):
-        raise ReadOnlyError(f"{p}: its folder is not writable, so it cannot be replaced safely; left alone")
-    if st.st_nlink > 1:
-        raise ReadOnlyError(f"{p}: has {st.st_nlink} hard links; replacing it would split them; left alone")
-    if hasattr(os, "geteuid") and os.geteuid() != 0 and st.st_uid != os.geteuid():
-        raise ReadOnlyError(f"{p}: belongs to another user; left alone")
-
-
 def write_genres(path: str | os.PathLike, values: dict[str, list[str]], *, journal: UndoJournal,
                  expected_sha256: str | None = None, touch: bool = False,
                  before_replace: Callable[[], None] | None = None) -> WriteResult:
     """Rewrite one file's ``values`` (``{"genre": [...], "GENREKIT_TAGS": [...]}``) safely; see the
-    module docstring for the steps. Raises a TagError (file untouched) when any check fails.
+    module docstring for the steps. Raises a TagError (file untouched) when any check fails, a
+    FileBusyError when another genrekit run is changing the file.
 
     ``before_replace`` is called after the change is journalled and just before the rename: the one
     moment a crash or another program's edit matters most (the tests use it to cause both)."""
     link = Path(path)
     p = Path(os.path.realpath(link))  # a symlink's target is what gets tagged; the link stays a link
     try:
-        st = os.stat(p)
-        check_writable(p, st)
-        data = p.read_bytes()
+        lock = file_lock(p, name=link)
+        fd = lock.__enter__()
     except FileNotFoundError:
         raise TagError(f"{link}: no such file") from None
+    except PermissionError as exc:
+        raise ReadOnlyError(f"{link}: {exc.strerror}; left alone") from None
+    try:
+        return _write_locked(link, p, fd, values, journal=journal, expected_sha256=expected_sha256, touch=touch,
+                             before_replace=before_replace)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _write_locked(link: Path, p: Path, fd: int, values: dict[str, list[str]], *, journal: UndoJournal,
+                  expected_sha256: str | None, touch: bool, before_replace: Callable[[], None] | None) -> WriteResult:
+    """:func:`write_genres` while this process holds the file's lock (``fd``)."""
+    st = os.fstat(fd)
+    check_writable(p, st, name=link)
+    try:
+        data = read_fd(fd)
     except PermissionError as exc:
         raise ReadOnlyError(f"{link}: {exc.strerror}; left alone") from None
     before = sha256_bytes(data)
     if expected_sha256 is not None and before != expected_sha256:
         raise FileChangedError(f"{link}: changed since it was classified; left alone (run again to redo it)")
-    f0, family = _open(data, p.name)
+    f0, family = open_tags(data, p.name)
     if family == "id3-chunk" and f0.tags is None:
         raise UnsupportedTagFormatError(f"{link}: this {type(f0).__name__} file has no ID3 chunk; genrekit "
                                         "writes WAV/AIFF genres only into an existing one")
     names = set(values)
-    old = {n: _get(f0, family, n) for n in names}
-    snap0 = _snapshot(f0, family, names)
+    old = {n: get_values(f0, family, n) for n in names}
+    snap0 = snapshot(f0, family, names)
+    save_kw = save_kwargs(f0, family)
+    del f0  # mutagen's view of the bytes: not needed past here
     audio0 = audio_frames_digest(data, name=str(link))
-    save_kw = _save_kwargs(f0, family)
 
     from mutagen import MutagenError
 
     tmp = temp_path_for(p)
-    tmp.unlink(missing_ok=True)  # a stale copy of a killed run
+    tmp.unlink(missing_ok=True)  # this process's own copy, left by an earlier failure
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        f, _ = _open(tmp, p.name)
+        try:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise TagError(f"{link}: cannot write its temporary copy beside it ({exc.strerror or exc}); "
+                           "original kept") from None
+        f, _ = open_tags(tmp, p.name)
         for n, vals in values.items():
-            _set(f, family, n, list(vals))
+            set_values(f, family, n, list(vals))
         try:
             f.save(**save_kw)
         except MutagenError as exc:
             raise TagError(f"{link}: mutagen could not write the tag ({exc}); original kept") from None
-        v1 = _id3v1(data) if family == "id3" else None
+        v1 = id3v1(data) if family == "id3" else None
         if v1 is not None:  # mutagen regenerates ID3v1 from v2: keep the old bytes, change only the genre
             with open(tmp, "r+b") as fh:
                 fh.seek(-128, os.SEEK_END)
                 if fh.read(3) == b"TAG":
                     fh.seek(-128, os.SEEK_END)
-                    fh.write(v1[:127] + bytes([_id3v1_genre_byte(list(values.get("genre", old.get("genre", []))))]))
-        with open(tmp, "rb+") as fh:
-            new_data = fh.read()
+                    fh.write(v1[:127] + bytes([id3v1_genre_byte(list(values.get("genre", old.get("genre", []))))]))
+        with open(tmp, "rb+") as fh:  # the copy is checked from the file, never held whole in memory
             os.fsync(fh.fileno())
-        f1, _ = _open(new_data, p.name)
-        got = {n: _get(f1, family, n) for n in names}
-        want = {n: _expected_readback(family, list(v), save_kw) for n, v in values.items()}
+        f1, _ = open_tags(tmp, p.name)
+        got = {n: get_values(f1, family, n) for n in names}
+        want = {n: expected_readback(family, list(v), save_kw) for n, v in values.items()}
         if got != want:
             raise VerificationError(f"{link}: the new tag reads back as {got}, not {want}; original kept")
-        if _snapshot(f1, family, names) != snap0:
+        if snapshot(f1, family, names) != snap0:
             raise VerificationError(f"{link}: rewriting changed other tags or pictures; original kept")
-        if audio_frames_digest(new_data, name=str(link)) != audio0:
+        del f1
+        if audio_frames_digest(tmp, name=str(link)) != audio0:
             raise VerificationError(f"{link}: rewriting changed the audio frames; original kept")
-        patch = make_patch(data, new_data)
-        after = sha256_bytes(new_data)
+        patch = make_patch_file(data, tmp)
+        after = file_digest(tmp)
         seq = journal.record_change(
             file=str(p), before={"sha256": before, "size": len(data), "mode": st.st_mode & 0o7777,
                                  "atime_ns": st.st_atime_ns, "mtime_ns": st.st_mtime_ns},
@@ -471,21 +304,15 @@ def write_genres(path: str | os.PathLike, values: dict[str, list[str]], *, journ
                        patch_size(patch), seq)
 
 
-def _expected_readback(family: str, values: list[str], save_kw: dict[str, Any]) -> list[str]:
-    """ID3v2.3 has no multi-value frames: mutagen joins the values with '/' and reads one back."""
-    if family.startswith("id3") and save_kw.get("v2_version") == 3 and len(values) > 1:
-        return ["/".join(values)]
-    return values
-
-
 def cleanup_temp(path: str | os.PathLike) -> bool:
-    """Remove a stale temporary copy a killed run left beside ``path``; True when there was one."""
-    tmp = temp_path_for(os.path.realpath(path))
-    if tmp.exists():
-        tmp.unlink()
-        fsync_dir(tmp.parent)
-        return True
-    return False
+    """Remove the stale temporary copies killed runs left beside ``path``; True when there were any.
+    A file another genrekit run is changing right now keeps its copy (False)."""
+    real = os.path.realpath(path)
+    try:
+        with file_lock(real):
+            return bool(remove_leftovers(real))
+    except (FileBusyError, FileChangedError, OSError):
+        return False
 
 
 # ============================================================================================ predictions
@@ -632,11 +459,12 @@ def tag_files(files: list[str], *, settings: TagSettings, clf, write: bool = Fal
         from genrekit.library.musicnn import top_tags
     todo: list[tuple[str, bool]] = []
     current: dict[str, FileTags] = {}
+    if write:  # the copies a killed run left: one listing per folder
+        for folder in dict.fromkeys(os.path.dirname(os.path.realpath(p)) for p in files):
+            sweep_leftovers(folder)
     for path in files:
         real = os.path.realpath(path)
         try:
-            if write:
-                cleanup_temp(real)
             info = read_tags(path, fields=fields)
         except (TagError, OSError) as exc:
             yield TagRow(path, [], [], None, "error", str(exc))

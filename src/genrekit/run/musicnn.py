@@ -24,7 +24,7 @@ from genrekit.errors import GenrekitError, ModelError
 from genrekit.run.cached import cached_map
 from genrekit.run.engines import Engine, LocalEngine
 from genrekit.run.items import ItemError, Result, error_text, find_audio
-from genrekit.store import Cache, atomic_write_text
+from genrekit.store import Cache, atomic_write_text, written_like
 
 if TYPE_CHECKING:
     import numpy as np
@@ -373,7 +373,7 @@ def write_embeddings(path: str | os.PathLike, rows: list[dict[str, Any]], *, lay
         w.writerow(scalars + [f"{x}_{i}" for x, n in vectors.items() for i in range(n)])
         for r in rows:
             w.writerow([r[c] for c in scalars] + [repr(float(v)) for x in vectors for v in r[x]])
-        atomic_write_text(p, buf.getvalue())
+        atomic_write_text(p, buf.getvalue(), replace=written_like(buf.getvalue()))
         return p
     raise GenrekitError(f"{p}: embeddings are written as .parquet, .npz or .csv (or a folder ending in /), "
                         f"not {suffix or 'a file without a suffix'}")

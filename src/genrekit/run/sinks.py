@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from genrekit.parquet_out import MANIFEST, PartitionedOutput, input_stat, settings_key
 from genrekit.run.items import ItemError, Result
-from genrekit.store import atomic_write_text
+from genrekit.store import atomic_write_text, written_like
 
 __all__ = ["CsvSink", "JournalSink", "ParquetSink", "Sink", "Summary", "TableSink", "record_result", "write"]
 
@@ -188,7 +188,7 @@ class CsvSink(TableSink):
         writer.writerow(self.header)
         for row in rows:
             writer.writerow([self._format(row[c]) for c in self.header])
-        atomic_write_text(out, buf.getvalue())
+        atomic_write_text(out, buf.getvalue(), replace=written_like(buf.getvalue()))
 
 
 class JournalSink(_Ordered):
@@ -262,7 +262,7 @@ class JournalSink(_Ordered):
         self.records = [r.value for r in self.ordered()]
         self.text = self.render(self.records)
         if self.out is not None:
-            atomic_write_text(self.out, self.text)
+            atomic_write_text(self.out, self.text, replace=written_like(self.text))
             self.path.unlink(missing_ok=True)
         return self.text
 
