@@ -102,7 +102,8 @@ def written_like(content: str | bytes) -> Callable[[Path], bool]:
     """A :func:`check_replace` policy for tables and JSON: replace an existing file only when it starts
     as ``content`` does (the same CSV header; a JSON array of records with the same first key), as the
     file an earlier genrekit run wrote there does; anything else at that name is someone else's."""
-    new = _signature(content[:65536].encode() if isinstance(content, str) else bytes(content[:65536]))
+    new = _signature(content[:65536].encode("utf-8", "surrogateescape") if isinstance(content, str)
+                     else bytes(content[:65536]))
 
     def ours(path: Path) -> bool:
         try:
