@@ -282,17 +282,20 @@ class FeatureSource:
 EMBEDDING_LAYERS = ("penultimate", "taggram", "pooled")
 EMBEDDING_SOURCES = ("auto", "audio", "images")
 STANDARDISE_MODES = ("none", "domain")
-# Per-patch rows ``[taggram | penultimate | pooled]`` of every file, keyed by content and settings: the
-# layout and settings of scripts/image_to_musicnn.py's cache, so a run and that script share each entry.
+# Audio files go through the one per-file musicnn analysis (networks.musicnn.analysis: its cache, shared
+# with `genrekit tags` / `embed --backend torch`, and its silence rule: silent patches are left out of the
+# track's mean). Kaggle images have per-patch rows ``[taggram | penultimate | pooled]`` keyed by content and
+# settings: the layout and settings of scripts/image_to_musicnn.py's cache, so a run and that script share them.
 EMBEDDING_NAMESPACE = "musicnn-gtzan"
 EMBEDDING_MODEL = "MSD_musicnn"
+EMBEDDING_BACKEND = "torch"  # the reference port, as these tables have always been made
 
 
 def embedding_cache_settings(kind: str, *, features_csv: str | os.PathLike | None = None) -> dict[str, Any]:
     """The cache settings of one kind of musicnn input: ``audio`` (a file's own samples) or ``image`` (a
-    Kaggle image through :func:`genrekit.embeddings.embed_image`, whose level comes from ``features_csv``)."""
-    from genrekit import embeddings as E
+    Kaggle image through :func:`genrekit.networks.musicnn.embed_image`, whose level comes from ``features_csv``)."""
     from genrekit.engine import file_digest
+    from genrekit.networks import musicnn as E
 
     s: dict[str, Any] = {"kind": kind, "model": EMBEDDING_MODEL, "hop": E.PATCH_HOP, "format": 1}
     if kind == "image":
@@ -307,20 +310,55 @@ def embedding_cache_settings(kind: str, *, features_csv: str | os.PathLike | Non
     return s
 
 
-def _embed_item(item: tuple) -> np.ndarray:
-    """One file's per-patch ``[taggram | penultimate | pooled]`` rows (module level: runs in workers)."""
-    from genrekit import embeddings as E
+def _embed_item(item: tuple) -> Any:
+    """One file's musicnn analysis (audio: per-patch outputs and levels), or an image's per-patch
+    ``[taggram | penultimate | pooled]`` rows (module level: runs in workers)."""
+    from genrekit.networks.musicnn.analysis import MusicnnSettings, musicnn_analysis
+    from genrekit.networks.musicnn.image import embed_image
 
     kind, path, rms_mean, length = item
     if kind == "audio":
-        e = E.embed_file(path, model=EMBEDDING_MODEL)
-    else:
-        e = E.embed_image(path, rms_mean=rms_mean, n_samples=length, model=EMBEDDING_MODEL)
+        return musicnn_analysis(path, MusicnnSettings(EMBEDDING_MODEL, EMBEDDING_BACKEND))
+    e = embed_image(path, rms_mean=rms_mean, n_samples=length, model=EMBEDDING_MODEL)
     return np.concatenate([e.taggram, e.penultimate, e.pooled], axis=1).astype(np.float32)
 
 
+def _embedding_cache(kind: str, features_csv: Path | None):
+    """Where a kind of input's per-patch outputs are cached: audio in the one analysis cache, images in
+    :data:`EMBEDDING_NAMESPACE`."""
+    from genrekit import engine
+    from genrekit.networks.musicnn.analysis import MusicnnSettings, analysis_cache
+
+    if kind == "audio":
+        return analysis_cache(MusicnnSettings(EMBEDDING_MODEL, EMBEDDING_BACKEND))
+    return engine.Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(kind, features_csv=features_csv))
+
+
+def _cached_rows(kind: str, cache, key: str) -> np.ndarray | None:
+    """The cached per-patch rows ``[taggram | penultimate | pooled]`` of one input, audible patches only
+    for audio (the silence rule of ``networks.musicnn.analysis``), or None when not cached."""
+    from genrekit.networks.musicnn.analysis import load_analysis
+
+    if kind != "audio":
+        return cache.get_array(key)
+    a = load_analysis(cache, key)
+    if a is None:
+        return None
+    e = a.summary()
+    return np.concatenate([e.taggram, e.penultimate, e.pooled], axis=1).astype(np.float32)
+
+
+def _store_rows(kind: str, cache, key: str, result: Any) -> None:
+    from genrekit.networks.musicnn.analysis import save_analysis
+
+    if kind == "audio":
+        save_analysis(cache, key, result)
+    else:
+        cache.put_array(key, result)
+
+
 def _layer_columns(layer: str) -> slice:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     t, p = E.N_TAGS, E.N_TAGS + E.N_PENULTIMATE
     return {"taggram": slice(0, t), "penultimate": slice(t, p), "pooled": slice(p, None)}[layer]
@@ -368,10 +406,11 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     ``data``: an ``.npz`` embedding table (``track_ids``, ``labels``, the layer's rows and optionally
     ``domains``, as ``scripts/image_to_musicnn.py embed`` writes them), folder-per-label audio, or a GTZAN
     root. On a GTZAN root ``source="auto"`` takes each track's audio where it exists and its Kaggle image
-    elsewhere (:func:`genrekit.embeddings.embed_image`, level and length from features_30_sec.csv);
-    ``"audio"`` / ``"images"`` take one kind only. Files are embedded through the content-keyed cache
-    (:data:`EMBEDDING_NAMESPACE`: a second run, or another layer, reads every file from it). Unreadable
-    files are left out and listed in ``extra["failed"]``."""
+    elsewhere (:func:`genrekit.networks.musicnn.embed_image`, level and length from features_30_sec.csv);
+    ``"audio"`` / ``"images"`` take one kind only. Files are embedded through content-keyed caches (audio:
+    the one musicnn analysis cache, silent patches left out of each track's mean; images:
+    :data:`EMBEDDING_NAMESPACE`), so a second run, or another layer, reads every file from them.
+    Unreadable (or silent) files are left out and listed in ``extra["failed"]``."""
     from genrekit import datasets, engine
     from genrekit.models.base import MUSICNN_LAYERS
 
@@ -419,8 +458,7 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     if unlabelled:
         raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
                            "folder named after its label")
-    caches = {k: engine.Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(k, features_csv=csv))
-              for k in {i[3] for i in items}}
+    caches = {k: _embedding_cache(k, csv) for k in {i[3] for i in items}}
     keys: dict[str, str] = {}
     failed: list[tuple[str, str]] = []
     for it in items:
@@ -428,16 +466,16 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
             keys[it[2]] = caches[it[3]].key(it[2])
         except OSError as exc:
             failed.append((it[2], f"unreadable: {exc}"))
-    todo = [(k, p, rms, n) for _, _, p, k, rms, n in items if p in keys and caches[k].get_array(keys[p]) is None]
+    todo = [(k, p, rms, n) for _, _, p, k, rms, n in items if p in keys and _cached_rows(k, caches[k], keys[p]) is None]
     for (kind, p, _, _), res in engine.run_local(_embed_item, todo, jobs=jobs, desc="musicnn", progress=progress):
         if isinstance(res, engine.ItemError):
             failed.append((p, str(res)))
         else:
-            caches[kind].put_array(keys[p], res)
+            _store_rows(kind, caches[kind], keys[p], res)
     cut = _layer_columns(layer)
     rows, kept = [], []
     for it in items:
-        arr = caches[it[3]].get_array(keys[it[2]]) if it[2] in keys else None
+        arr = _cached_rows(it[3], caches[it[3]], keys[it[2]]) if it[2] in keys else None
         if arr is not None and len(arr):
             rows.append(np.asarray(arr, dtype=np.float64)[:, cut].mean(axis=0))
             kept.append(it)

@@ -31,7 +31,7 @@ from genrekit.engine import atomic_write_bytes, atomic_write_text
 from genrekit.errors import GenrekitError
 
 INDEX_FORMAT = "genrekit-similar-index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: vectors are means over the audible patches only (networks.musicnn.analysis)
 EXACT_LIMIT = 50_000  # exact search of 50k x 200 float32 is ~40 MB and a few ms a query
 DIM = 200
 
