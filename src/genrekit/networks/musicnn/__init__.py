@@ -53,7 +53,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Embedding", "run_patches", "embed", "embed_file", "top_tags", "ranked_tags"), "model"),
     **dict.fromkeys(("musicnn_input_from_image", "embed_image", "image_peak_power"), "image"),
     **dict.fromkeys(("MusicnnSettings", "MusicnnAnalysis", "musicnn_analysis", "patch_levels", "analysis_cache",
-                     "cached_analysis", "audible"), "analysis"),
+                     "load_analysis", "save_analysis", "audible"), "analysis"),
 }
 
 __all__ = ["BLOCK_FRAMES", "BLOCK_PATCHES", "DEFAULT_BATCH", "DEFAULT_MODEL", "HOP_LENGTH", "LAYERS", "MODELS",

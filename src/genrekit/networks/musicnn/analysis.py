@@ -182,24 +182,3 @@ def save_analysis(cache: Cache, key: str, analysis: MusicnnAnalysis) -> None:
     meta, matrix = analysis.to_cache()
     cache.put_array(key, matrix)
     cache.put(key, meta)
-
-
-def cached_analysis(path: str | os.PathLike, settings: MusicnnSettings | None = None, *,
-                    cache: Cache | None = None) -> tuple[str, MusicnnAnalysis]:
-    """``(content digest, analysis)`` of one file through ``cache`` (None: computed, nothing stored). The
-    digest is the file's sha256 either way (``Cache.key``), what the library index records."""
-    from genrekit.engine import file_digest
-
-    settings = settings or MusicnnSettings()
-    digest = cache.key(path) if cache is not None else file_digest(path)
-    if cache is not None:
-        hit = load_analysis(cache, digest)
-        if hit is not None:
-            return digest, hit
-    analysis = musicnn_analysis(path, settings)
-    if cache is not None:
-        try:
-            save_analysis(cache, digest, analysis)
-        except OSError:  # a full or read-only cache must not lose the result
-            pass
-    return digest, analysis
