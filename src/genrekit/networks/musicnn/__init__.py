@@ -62,7 +62,7 @@ __all__ = ["BLOCK_FRAMES", "BLOCK_PATCHES", "DEFAULT_BATCH", "DEFAULT_MODEL", "H
 
 
 def __getattr__(name: str) -> Any:
-    where = _LAZY.get(name)
+    where = "image" if name.startswith("IMAGE_") else _LAZY.get(name)  # the image mapping's constants
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(f"{__name__}.{where}"), name)
