@@ -8,6 +8,7 @@ per-patch penultimate cosine >= 0.998; measured worst on the references: 0.022, 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -186,7 +187,8 @@ def test_onnx_path_imports_neither_torch_nor_onnx_once_cached(tmp_path):
     code = ("import sys, numpy as np, genrekit.networks.musicnn as E; "
             "e = E.embed(np.sin(np.arange(64000) / 9.0).astype(np.float32), backend='onnx', patches_per_block=3); "
             "print(e.n_patches, 'torch' in sys.modules, 'onnx' in sys.modules)")
-    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the checkout under test
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert first.stdout.split() == ["1", "False", "True"]  # first use builds the graph with onnx
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
