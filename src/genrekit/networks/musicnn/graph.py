@@ -44,6 +44,7 @@ from genrekit.networks.musicnn.spec import (
     check_model,
     read_weights,
     weights_path,
+    weights_sha256,
 )
 from genrekit.networks.writer import ONNX_OPSET, GraphWriter, check_threads, session_options
 
@@ -214,10 +215,8 @@ def build_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, probe: bool = 
 
 
 def _cache_key(model: str, int8: bool) -> str:
-    from genrekit.engine import file_digest
-
     h = hashlib.sha256()
-    h.update(file_digest(weights_path(model)).encode())
+    h.update(weights_sha256(model).encode())
     h.update(f"builder={BUILDER_VERSION};opset={ONNX_OPSET};int8={bool(int8)}".encode())
     if int8:
         h.update(json.dumps(INT8_CALIBRATION.get(model), sort_keys=True).encode())
