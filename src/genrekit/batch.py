@@ -51,7 +51,6 @@ from genrekit.networks.musicnn.spec import LAYERS
 from genrekit.parquet_out import MANIFEST, PartitionedOutput, input_stat, settings_key
 
 if TYPE_CHECKING:
-
     from genrekit.datasets import FeatureTable, Track
     from genrekit.features import FeatureSettings
     from genrekit.predict import GenreClassifier
