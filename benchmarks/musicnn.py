@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/musicnn.py [--data ../shared/data/gtzan/audio] [--clips N]
         [--compile] [--sections 1,2,3,4,5] [--skip-children]
-    OMP_NUM_THREADS=1 python benchmarks/musicnn.py calibrate   # int8 ranges for musicnn_runtime
+    OMP_NUM_THREADS=1 python benchmarks/musicnn.py calibrate   # int8 ranges for networks.musicnn.graph
 
 Tables printed:
 
@@ -64,8 +64,8 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 def load_clips(data: Path, limit: int | None) -> tuple[list[Path], np.ndarray, np.ndarray, float]:
     """The shared clips' patches ``(n_clips, 10, 187, 96)``, labels, and CPU s per clip to decode + log-mel."""
-    from genrekit import embeddings as E
     from genrekit.audio import iter_audio_files, load
+    from genrekit.networks import musicnn as E
 
     files = sorted(iter_audio_files([data]))
     if limit:  # the first clips of each genre, as evenly as the limit allows (>= 2 per genre for the folds)
@@ -85,8 +85,8 @@ def runners(with_compile: bool) -> dict[str, Callable[[np.ndarray, int], tuple[n
     """name -> f(patches, batch) -> (taggram, penultimate, pooled), every option measured."""
     import torch
 
-    from genrekit import embeddings as E
-    from genrekit import musicnn_runtime as R
+    from genrekit.networks import musicnn as E
+    from genrekit.networks.musicnn import graph as R
 
     def torch_of(net: torch.nn.Module) -> Callable[[np.ndarray, int], tuple[np.ndarray, ...]]:
         def run(x: np.ndarray, batch: int) -> tuple[np.ndarray, ...]:
@@ -121,7 +121,7 @@ def ort_quantized(cal: np.ndarray) -> dict[str, Callable[[np.ndarray, int], tupl
         quantize_static,
     )
 
-    from genrekit import musicnn_runtime as R
+    from genrekit.networks.musicnn import graph as R
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -150,7 +150,7 @@ def ort_quantized(cal: np.ndarray) -> dict[str, Callable[[np.ndarray, int], tupl
 def network_speed(run: dict, x10: np.ndarray) -> list[list[object]]:
     import torch
 
-    from genrekit import musicnn_runtime as R
+    from genrekit.networks.musicnn import graph as R
 
     rows = []
     for name, f in run.items():
@@ -178,8 +178,8 @@ def network_speed(run: dict, x10: np.ndarray) -> list[list[object]]:
 
 
 def reference_agreement(run: dict, data: Path) -> list[list[object]]:
-    from genrekit import embeddings as E
     from genrekit.audio import load
+    from genrekit.networks import musicnn as E
 
     ref = np.load(ROOT / "tests" / "data" / "musicnn_reference.npz")
     spec = importlib.util.spec_from_file_location("musicnn_reference", ROOT / "scripts" / "musicnn_reference.py")
@@ -219,7 +219,7 @@ def head_study(outputs: dict[str, tuple[np.ndarray, ...]], labels: np.ndarray) -
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from genrekit import musicnn_runtime as R
+    from genrekit.networks.musicnn import frontend as F
 
     n = len(labels)
     tg_full, pen_full = (outputs["torch"][j].reshape(n, 10, -1).mean(1) for j in (0, 1))
@@ -227,7 +227,7 @@ def head_study(outputs: dict[str, tuple[np.ndarray, ...]], labels: np.ndarray) -
     for name in outputs:
         for k in PER_BLOCK:
             if name == "torch" or k in (3, 4, 10):
-                options[f"{name}, {k}/block"] = (name, R.select_patches(np.arange(10) * 187, per_block=k))
+                options[f"{name}, {k}/block"] = (name, F.select_patches(np.arange(10) * 187, per_block=k))
     options["torch, first 3 (0,1,2)"] = ("torch", np.array([0, 1, 2]))
     options["torch, 3 from 0 (0,3,6)"] = ("torch", np.array([0, 3, 6]))
     inputs = {o: outputs[b][1].reshape(n, 10, -1)[:, idx].mean(1) for o, (b, idx) in options.items()}
@@ -262,14 +262,14 @@ def head_study(outputs: dict[str, tuple[np.ndarray, ...]], labels: np.ndarray) -
 
 
 def _embed_child(args: tuple[str, str, int | None]) -> int:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     path, backend, k = args
     return E.embed_file(path, backend=backend, patches_per_block=k).n_patches
 
 
 def _init_child(backend: str) -> None:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     E.embed(np.zeros(E.SR * 4, np.float32) + 0.01, backend=backend)  # load the network before the clock
 
@@ -306,7 +306,7 @@ OPTIONS = (("torch", None), ("onnx", None), ("onnx", 3), ("onnx", 4), ("onnx-int
 
 
 def embed_speed(clip: Path, song: Path) -> list[list[object]]:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     rows = []
     for backend, k in OPTIONS:
@@ -333,7 +333,7 @@ def fresh_processes(files: list[Path], clip: Path, ten: Path) -> list[list[objec
             t0 = time.perf_counter()
             pool.map(_embed_child, [(str(f), backend, k) for f in files], chunksize=1)
             rate = len(files) / (time.perf_counter() - t0)
-        code = ("import sys, time, json; t0 = time.perf_counter(); from genrekit import embeddings as E; "
+        code = ("import sys, time, json; t0 = time.perf_counter(); from genrekit.networks import musicnn as E; "
                 "e = E.embed_file(sys.argv[1], backend=sys.argv[2], patches_per_block=json.loads(sys.argv[3])); "
                 "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
                 "print(json.dumps({'s': time.perf_counter() - t0, 'torch': 'torch' in sys.modules, "
@@ -353,9 +353,9 @@ def fresh_processes(files: list[Path], clip: Path, ten: Path) -> list[list[objec
 
 
 def calibrate(data: Path) -> int:
-    from genrekit import embeddings as E
-    from genrekit import musicnn_runtime as R
     from genrekit import splits
+    from genrekit.networks import musicnn as E
+    from genrekit.networks.musicnn import graph as R
 
     files, x, _, _ = load_clips(data, None)
     train = set(splits.fault_filtered()["train"])

@@ -1,7 +1,7 @@
 """musicnn embeddings for all of GTZAN: audio where it exists, Kaggle images elsewhere (issue 17, item 4).
 
 GTZAN's 1000 tracks exist here as 999 Kaggle images and only 124 as audio. This script measures and
-proves the mapping ``genrekit.embeddings.musicnn_input_from_image`` (image -> musicnn's input) on the
+proves the mapping ``genrekit.networks.musicnn.musicnn_input_from_image`` (image -> musicnn's input) on the
 clips that have both, caches per-track embedding tables, and runs the valid-side head study:
 
     python scripts/image_to_musicnn.py align       # where the image's pixel columns sit in time (fits 2 constants)
@@ -62,7 +62,7 @@ def sources(data: Path) -> tuple[dict[str, tuple[str, Path]], dict[str, tuple[st
 
 
 def settings_for(kind: str, data: Path) -> dict:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
     from genrekit.store import file_digest
 
     s = {"kind": kind, "model": MODEL, "hop": E.PATCH_HOP, "format": 1}
@@ -82,8 +82,8 @@ def audio_as_image_levels(y22: np.ndarray) -> tuple[np.ndarray, float]:
     """What a Kaggle image would hold for this 22.05 kHz clip: levels at the image's 336 columns
     (nearest frame to each column's measured position), quantised to the colour map's 256 steps,
     and the clip's peak mel power."""
-    from genrekit import embeddings as E
     from genrekit import spectrogram
+    from genrekit.networks import musicnn as E
 
     mel = spectrogram.melspectrogram(y22)
     levels = spectrogram.power_to_levels(mel)
@@ -102,7 +102,7 @@ def embed_item(item: tuple) -> np.ndarray:
     import torch
 
     from genrekit import audio
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     torch.set_num_threads(1)
     kind, path, rms_mean, length = item
@@ -124,9 +124,9 @@ def table_path(kind: str, per_block: int | None = None) -> Path:
 
 def patch_subset(n: int, per_block: int | None) -> np.ndarray:
     """The patches of an ``n``-patch track that a ``patches_per_block`` track score keeps, exactly as
-    ``genrekit predict`` selects them (:func:`genrekit.musicnn_runtime.select_patches`)."""
-    from genrekit import embeddings as E
-    from genrekit.musicnn_runtime import select_patches
+    ``genrekit predict`` selects them (:func:`genrekit.networks.musicnn.select_patches`)."""
+    from genrekit.networks import musicnn as E
+    from genrekit.networks.musicnn.frontend import select_patches
 
     if per_block is None:
         return np.arange(n)
@@ -144,15 +144,15 @@ def load_table(kind: str, per_block: int | None = None) -> dict[str, np.ndarray]
 
 
 def split_columns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     t, p = E.N_TAGS, E.N_TAGS + E.N_PENULTIMATE
     return arr[:, :t], arr[:, t:p], arr[:, p:]
 
 
 def cmd_embed(args) -> int:
-    from genrekit import embeddings as E
     from genrekit import store
+    from genrekit.networks import musicnn as E
     from genrekit.run.engines import run_local
     from genrekit.run.items import ItemError
 
@@ -217,8 +217,8 @@ def paired_clips(data: Path, limit: int = 0) -> list[dict]:
     """The clips with audio and image: audio mel power at 22.05 kHz (the image's grid), musicnn's own
     input of the audio, the image's levels per pixel column, Kaggle's rms_mean and length."""
     from genrekit import audio as A
-    from genrekit import embeddings as E
     from genrekit import spectrogram
+    from genrekit.networks import musicnn as E
 
     audio_src, image_src = sources(data)
     rows = feature_rows(data)
@@ -260,8 +260,8 @@ def _column_fit(levels: np.ndarray, truth: np.ndarray) -> tuple[float, float, fl
 
 def cmd_align(args) -> int:
     """Fit where each pixel column sits in time, per paired clip; print the constants."""
-    from genrekit import embeddings as E
     from genrekit import spectrogram
+    from genrekit.networks import musicnn as E
 
     clips = paired_clips(Path(args.data), args.limit)
     rows = []
@@ -279,14 +279,14 @@ def cmd_align(args) -> int:
     print(f"correlation of the columns with the audio's levels: {med[4]:.3f} median (min {R[:, 4].min():.3f}) "
           f"at the fitted positions; {np.median(R[:, 5]):.3f} at pixel centres (spectrogram's grid)")
     print(f"constants: IMAGE_FIRST_FRAME = {med[1]:.2f}, IMAGE_EXTRA_FRAMES = {med[3]:.2f} "
-          f"(in genrekit.embeddings: {E.IMAGE_FIRST_FRAME}, {E.IMAGE_EXTRA_FRAMES})")
+          f"(in genrekit.networks.musicnn.image: {E.IMAGE_FIRST_FRAME}, {E.IMAGE_EXTRA_FRAMES})")
     return 0
 
 
 def cmd_calibrate(args) -> int:
     """Level recovery, the clip floor and the per-band offsets, measured on the paired clips."""
-    from genrekit import embeddings as E
     from genrekit import splits
+    from genrekit.networks import musicnn as E
 
     data = Path(args.data)
     clips = paired_clips(data, args.limit)

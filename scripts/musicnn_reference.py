@@ -188,8 +188,8 @@ def check(reference: Path, gtzan_root: Path) -> None:
 
     import torch
 
-    from genrekit import embeddings as E
     from genrekit.audio import load
+    from genrekit.networks import musicnn as E
 
     torch.set_num_threads(1)
     ref = np.load(reference)

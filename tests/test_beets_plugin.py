@@ -121,7 +121,7 @@ def test_import_hook_classifies_new_items_when_enabled(tmp_path, tiny_model):
     beet(home, "import", "-q", str(src))
     items = library_items(home)
     assert len(items) == 4
-    from genrekit.embeddings import tag_names
+    from genrekit.networks.musicnn import tag_names
 
     for it in items.values():  # musicnn tags for every item, the genre policy notwithstanding
         tags = it["genrekit_tags"].split(", ")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrekit import embeddings as E
 from genrekit.audio import load, resample
 from genrekit.errors import EmptyAudioError, FeatureError, ModelError, NonFiniteAudioError
+from genrekit.networks import musicnn as E
 from helpers import MUSICNN_NAMES, MUSICNN_REFERENCE, musicnn_synth_wave
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_load_musicnn_is_cached_and_frozen():
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import sys, genrekit.embeddings as e; e.tag_names(); e.musicnn_input(__import__('numpy').ones(4000)); " \
+    code = "import sys, genrekit.networks.musicnn as e; e.tag_names(); e.musicnn_input(__import__('numpy').ones(4000)); " \
            "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

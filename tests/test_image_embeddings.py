@@ -1,4 +1,4 @@
-"""Kaggle image -> musicnn input (``embeddings.musicnn_input_from_image``): shapes, where energy lands,
+"""Kaggle image -> musicnn input (``networks.musicnn.musicnn_input_from_image``): shapes, where energy lands,
 the absolute level, agreement with musicnn's own front end on synthesised audio, and bad input.
 
 Everything here is synthesised (fresh-clone safe); the figures on real GTZAN pairs are in
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrekit import embeddings as E
 from genrekit import spectrogram
 from genrekit.dsp import hz_to_mel, mel_frequencies
 from genrekit.errors import DatasetError, FeatureError, GenrekitError
+from genrekit.networks import musicnn as E
 
 N22 = 1 + E.IMAGE_CLIP_SAMPLES // E.IMAGE_HOP  # 1293 frames of a 30 s clip
 N16 = 1 + round(E.IMAGE_CLIP_SAMPLES * E.SR / E.IMAGE_SR) // E.HOP_LENGTH  # 1876 musicnn frames

@@ -377,11 +377,11 @@ def test_kill_9_mid_run_then_rerun_finishes_every_file(tmp_path, tiny_model):
 
 
 def test_cli_tags_writes_the_musicnn_tags_into_genrekit_s_own_field(tmp_path, tiny_model, capsys):
-    """--tags N: the N best MSD tags (as genrekit.embeddings computes them) go into GENREKIT_TAGS in each
+    """--tags N: the N best MSD tags (as genrekit.networks.musicnn computes them) go into GENREKIT_TAGS in each
     format's own way, also on files whose genre the policy keeps; undo restores every byte."""
     import mutagen
 
-    from genrekit import embeddings
+    from genrekit.networks import musicnn as embeddings
 
     lib = tmp_path / "lib"
     files = {fmt: make_file(lib / f"{fmt}{EXT[fmt]}", fmt, seed=i, genre=["Jazz"] if fmt == "ogg" else None)

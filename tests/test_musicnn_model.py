@@ -66,8 +66,8 @@ def test_temperature_is_validated(tmp_path):
 def test_predict_with_a_musicnn_head(tmp_path):
     """Per 30 s block musicnn patches make the timeline; the track score is the head on the mean of the
     audible patches' vectors, calibrated by the file's temperature; tags come from the same pass."""
-    from genrekit import embeddings
     from genrekit.dsp import rms_db
+    from genrekit.networks import musicnn as embeddings
     from genrekit.predict import GenreClassifier, calibrate, record_for
 
     path, head = _head(tmp_path, temperature=0.5, standardise=True)
@@ -129,10 +129,10 @@ def test_patches_per_block_override(tmp_path):
 
 def test_musicnn_head_in_a_hybrid_with_precomputed_inputs(tmp_path, tiny_model):
     """The head mixes with a CNN member by the mean-log rule; an embedding can be handed in directly."""
-    from genrekit import embeddings
     from genrekit.metrics import mean_log_proba
     from genrekit.models import load_model
     from genrekit.models.hybrid import HybridModel
+    from genrekit.networks import musicnn as embeddings
     from genrekit.predict import GenreClassifier
 
     path, head = _head(tmp_path)

@@ -8,16 +8,18 @@ per-patch penultimate cosine >= 0.998; measured worst on the references: 0.022, 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from genrekit import embeddings as E
-from genrekit import musicnn_runtime as R
 from genrekit.audio import load
 from genrekit.errors import FeatureError, ModelError
+from genrekit.networks import musicnn as E
+from genrekit.networks.musicnn import frontend as F
+from genrekit.networks.musicnn import graph as R
 from helpers import MUSICNN_NAMES, MUSICNN_REFERENCE, musicnn_synth_wave
 
 REFERENCE, NAMES = MUSICNN_REFERENCE, MUSICNN_NAMES
@@ -92,27 +94,27 @@ def test_embed_and_embed_file_on_onnx_equal_run_patches(tmp_path):
 
 
 def test_block_selection_spreads_patches_evenly():
-    assert R.block_selection(10, 3).tolist() == [1, 5, 8]
-    assert R.block_selection(10, 4).tolist() == [1, 3, 6, 8]
-    assert R.block_selection(10, 5).tolist() == [1, 3, 5, 7, 9]
-    assert R.block_selection(10, 1).tolist() == [5]
-    assert R.block_selection(10, 10).tolist() == list(range(10))
+    assert F.block_selection(10, 3).tolist() == [1, 5, 8]
+    assert F.block_selection(10, 4).tolist() == [1, 3, 6, 8]
+    assert F.block_selection(10, 5).tolist() == [1, 3, 5, 7, 9]
+    assert F.block_selection(10, 1).tolist() == [5]
+    assert F.block_selection(10, 10).tolist() == list(range(10))
     # a tail block keeps ceil(k * m / 10), evenly spread; never nothing
-    assert R.block_selection(5, 3).tolist() == [1, 3]
-    assert R.block_selection(1, 3).tolist() == [0]
-    assert R.block_selection(3, 4).tolist() == [0, 2]
+    assert F.block_selection(5, 3).tolist() == [1, 3]
+    assert F.block_selection(1, 3).tolist() == [0]
+    assert F.block_selection(3, 4).tolist() == [0, 2]
 
 
 def test_select_patches_groups_30_second_blocks():
     starts = np.arange(25) * E.PATCH_HOP  # 74.8 s: blocks of 10, 10 and a 5-patch tail
-    assert R.select_patches(starts, per_block=3).tolist() == [1, 5, 8, 11, 15, 18, 21, 23]
-    assert R.select_patches(starts, per_block=10).tolist() == list(range(25))
-    assert R.select_patches(np.zeros(1, np.int64), per_block=3).tolist() == [0]
-    assert R.select_patches(np.zeros(0, np.int64), per_block=3).tolist() == []
+    assert F.select_patches(starts, per_block=3).tolist() == [1, 5, 8, 11, 15, 18, 21, 23]
+    assert F.select_patches(starts, per_block=10).tolist() == list(range(25))
+    assert F.select_patches(np.zeros(1, np.int64), per_block=3).tolist() == [0]
+    assert F.select_patches(np.zeros(0, np.int64), per_block=3).tolist() == []
     hop = 61  # musicnn's input_overlap=1: 31 starts per 30 s block
     starts61 = np.arange(40) * hop
-    assert R.block_full(hop) == 31
-    picked = R.select_patches(starts61, per_block=3, hop=hop)
+    assert F.block_full(hop) == 31
+    picked = F.select_patches(starts61, per_block=3, hop=hop)
     assert picked.tolist() == [5, 15, 25, 35]  # 3 of the first 31, then 1 of the 9 left
 
 
@@ -182,10 +184,11 @@ def test_graph_metadata_names_weights_and_variant():
 
 
 def test_onnx_path_imports_neither_torch_nor_onnx_once_cached(tmp_path):
-    code = ("import sys, numpy as np, genrekit.embeddings as E; "
+    code = ("import sys, numpy as np, genrekit.networks.musicnn as E; "
             "e = E.embed(np.sin(np.arange(64000) / 9.0).astype(np.float32), backend='onnx', patches_per_block=3); "
             "print(e.n_patches, 'torch' in sys.modules, 'onnx' in sys.modules)")
-    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}  # the checkout under test
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert first.stdout.split() == ["1", "False", "True"]  # first use builds the graph with onnx
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
@@ -227,7 +230,7 @@ def test_bad_options_raise_clear_errors():
         R.onnx_cache_path("MSD_vgg")
     with pytest.raises(ModelError, match="no int8 calibration"):
         R.build_onnx("MSD_musicnn", int8=True, calibration={"timbral74_max": 1.0})
-    with pytest.raises(ValueError, match="backend 'torch' runs in genrekit.embeddings"):
+    with pytest.raises(ValueError, match="backend 'torch' runs in genrekit.networks.musicnn.torch_ref"):
         R.backend_runner("torch")
     sess = R.load_onnx()
     with pytest.raises(FeatureError, match="patches must be"):
@@ -240,4 +243,4 @@ def test_bad_options_raise_clear_errors():
     with pytest.raises(ValueError, match="quantile"):
         R.calibrate_int8(np.zeros((1, 187, 96), np.float32), quantile=0.1)
     with pytest.raises(ValueError, match="a block holds"):
-        R.block_selection(0, 3)
+        F.block_selection(0, 3)

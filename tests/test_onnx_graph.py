@@ -184,9 +184,9 @@ def test_unbuilt_arch_falls_back_to_torch_export(tiny_model, monkeypatch):
 @pytest.fixture(scope="module")
 def musicnn_head(tmp_path_factory):
     """A logistic head on standardised musicnn penultimate vectors, as `train --input musicnn` writes one."""
-    from genrekit import embeddings
     from genrekit.models.base import musicnn_input
     from genrekit.models.linear import LinearModel
+    from genrekit.networks import musicnn as embeddings
 
     rng = np.random.default_rng(5)
     vec = np.concatenate([embeddings.embed(tone(6.0, freq=f, seed=i)[:, 0], sr=22050, backend="onnx").penultimate
@@ -215,9 +215,9 @@ def _same_predictions(a, b, ys, *, atol=1e-4):
 def test_export_musicnn_head_is_one_graph_from_patches_to_probabilities(musicnn_head, tmp_path):
     import onnxruntime as ort
 
-    from genrekit import embeddings
     from genrekit.cli import main
     from genrekit.models import load_model
+    from genrekit.networks import musicnn as embeddings
     from genrekit.predict import musicnn_vectors
 
     out = tmp_path / "head.onnx"

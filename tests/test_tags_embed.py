@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import genrekit
-from genrekit import embeddings
 from genrekit.cli import main
+from genrekit.networks import musicnn as embeddings
+from genrekit.networks.musicnn import model as musicnn_model
 from genrekit.run import musicnn as run_musicnn
 from genrekit.run import sinks
 from helpers import tone, write_audio
@@ -50,8 +51,8 @@ def _f(root: Path, name: str) -> str:
 def _counting(monkeypatch) -> list[str]:
     """Count runs of the network (this process: jobs=1)."""
     calls: list[str] = []
-    real = embeddings.embed_file
-    monkeypatch.setattr(embeddings, "embed_file", lambda path, **kw: calls.append(str(path)) or real(path, **kw))
+    real = musicnn_model.embed_file
+    monkeypatch.setattr(musicnn_model, "embed_file", lambda path, **kw: calls.append(str(path)) or real(path, **kw))
     return calls
 
 
@@ -164,11 +165,11 @@ def test_parallel_jobs_match_serial(music):
 
 
 def test_usage_errors_and_flag_choices(music, tmp_path, capsys):
-    from genrekit import musicnn_runtime
+    from genrekit import networks
     from genrekit.cli import tags_cmd
 
-    assert tags_cmd.MODELS == embeddings.MODELS and tags_cmd.BACKENDS == musicnn_runtime.BACKENDS
-    assert run_musicnn.MUSICNN_BACKENDS == musicnn_runtime.BACKENDS
+    assert tags_cmd.MODELS == embeddings.MODELS and tags_cmd.BACKENDS == networks.BACKENDS
+    assert run_musicnn.MUSICNN_BACKENDS == networks.BACKENDS
     assert run_musicnn.EMBED_LAYERS == {"penultimate": embeddings.N_PENULTIMATE, "pooled": embeddings.N_POOLED,
                                   "taggram": embeddings.N_TAGS}
     a = _f(music, "a.wav")

@@ -11,7 +11,7 @@ process needs ``onnxruntime`` alone (``import onnxruntime`` costs 0.2 s where ``
 ``torch.onnx.export``.
 
 :func:`export` writes a model as one ``.onnx`` file: a deep model's graph; for a logistic (linear) head
-on musicnn embeddings, musicnn's graph (:func:`genrekit.musicnn_runtime.build_onnx`) plus the head, from
+on musicnn embeddings, musicnn's graph (:func:`genrekit.networks.musicnn.graph.build_onnx`) plus the head, from
 log-mel patches to class probabilities; for a hybrid, its deep member's graph (or, without one, its
 musicnn head's) with the other members riding in the ONNX ``metadata_props`` as their own verified
 genrekit model files. The file carries the genrekit metadata (classes, input description) too, so
@@ -35,62 +35,15 @@ import numpy as np
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
 from genrekit.models.base import Estimator, load_model_file
+from genrekit.networks.writer import ONNX_OPSET, GraphWriter, session_options
 from genrekit.store import atomic_write_bytes, cached_bytes
 
 META_KEY = "genrekit_meta"
-ONNX_OPSET = 17
 GRAPH_BUILDER_VERSION = 2  # bump when the graph deep_graph builds, or what it refuses, changes (the cache keys on it)
 GRAPH_ARCHS = ("tutorial", "cnn", "cnn-bn", "resnet", "shortchunk", "shortchunk-res")
 BN_EPS = 1e-5  # torch's BatchNorm default, which build_net uses
 INPUT_NAME, OUTPUT_NAME = "logmel", "logits"
-MUSICNN_INPUT = "patches"  # musicnn_runtime.INPUT_NAME: (n, 187, 96) log-mel patches, time before mel
-
-
-# ------------------------------------------------------------------------------------------ graph writer
-
-
-class _Writer:
-    """Nodes and initialisers of one ONNX graph (``onnx`` imported only when a graph is built)."""
-
-    def __init__(self, prefix: str = "") -> None:
-        import onnx
-        from onnx import helper, numpy_helper
-
-        self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
-        self.prefix = prefix
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self._n = 0
-
-    def name(self, what: str) -> str:
-        self._n += 1
-        return f"{self.prefix}{what}_{self._n}"
-
-    def const(self, arr: Any, what: str = "c") -> str:
-        n = self.name(what)
-        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(arr), n))
-        return n
-
-    def op(self, op: str, inputs: list[str], *, out: str | None = None, **attrs: Any) -> str:
-        out = out or self.name(op.lower())
-        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-    def model(self, inputs: list[tuple[str, list[Any]]], outputs: list[tuple[str, list[Any]]], *,
-              meta: Mapping[str, str] | None = None, base: Any = None) -> Any:
-        """The checked ModelProto; ``base``: a graph whose nodes and initialisers come first (musicnn)."""
-        h, tp = self.helper, self.onnx.TensorProto
-        nodes = [*(base.graph.node if base is not None else []), *self.nodes]
-        inits = [*(base.graph.initializer if base is not None else []), *self.inits]
-        graph = h.make_graph(nodes, "genrekit", [h.make_tensor_value_info(n, tp.FLOAT, s) for n, s in inputs],
-                             [h.make_tensor_value_info(n, tp.FLOAT, s) for n, s in outputs], inits)
-        proto = h.make_model(graph, opset_imports=[h.make_opsetid("", ONNX_OPSET)], producer_name="genrekit")
-        proto.ir_version = 8  # onnxruntime >= 1.14 reads it; opset 17
-        for k, v in (meta or {}).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = k, v
-        self.onnx.checker.check_model(proto)
-        return proto
+MUSICNN_INPUT = "patches"  # networks.musicnn.graph.INPUT_NAME: (n, 187, 96) log-mel patches, time before mel
 
 
 # ------------------------------------------------------------------------------------------ deep nets
@@ -100,7 +53,7 @@ class _Net:
     """Walks one of ``build_net``'s architectures over its state-dict tensors, writing ONNX nodes and
     tracking the feature map's static size (the adaptive pools need it)."""
 
-    def __init__(self, g: _Writer, tensors: Mapping[str, np.ndarray], *, n_mels: int, frames: int, source: Any):
+    def __init__(self, g: GraphWriter, tensors: Mapping[str, np.ndarray], *, n_mels: int, frames: int, source: Any):
         self.g, self.t, self.source = g, tensors, source
         self.used: set[str] = set()
         self.h, self.w = int(n_mels), int(frames)
@@ -260,7 +213,7 @@ def deep_graph(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any], *, so
     if arch not in GRAPH_ARCHS:
         raise ModelError(f"{source}: no ONNX graph builder for architecture {arch!r} (built: {', '.join(GRAPH_ARCHS)})")
     n_mels, frames = deep_input_shape(meta)
-    g = _Writer()
+    g = GraphWriter()
     net = _Net(g, tensors, n_mels=n_mels, frames=frames, source=source)
     x = g.op("Unsqueeze", [INPUT_NAME, g.const(np.array([1], np.int64), "axis")])
     _body(net, x, arch)
@@ -332,12 +285,12 @@ def _deep_bytes(path: Path, tensors: Mapping[str, np.ndarray], meta: Mapping[str
 def musicnn_head_graph(head: Any, *, source: Any = "model") -> Any:
     """ONNX graph (ModelProto) of a logistic head on musicnn embeddings, musicnn included: input
     ``patches`` ``(n, 187, 96)`` (one track's audible patches, time before mel, as
-    ``embeddings.patches``); outputs ``proba`` ``(1, k)`` (the track: the head on the mean of the
+    ``networks.musicnn.patches``); outputs ``proba`` ``(1, k)`` (the track: the head on the mean of the
     patches' standardised vectors, as ``GenreClassifier`` scores it), ``patch_proba`` ``(n, k)`` (each
     patch), ``taggram`` ``(n, 50)`` and ``penultimate`` ``(n, 200)``."""
     import onnx
 
-    from genrekit.musicnn_runtime import build_onnx
+    from genrekit.networks.musicnn.graph import build_onnx
 
     inp = head.input_
     if getattr(head, "kind", None) != "linear":
@@ -356,7 +309,7 @@ def musicnn_head_graph(head: Any, *, source: Any = "model") -> Any:
     c = -(m1 / s1 + head.mean_) / head.scale_
     w = head.coef_ * a[None, :]
     b = head.coef_ @ c + head.intercept_
-    g = _Writer(prefix="head.")
+    g = GraphWriter(prefix="head.")
     wc, bc = g.const(w.astype(np.float32), "w"), g.const(b.astype(np.float32), "b")
     mean = g.op("ReduceMean", [layer], axes=[0], keepdims=1)
     g.op("Softmax", [g.op("Gemm", [mean, wc, bc], transB=1)], out="proba", axis=1)
@@ -365,17 +318,16 @@ def musicnn_head_graph(head: Any, *, source: Any = "model") -> Any:
     outs = [("proba", [1, k]), ("patch_proba", ["batch", k]), ("taggram", ["batch", 50]), ("penultimate", ["batch", 200])]
     if layer not in ("taggram", "penultimate"):
         outs.append((layer, None))
-    from genrekit.musicnn_runtime import N_MELS, PATCH_FRAMES
+    from genrekit.networks.musicnn.spec import N_MELS, PATCH_FRAMES
 
     return g.model([(MUSICNN_INPUT, ["batch", PATCH_FRAMES, N_MELS])], outs, base=base)
 
 
 def _musicnn_identity(inp: Mapping[str, Any]) -> dict[str, Any]:
-    from genrekit.embeddings import weights_path
-    from genrekit.store import file_digest
+    from genrekit.networks.musicnn.spec import weights_sha256
 
     model = inp.get("model", "MSD_musicnn")
-    return {"model": model, "weights_sha256": file_digest(weights_path(model))}
+    return {"model": model, "weights_sha256": weights_sha256(model)}
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -433,7 +385,7 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
         elif mtype == "musicnn":
             head = load_model(member_path)
             proto = musicnn_head_graph(head, source=member_path)
-            # GenreClassifier runs the head on the vectors of musicnn_runtime's graph of the same weights
+            # GenreClassifier runs the head on the vectors of networks.musicnn.graph's graph of the same weights
             extra["musicnn_head"] = {"file_b64": _b64(member_path.read_bytes()), **_musicnn_identity(head.input_)}
         else:
             raise ModelError(f"{model_path}: only deep (log-mel) models, logistic musicnn heads and hybrids "
@@ -540,8 +492,6 @@ class OnnxModel(Estimator):
         bytes when ``data`` does not load (a damaged cache file)."""
         import onnxruntime as ort
 
-        from genrekit.musicnn_runtime import session_options
-
         try:
             session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
@@ -569,8 +519,6 @@ class OnnxModel(Estimator):
         if path.suffix.lower() != ".onnx":
             return _load_file(path, threads=threads)
         import onnxruntime as ort
-
-        from genrekit.musicnn_runtime import session_options
 
         try:
             data = path.read_bytes()

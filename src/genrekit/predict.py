@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from genrekit import audio
-from genrekit.dsp import rms_db  # the window level SILENCE_DB is compared with
+from genrekit.dsp import SILENCE_DB, rms_db  # the silence threshold (one, in dsp) and the window level
 from genrekit.errors import DurationLimitError, GenrekitError, ModelError, SilentAudioError
 from genrekit.metrics import PROBA_FLOOR, mean_log_proba
 
@@ -38,12 +38,6 @@ SHIPPED_MODELS = {
 DEFAULT_MODEL = "genrekit-gtzan-musicnn"
 DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
 N_TAGS_RECORD = 5  # top MSD tags in a prediction record
-# A window quieter than this (RMS around its mean, in dB re a full-scale sample value of 1.0) is silent.
-# -60 dBFS is the default noise floor of ffmpeg's silencedetect. It sits 14 dB under the quietest window
-# of real music we measured (the quietest 3 s window of the 124 shared GTZAN clips and the 36 real-world
-# mp3s is -46 dBFS; pianissimo classical is -40 to -42), so quiet music is never dropped, and far above
-# digital silence (-inf) and 16-bit dither (about -100 dBFS). See docs/serve.md.
-SILENCE_DB = -60.0
 BACKENDS = ("onnx", "torch")  # "onnx": onnxruntime, no torch (the default); "torch": the reference
 
 
@@ -140,11 +134,11 @@ class Prediction:
 
 def check_patches_per_block(k: int | str | None) -> int | str | None:
     """A ``patches_per_block`` override: None (the model's own), ``"all"`` or an integer from 1 to 10."""
-    from genrekit.musicnn_runtime import check_per_block
+    from genrekit.networks.musicnn.frontend import check_per_block
 
     if k is None or k == "all":
         return k
-    try:  # the range musicnn_runtime takes (a 30 s block's patches); "3" from a command line counts
+    try:  # the range networks.musicnn takes (a 30 s block's patches); "3" from a command line counts
         return check_per_block(int(k) if isinstance(k, str) and k.isdigit() else k)
     except ValueError as exc:
         raise GenrekitError(f"{exc} (or 'all')") from None
@@ -382,13 +376,13 @@ class GenreClassifier:
     def _musicnn_proba(self, model, inp: dict, y: np.ndarray, offset: float, *, tags_only: bool = False):
         """musicnn on one block: the head's probabilities per audible patch (the timeline), every
         patch's span and level, and the audible patches' (layer vectors, taggram) for the track score."""
-        from genrekit import embeddings
+        from genrekit.networks import musicnn
 
         backend = self._musicnn_backend(inp)
-        e = embeddings.embed(y, sr=self.sr, model=inp.get("model", embeddings.DEFAULT_MODEL),
-                             patches_per_block=self._musicnn_patches(inp), backend=backend,
-                             threads=None if backend == "torch" else self.threads)
-        spans = [(offset + float(s), min(offset + y.size / self.sr, offset + float(s) + embeddings.PATCH_SECONDS))
+        e = musicnn.embed(y, sr=self.sr, model=inp.get("model", musicnn.DEFAULT_MODEL),
+                          patches_per_block=self._musicnn_patches(inp), backend=backend,
+                          threads=None if backend == "torch" else self.threads)
+        spans = [(offset + float(s), min(offset + y.size / self.sr, offset + float(s) + musicnn.PATCH_SECONDS))
                  for s in e.starts]
         level = _window_levels(y, spans, offset=offset, sr=self.sr)
         audible = level >= SILENCE_DB
@@ -491,14 +485,11 @@ class GenreClassifier:
     @staticmethod
     def _top_tags(taggram: np.ndarray) -> list[tuple[str, float]] | None:
         """The file's top MSD tags: musicnn's mean taggram over the audible patches."""
-        from genrekit import embeddings
+        from genrekit.networks.musicnn.model import ranked_tags
 
         if len(taggram) == 0:
             return None
-        mean = taggram.mean(axis=0)
-        order = np.argsort(-mean, kind="stable")[:N_TAGS_RECORD]
-        names = embeddings.tag_names("MSD_musicnn")
-        return [(names[i], float(mean[i])) for i in order]
+        return ranked_tags(taggram.mean(axis=0), N_TAGS_RECORD, model="MSD_musicnn")
 
     def predict_precomputed(
         self, *, levels: np.ndarray | None = None, row=None, top_k: int = 3, file: str | None = None,
@@ -506,17 +497,17 @@ class GenreClassifier:
     ) -> Prediction:
         """Classify one track from precomputed inputs: a log-mel matrix (e.g. an inverted Kaggle image)
         for spectrogram members and/or a feature row (columns as in the member's metadata) for feature
-        members; for a musicnn member an :class:`~genrekit.embeddings.Embedding` or a Kaggle ``image``
+        members; for a musicnn member an :class:`~genrekit.networks.musicnn.model.Embedding` or a Kaggle ``image``
         (its path; the row's ``rms_mean`` sets its level; ``domain`` says where a given ``embedding``
         came from: ``audio`` or ``image``). Every member must get its input."""
         parts = []
         for model, inp in self.members:
             if inp["type"] == "musicnn":
                 if embedding is None and image is not None:
-                    from genrekit import embeddings
+                    from genrekit.networks.musicnn.image import embed_image
 
                     rms = row.get("rms_mean") if isinstance(row, dict) else None
-                    embedding = embeddings.embed_image(  # as this member embeds audio: same patches, same backend
+                    embedding = embed_image(  # as this member embeds audio: same patches, same backend
                         image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"),
                         patches_per_block=inp.get("patches_per_block"), backend=inp.get("backend", "torch"))
                     domain = "image"

@@ -462,16 +462,16 @@ def _similar_in_library(library: dict, data: bytes, name: str, *, k: int, max_du
     Decoded as a stream under the same duration limit and time budget as the classification."""
     import hashlib
 
-    from genrekit import embeddings
+    from genrekit.networks import musicnn
 
-    decoded = _decoded(audio.stream(data, filename=name, sr=embeddings.SR, max_duration=max_duration), name)
-    timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=embeddings.SR)
+    decoded = _decoded(audio.stream(data, filename=name, sr=musicnn.SR, max_duration=max_duration), name)
+    timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=musicnn.SR)
     try:
         y16 = np.concatenate(list(timed))
     finally:
         timed.close()
-    _check_budget(deadline, budget, name, y16.size / embeddings.SR)
-    q = embeddings.embed(y16, sr=embeddings.SR).penultimate_mean
+    _check_budget(deadline, budget, name, y16.size / musicnn.SR)
+    q = musicnn.embed(y16, sr=musicnn.SR).penultimate_mean
     index = library["index"]
     digest = hashlib.sha256(bytes(data)).hexdigest()
     same = [i for i, d in enumerate(index.digests) if d == digest]

@@ -10,7 +10,7 @@ Parquet schema (``--out emb.parquet`` and ``--out DIR/``; ``DIR/`` adds ``input`
 - per file: ``file`` string, ``duration_s`` double, ``n_patches`` int64, ``n_silent`` int64 (patches
   below the silence threshold, left out of the means), then one column per ``--layers`` entry:
   ``penultimate`` ``fixed_size_list<float32>[200]``, ``pooled`` ``[1506]``, ``taggram`` ``[50]`` (the
-  mean over the audible 3 s patches; taggram columns are ``embeddings.tag_names(model)``);
+  mean over the audible 3 s patches; taggram columns are ``networks.musicnn.tag_names(model)``);
 - ``--per-window``: ``file``, ``duration_s``, ``patch`` int64, ``start`` / ``end`` double seconds,
   ``silent`` bool, and the patch's own vectors.
 

@@ -8,6 +8,9 @@ by file content, shared with ``genrekit embed``) written through a ``JournalSink
 
 from __future__ import annotations
 
+from genrekit.networks import BACKENDS  # light (no numpy): `genrekit --help` stays fast
+from genrekit.networks.musicnn.spec import MODELS
+
 HELP = "top musicnn tags (rock, electronic, female vocalists, ...) of audio files/folders"
 DESCRIPTION = (
     "Walks folders recursively and prints (or writes with --out) one record per file: the --top-k most "
@@ -17,9 +20,6 @@ DESCRIPTION = (
     "$XDG_CACHE_HOME/genrekit; with --out, finished records are journalled so an interrupted run resumes. "
     "Exit code 0 when all succeeded, 1 when some failed, 2 on usage errors."
 )
-
-MODELS = ("MSD_musicnn", "MTT_musicnn")  # embeddings.MODELS (not imported: `genrekit --help` stays fast)
-BACKENDS = ("torch", "onnx", "onnx-int8")  # musicnn_runtime.BACKENDS
 
 
 def add_musicnn_arguments(p) -> None:

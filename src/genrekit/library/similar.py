@@ -32,7 +32,7 @@ from genrekit.names import json_escaped
 from genrekit.store import atomic_write_bytes, atomic_write_text
 
 INDEX_FORMAT = "genrekit-similar-index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: vectors are means over the audible patches only (networks.musicnn.analysis)
 EXACT_LIMIT = 50_000  # exact search of 50k x 200 float32 is ~40 MB and a few ms a query
 DIM = 200
 

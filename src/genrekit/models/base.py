@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import ModelError
+from genrekit.networks import BACKENDS
+from genrekit.networks.musicnn import spec as musicnn_spec
 from genrekit.store import atomic_write_bytes, tensors_sha256
 
 FORMAT_VERSION = 1
@@ -130,10 +132,10 @@ def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
                          f"got {desc.get('slice_seconds')!r}")
 
 
-MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
-MUSICNN_LAYERS = {"penultimate": 200, "taggram": 50, "pooled": 1506}
+MUSICNN_MODELS = musicnn_spec.MODELS
+MUSICNN_LAYERS = {x: musicnn_spec.LAYERS[x] for x in ("penultimate", "taggram", "pooled")}  # this order in messages
 MUSICNN_POOLS = ("mean",)
-MUSICNN_BACKENDS = ("torch", "onnx", "onnx-int8")
+MUSICNN_BACKENDS = BACKENDS
 
 
 def musicnn_input(columns_or_n: Any = None, *, model: str = "MSD_musicnn", layer: str = "penultimate",

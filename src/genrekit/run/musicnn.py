@@ -4,8 +4,8 @@
 Each file's :class:`MusicnnAnalysis` (every 3 s patch's taggram, penultimate and pooled vectors, and its
 level) goes through one content cache (:func:`musicnn_analyses`, with
 :func:`~genrekit.run.cached.cached_map`) that tags and embeddings share; records and rows are made
-from it. Moved here whole from ``batch.py``, as it was, so that it can be reconciled with the
-``networks/`` package in one step.
+from it. Moved here whole from ``batch.py``; the per-file analysis itself is
+``genrekit.networks.musicnn.analysis``.
 """
 
 from __future__ import annotations
@@ -16,18 +16,29 @@ import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genrekit.errors import GenrekitError, ModelError
+from genrekit.errors import GenrekitError
+from genrekit.networks import BACKENDS
+from genrekit.networks.musicnn.analysis import (
+    CACHE_VERSION,
+    MusicnnAnalysis,
+    MusicnnSettings,
+    analysis_cache,
+    load_analysis,
+    musicnn_analysis,
+    patch_levels,
+    save_analysis,
+)
+from genrekit.networks.musicnn.spec import LAYERS
 from genrekit.run.cached import cached_map
 from genrekit.run.engines import Engine, LocalEngine
 from genrekit.run.items import ItemError, Result, error_text, find_audio
 from genrekit.store import Cache, atomic_write_text, written_like
 
 if TYPE_CHECKING:
-    import numpy as np
+    pass
 
 __all__ = [
     "EMBED_LAYERS", "MusicnnAnalysis", "MusicnnSettings", "MusicnnTask", "check_layers", "embedding_results",
@@ -37,162 +48,16 @@ __all__ = [
 ]
 
 
-# The layers `genrekit embed` writes, and their lengths: penultimate (the usual transfer embedding),
-# pooled (max then mean over time of the front- and mid-end maps), taggram (the 50 tag probabilities).
-EMBED_LAYERS: dict[str, int] = {"penultimate": 200, "pooled": 1506, "taggram": 50}
-MUSICNN_BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")  # musicnn_runtime.BACKENDS
-MUSICNN_CACHE_VERSION = 1  # bump when MusicnnAnalysis's cached content changes
-
-
-@functools.lru_cache(maxsize=4)
-def _weights_sha256(model: str) -> str:
-    from genrekit.embeddings import weights_path
-    from genrekit.store import file_digest
-
-    return file_digest(weights_path(model))
-
-
-@dataclass(frozen=True)
-class MusicnnSettings:
-    """What decides a file's musicnn outputs, and so their cache entry: the network (by its weights'
-    bytes) and the backend. ``"onnx"`` (the default: onnxruntime, no torch import) agrees with the
-    ``"torch"`` reference within 6e-6 on taggram and penultimate; they are cached apart all the same."""
-
-    model: str = "MSD_musicnn"
-    backend: str = "onnx"
-
-    def __post_init__(self) -> None:
-        from genrekit.embeddings import MODELS
-
-        if self.model not in MODELS:
-            raise ModelError(f"unknown musicnn model {self.model!r}; choose one of {', '.join(MODELS)}")
-        if self.backend not in MUSICNN_BACKENDS:
-            raise ModelError(f"unknown musicnn backend {self.backend!r}; choose one of {', '.join(MUSICNN_BACKENDS)}")
-
-    def cache_settings(self) -> dict[str, Any]:
-        from genrekit.embeddings import PATCH_HOP
-
-        return {"kind": "musicnn-patches", "version": MUSICNN_CACHE_VERSION, "model": self.model,
-                "backend": self.backend, "weights_sha256": _weights_sha256(self.model), "hop": PATCH_HOP}
-
-
-def patch_levels(path: str | os.PathLike, *, block_seconds: float = 60.0) -> np.ndarray:
-    """Level of each musicnn patch of ``path`` (dBFS, ``dsp.rms_db``'s measure: RMS around the mean),
-    patches cut as ``embeddings.embed_file`` cuts them (3 s side by side at 16 kHz; one patch for a
-    shorter file). Streamed: memory holds one block, whatever the file's length."""
-    import numpy as np
-
-    from genrekit import audio, embeddings
-    from genrekit.dsp import frame_count
-
-    span = embeddings.PATCH_HOP * embeddings.HOP_LENGTH  # samples per patch; patches lie side by side
-    s1, s2, cnt = np.zeros(0), np.zeros(0), np.zeros(0)
-    n = 0
-    for block in audio.stream(path, sr=embeddings.SR, block_seconds=block_seconds):
-        if block.size == 0:
-            continue
-        idx = (n + np.arange(block.size)) // span
-        k = int(idx[-1]) + 1
-        if k > s1.size:
-            s1, s2, cnt = (np.pad(a, (0, k - a.size)) for a in (s1, s2, cnt))
-        b = block.astype(np.float64)
-        s1 += np.bincount(idx, b, minlength=k)[: s1.size]
-        s2 += np.bincount(idx, b * b, minlength=k)[: s2.size]
-        cnt += np.bincount(idx, minlength=k)[: cnt.size]
-        n += block.size
-    n_frames = frame_count(n, hop_length=embeddings.HOP_LENGTH)
-    if n_frames < embeddings.PATCH_FRAMES:  # one repeat-padded patch: all of it
-        s1, s2, cnt = s1.sum(keepdims=True), s2.sum(keepdims=True), cnt.sum(keepdims=True)
-    else:
-        m = len(embeddings.patch_starts(n_frames))
-        s1, s2, cnt = s1[:m], s2[:m], cnt[:m]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.maximum(s2 / cnt - (s1 / cnt) ** 2, 0.0)
-        return np.where(var > 0, 10.0 * np.log10(var), -np.inf).astype(np.float32)
-
-
-@dataclass(frozen=True, eq=False)
-class MusicnnAnalysis:
-    """One file's musicnn outputs per 3 s patch (``embedding``: ``embeddings.Embedding``) and each
-    patch's level (dBFS, :func:`patch_levels`): what ``genrekit tags`` and ``genrekit embed`` are made
-    of, and what their shared cache holds. Patches below ``predict.SILENCE_DB`` are *silent*: kept in
-    per-patch output (flagged), left out of per-file summaries, as ``predict`` leaves them out."""
-
-    embedding: Any  # embeddings.Embedding (imported lazily: this module stays light)
-    levels: np.ndarray
-
-    @property
-    def audible(self) -> np.ndarray:
-        from genrekit.predict import SILENCE_DB
-
-        return self.levels >= SILENCE_DB
-
-    @property
-    def ends(self) -> np.ndarray:
-        """Each patch's end in seconds: 3 s after its start, or the end of a shorter file."""
-        import numpy as np
-
-        from genrekit.embeddings import PATCH_SECONDS
-
-        e = self.embedding
-        return np.minimum(e.starts + PATCH_SECONDS, e.duration)
-
-    def summary(self) -> Any:
-        """The embedding of the audible patches only: its ``*_mean`` are the file's summaries."""
-        from genrekit.embeddings import Embedding
-
-        e, keep = self.embedding, self.audible
-        return Embedding(e.model, e.taggram[keep], e.penultimate[keep], e.pooled[keep], e.starts[keep], e.duration,
-                         padded=e.padded)
-
-    # the cache entry: a float32 matrix (levels, taggram, penultimate, pooled per patch) and JSON metadata
-    def to_cache(self) -> tuple[dict[str, Any], np.ndarray]:
-        import numpy as np
-
-        e = self.embedding
-        meta = {"model": e.model, "duration": float(e.duration), "padded": bool(e.padded),
-                "starts": [float(x) for x in e.starts]}
-        matrix = np.concatenate([self.levels[:, None], e.taggram, e.penultimate, e.pooled], axis=1).astype(np.float32)
-        return meta, matrix
-
-    @classmethod
-    def from_cache(cls, meta: dict[str, Any], matrix: np.ndarray) -> MusicnnAnalysis | None:
-        """The analysis an entry holds, or None when the entry does not fit (a partial or foreign write)."""
-        import numpy as np
-
-        from genrekit.embeddings import N_PENULTIMATE, N_POOLED, N_TAGS, Embedding
-
-        n = len(meta.get("starts") or [])
-        if matrix is None or matrix.shape != (n, 1 + N_TAGS + N_PENULTIMATE + N_POOLED) or n == 0:
-            return None
-        a, b = 1 + N_TAGS, 1 + N_TAGS + N_PENULTIMATE
-        e = Embedding(meta["model"], matrix[:, 1:a], matrix[:, a:b], matrix[:, b:], np.asarray(meta["starts"]),
-                      float(meta["duration"]), padded=bool(meta["padded"]))
-        return cls(e, matrix[:, 0])
-
-
-def musicnn_analysis(path: str | os.PathLike, settings: MusicnnSettings | None = None) -> MusicnnAnalysis:
-    """:class:`MusicnnAnalysis` of one file (no cache). Raises :class:`~genrekit.errors.SilentAudioError`
-    ("no audible signal") when no patch is above ``predict.SILENCE_DB``, before running the network: a
-    silent file gets an error, not tags made of noise. The levels cost one extra decode of the file
-    (about 8 % of ``embed_file``'s CPU time on a 30 s GTZAN clip, docs/embeddings.md)."""
-    from genrekit import embeddings
-    from genrekit.errors import FeatureError, SilentAudioError
-    from genrekit.predict import SILENCE_DB
-
-    settings = settings or MusicnnSettings()
-    levels = patch_levels(path)
-    if not (levels >= SILENCE_DB).any():
-        raise SilentAudioError(f"{path}: no audible signal (RMS {float(levels.max()):.1f} dBFS < {SILENCE_DB:g} dBFS)")
-    e = embeddings.embed_file(path, model=settings.model, backend=settings.backend)
-    if e.n_patches != levels.size:
-        raise FeatureError(f"{path}: changed while being analysed ({levels.size} patches, then {e.n_patches})")
-    return MusicnnAnalysis(e, levels)
+# The per-file analysis (MusicnnSettings, patch_levels, MusicnnAnalysis, musicnn_analysis), its cache and the
+# silence rule live in genrekit.networks.musicnn.analysis; the layers `genrekit embed` writes are the spec's.
+EMBED_LAYERS: dict[str, int] = LAYERS
+MUSICNN_BACKENDS: tuple[str, ...] = BACKENDS
+MUSICNN_CACHE_VERSION = CACHE_VERSION
 
 
 class MusicnnTask:
     """``path -> MusicnnAnalysis`` for any engine: small and picklable (each worker process loads the
-    network once, ``embeddings`` / ``musicnn_runtime`` keep it). Workers are never forked: the parent
+    network once, ``networks.musicnn`` keeps it). Workers are never forked: the parent
     may hold torch or an onnxruntime session."""
 
     fork_safe = False
@@ -205,8 +70,9 @@ class MusicnnTask:
 
 
 def musicnn_cache(settings: MusicnnSettings, *, enabled: bool = True, root: str | os.PathLike | None = None) -> Cache:
-    """The cache of musicnn analyses for ``settings``: ``tags`` and ``embed`` share it."""
-    return Cache("musicnn", settings.cache_settings(), root=root, enabled=enabled)
+    """The cache of musicnn analyses for ``settings``: ``tags``, ``embed``, the library tools and the
+    experiments share it (``networks.musicnn.analysis.analysis_cache``)."""
+    return analysis_cache(settings, enabled=enabled, root=root)
 
 
 def musicnn_analyses(
@@ -218,18 +84,8 @@ def musicnn_analyses(
     the same files, or a rerun after an interrupted one, runs the network only for what is missing."""
     settings = settings or MusicnnSettings()
     store = cache if isinstance(cache, Cache) else musicnn_cache(settings, enabled=bool(cache))
-
-    def load(key: str) -> MusicnnAnalysis | None:
-        meta = store.get(key)  # written last: an entry is complete once its metadata is there
-        return None if meta is None else MusicnnAnalysis.from_cache(meta, store.get_array(key))
-
-    def save(key: str, analysis: MusicnnAnalysis) -> None:
-        meta, matrix = analysis.to_cache()
-        store.put_array(key, matrix)
-        store.put(key, meta)
-
     yield from cached_map(MusicnnTask(settings), (str(f) for f in files), store, engine=engine, desc="musicnn",
-                          load=load, save=save)
+                          load=functools.partial(load_analysis, store), save=functools.partial(save_analysis, store))
 
 
 def _pairs(tags: list[tuple[str, float]]) -> list[list[Any]]:
@@ -238,9 +94,9 @@ def _pairs(tags: list[tuple[str, float]]) -> list[list[Any]]:
 
 def tag_record(path: str, analysis: MusicnnAnalysis, *, top_k: int = 5, segments: bool = False) -> dict[str, Any]:
     """``genrekit tags``' record of one file: ``file, model, duration_s, n_patches, tags`` (the ``top_k``
-    best ``[tag, score]`` of the mean taggram over the audible patches: ``embeddings.top_tags``), with
+    best ``[tag, score]`` of the mean taggram over the audible patches: ``networks.musicnn.top_tags``), with
     ``segments`` the timeline (each patch's ``start``, ``end`` and ``tags``, or ``silent: true``), ``error``."""
-    from genrekit.embeddings import top_tags
+    from genrekit.networks.musicnn.model import top_tags
 
     e = analysis.embedding
     rec: dict[str, Any] = {"file": path, "model": e.model, "duration_s": round(float(e.duration), 3),
@@ -303,7 +159,7 @@ def embedding_rows(path: str, analysis: MusicnnAnalysis, *, layers: Sequence[str
     """``genrekit embed``'s rows for one file, each layer a float32 vector.
 
     Per file (default): ``file, duration_s, n_patches, n_silent`` and each layer's mean over the
-    audible patches (``n_silent`` patches below ``predict.SILENCE_DB`` are left out, as ``predict``'s
+    audible patches (``n_silent`` patches below ``dsp.SILENCE_DB`` are left out, as ``predict``'s
     musicnn head leaves them out). ``per_window``: one row per 3 s patch, ``file, duration_s, patch,
     start, end, silent`` and the patch's vectors (silent ones included, flagged)."""
     e, audible = analysis.embedding, analysis.audible
@@ -388,7 +244,7 @@ def _inputs(paths_or_path: Any) -> tuple[list[str], list[tuple[str, ItemError]],
     paths = [paths_or_path] if single else list(paths_or_path)
     if not single and any(not isinstance(x, (str, os.PathLike)) for x in paths):
         raise GenrekitError("give a path or a list of paths to audio files or folders "
-                            "(for samples in memory use genrekit.embeddings.embed(y, sr=...))")
+                            "(for samples in memory use genrekit.networks.musicnn.embed(y, sr=...))")
     files, errors = find_audio(paths, unique=False)
     return files, errors, single and not os.path.isdir(paths_or_path)
 

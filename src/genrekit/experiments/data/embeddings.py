@@ -27,12 +27,13 @@ STANDARDISE_MODES = ("none", "domain")
 # layout and settings of scripts/image_to_musicnn.py's cache, so a run and that script share each entry.
 EMBEDDING_NAMESPACE = "musicnn-gtzan"
 EMBEDDING_MODEL = "MSD_musicnn"
+EMBEDDING_BACKEND = "torch"  # the reference port, as these tables have always been made
 
 
 def embedding_cache_settings(kind: str, *, features_csv: str | os.PathLike | None = None) -> dict[str, Any]:
     """The cache settings of one kind of musicnn input: ``audio`` (a file's own samples) or ``image`` (a
-    Kaggle image through :func:`genrekit.embeddings.embed_image`, whose level comes from ``features_csv``)."""
-    from genrekit import embeddings as E
+    Kaggle image through :func:`genrekit.networks.musicnn.embed_image`, whose level comes from ``features_csv``)."""
+    from genrekit.networks import musicnn as E
     from genrekit.store import file_digest
 
     s: dict[str, Any] = {"kind": kind, "model": EMBEDDING_MODEL, "hop": E.PATCH_HOP, "format": 1}
@@ -48,20 +49,58 @@ def embedding_cache_settings(kind: str, *, features_csv: str | os.PathLike | Non
     return s
 
 
-def _embed_item(item: tuple) -> np.ndarray:
-    """One file's per-patch ``[taggram | penultimate | pooled]`` rows (module level: runs in workers)."""
-    from genrekit import embeddings as E
+def _embed_item(item: tuple) -> Any:
+    """One file's musicnn analysis (audio: per-patch outputs and levels), or an image's per-patch
+    ``[taggram | penultimate | pooled]`` rows (module level: runs in workers)."""
+    from genrekit.networks.musicnn.analysis import MusicnnSettings, musicnn_analysis
+    from genrekit.networks.musicnn.image import embed_image
 
     kind, path, rms_mean, length = item
     if kind == "audio":
-        e = E.embed_file(path, model=EMBEDDING_MODEL)
-    else:
-        e = E.embed_image(path, rms_mean=rms_mean, n_samples=length, model=EMBEDDING_MODEL)
+        return musicnn_analysis(path, MusicnnSettings(EMBEDDING_MODEL, EMBEDDING_BACKEND))
+    e = embed_image(path, rms_mean=rms_mean, n_samples=length, model=EMBEDDING_MODEL)
     return np.concatenate([e.taggram, e.penultimate, e.pooled], axis=1).astype(np.float32)
 
 
+def _embedding_cache(kind: str, features_csv: Path | None):
+    """Where a kind of input's per-patch outputs are cached: audio in the one analysis cache, images in
+    :data:`EMBEDDING_NAMESPACE`."""
+    from genrekit.networks.musicnn.analysis import MusicnnSettings, analysis_cache
+    from genrekit.store import Cache
+
+    if kind == "audio":
+        return analysis_cache(MusicnnSettings(EMBEDDING_MODEL, EMBEDDING_BACKEND))
+    return Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(kind, features_csv=features_csv))
+
+
+def _rows(value: Any) -> np.ndarray:
+    """Per-patch rows ``[taggram | penultimate | pooled]`` of an image's array or an audio analysis,
+    audible patches only for audio (the silence rule of ``networks.musicnn.analysis``)."""
+    from genrekit.networks.musicnn.analysis import MusicnnAnalysis
+
+    if not isinstance(value, MusicnnAnalysis):
+        return value
+    e = value.summary()
+    return np.concatenate([e.taggram, e.penultimate, e.pooled], axis=1).astype(np.float32)
+
+
+def _load_rows(cache, kind: str, key: str) -> Any:
+    from genrekit.networks.musicnn.analysis import load_analysis
+
+    return load_analysis(cache, key) if kind == "audio" else cache.get_array(key)
+
+
+def _store_rows(cache, kind: str, key: str, result: Any) -> None:
+    from genrekit.networks.musicnn.analysis import save_analysis
+
+    if kind == "audio":
+        save_analysis(cache, key, result)
+    else:
+        cache.put_array(key, result)
+
+
 def _layer_columns(layer: str) -> slice:
-    from genrekit import embeddings as E
+    from genrekit.networks import musicnn as E
 
     t, p = E.N_TAGS, E.N_TAGS + E.N_PENULTIMATE
     return {"taggram": slice(0, t), "penultimate": slice(t, p), "pooled": slice(p, None)}[layer]
@@ -94,16 +133,16 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     ``data``: an ``.npz`` embedding table (``track_ids``, ``labels``, the layer's rows and optionally
     ``domains``, as ``scripts/image_to_musicnn.py embed`` writes them), folder-per-label audio, or a GTZAN
     root. On a GTZAN root ``source="auto"`` takes each track's audio where it exists and its Kaggle image
-    elsewhere (:func:`genrekit.embeddings.embed_image`, level and length from features_30_sec.csv);
-    ``"audio"`` / ``"images"`` take one kind only. Files are embedded through the content-keyed cache
-    (:data:`EMBEDDING_NAMESPACE`: a second run, or another layer, reads every file from it). Unreadable
-    files are left out and listed in ``extra["failed"]``."""
+    elsewhere (:func:`genrekit.networks.musicnn.embed_image`, level and length from features_30_sec.csv);
+    ``"audio"`` / ``"images"`` take one kind only. Files are embedded through content-keyed caches (audio:
+    the one musicnn analysis cache, silent patches left out of each track's mean; images:
+    :data:`EMBEDDING_NAMESPACE`), so a second run, or another layer, reads every file from them.
+    Unreadable (or silent) files are left out and listed in ``extra["failed"]``."""
     from genrekit import datasets
     from genrekit.models.base import MUSICNN_LAYERS
     from genrekit.run.cached import cached_map
     from genrekit.run.engines import LocalEngine
     from genrekit.run.items import ItemError
-    from genrekit.store import Cache
 
     if layer not in EMBEDDING_LAYERS:
         raise DatasetError(f"unknown musicnn layer {layer!r}; choose from {', '.join(EMBEDDING_LAYERS)}")
@@ -149,20 +188,19 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     if unlabelled:
         raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
                            "folder named after its label")
-    caches = {k: Cache(EMBEDDING_NAMESPACE, embedding_cache_settings(k, features_csv=csv))
-              for k in {i[3] for i in items}}
+    caches = {k: _embedding_cache(k, csv) for k in {i[3] for i in items}}
     cut = _layer_columns(layer)
     means: dict[str, np.ndarray] = {}
     failed: list[tuple[str, str]] = []
     # an item is (kind, path, rms_mean, length); its key names its kind's cache and the file's digest
     for r in cached_map(_embed_item, [(k, p, rms, n) for _, _, p, k, rms, n in items], None, desc="musicnn",
                         engine=LocalEngine(jobs=jobs, progress=progress), key=lambda it: (it[0], caches[it[0]].key(it[1])),
-                        load=lambda k: caches[k[0]].get_array(k[1]), save=lambda k, a: caches[k[0]].put_array(k[1], a),
+                        load=lambda k: _load_rows(caches[k[0]], *k), save=lambda k, a: _store_rows(caches[k[0]], *k, a),
                         key_error=lambda it, exc: ItemError("", f"unreadable: {exc}")):
         if not r.ok:
             failed.append((r.input[1], str(r.error)))
-        elif len(r.value):
-            means[r.input[1]] = np.asarray(r.value, dtype=np.float64)[:, cut].mean(axis=0)
+        elif len(rows := _rows(r.value)):  # audio: its audible patches only
+            means[r.input[1]] = np.asarray(rows, dtype=np.float64)[:, cut].mean(axis=0)
     rows, kept = [], []
     for it in items:
         if it[2] in means:

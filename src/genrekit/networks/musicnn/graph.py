@@ -1,23 +1,22 @@
-"""Fast musicnn inference: onnxruntime backends (no torch) and patch subsets for track scores.
+"""musicnn's graph: ONNX built straight from the shipped safetensors, and its onnxruntime sessions.
 
-musicnn costs ~1.4 GMAC per 3 s patch; :mod:`genrekit.embeddings` runs it in PyTorch, the reference
-implementation. This module adds what makes it cheap enough for ``genrekit predict``
-(docs/embeddings.md, "Speed"):
+musicnn costs ~1.4 GMAC per 3 s patch; the PyTorch port (:mod:`~genrekit.networks.musicnn.torch_ref`)
+is the reference. This module makes it cheap enough for ``genrekit predict`` (docs/embeddings.md,
+"Speed"):
 
-- :func:`onnx_model`: the network as an ONNX graph built straight from the shipped safetensors with
-  ``onnx.helper`` (no torch, no tracing), cached under ``store.cache_root()/musicnn`` keyed by the
-  weights file's sha256, so later processes need ``onnxruntime`` alone (``import onnxruntime`` costs
-  0.2 s where ``import torch`` costs 2-3.5 s). float32 agrees with the torch port within 6e-6 on
-  taggram and penultimate (1.7e-4 on pooled features of scale ~130) and is 1.6x faster;
-  the ``int8`` variant quantises the two timbral convolutions (82 % of the MACs) with scales
-  calibrated on GTZAN clips (:data:`INT8_CALIBRATION`, :func:`calibrate_int8`).
+- :func:`onnx_model`: the network as an ONNX graph written with the one graph writer
+  (:class:`genrekit.networks.writer.GraphWriter`; no torch, no tracing), cached under
+  ``store.cache_root()/musicnn`` keyed by the weights file's sha256, so later processes need
+  ``onnxruntime`` alone (``import onnxruntime`` costs 0.2 s where ``import torch`` costs 2-3.5 s).
+  float32 agrees with the torch port within 6e-6 on taggram and penultimate (1.7e-4 on pooled
+  features of scale ~130) and is 1.6x faster; the ``int8`` variant quantises the two timbral
+  convolutions (82 % of the MACs) with scales calibrated on GTZAN clips (:data:`INT8_CALIBRATION`,
+  :func:`calibrate_int8`).
 - :func:`load_onnx`: an :class:`OnnxMusicnn` session (one intra-op thread by default: parallelism
   comes from worker processes), cached per process.
-- :func:`select_patches`: ``k`` evenly spread patches of each 30 s block (10 side-by-side patches)
-  for a track-level score, when the per-patch taggram (``--segments``) is not wanted.
 
-``import genrekit.musicnn_runtime`` imports neither torch nor onnx; onnx only when a graph has to be
-built (first use per weights file), onnxruntime when a session is loaded.
+Importing it imports neither torch nor onnx; onnx only when a graph has to be built (first use per
+weights file), onnxruntime when a session is loaded.
 """
 
 from __future__ import annotations
@@ -25,14 +24,16 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genrekit.embeddings import (
+from genrekit.errors import FeatureError, ModelError
+from genrekit.networks import check_backend
+from genrekit.networks.musicnn.spec import (
     BN_EPS,
     DEFAULT_MODEL,
     N_MELS,
@@ -40,19 +41,17 @@ from genrekit.embeddings import (
     N_POOLED,
     N_TAGS,
     PATCH_FRAMES,
-    PATCH_HOP,
+    check_model,
     read_weights,
     weights_path,
+    weights_sha256,
 )
-from genrekit.errors import FeatureError, ModelError
+from genrekit.networks.writer import ONNX_OPSET, GraphWriter, check_threads, session_options
 
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
-ONNX_OPSET = 17
 BUILDER_VERSION = 1  # bump when the graph built by onnx_model changes (the cache keys on it)
-BLOCK_PATCHES = 10  # side-by-side patches in a 30 s block (10 x 2.992 s = 29.92 s)
-BLOCK_FRAMES = BLOCK_PATCHES * PATCH_FRAMES
 INPUT_NAME = "patches"
 OUTPUT_NAMES = ("taggram", "penultimate", "pooled")
+_INPUTS = [(INPUT_NAME, ["batch", PATCH_FRAMES, N_MELS])]
 TIMBRAL = ("timbral74", "timbral77")
 TEMPORAL = (("temporal128", 128), ("temporal64", 64), ("temporal32", 32))
 
@@ -67,65 +66,6 @@ INT8_CALIBRATION: dict[str, dict[str, float]] = {
 }
 
 
-def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown musicnn backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    return backend
-
-
-def _check_threads(threads: int) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive number, got {threads!r}")
-    return int(threads)
-
-
-# ------------------------------------------------------------------------------------------ patch subsets
-
-
-def block_selection(m: int, per_block: int, *, full: int = BLOCK_PATCHES) -> np.ndarray:
-    """Indices (within a block of ``m`` patches) of the ``per_block`` evenly spread ones a full block
-    of ``full`` patches keeps: the centres of ``per_block`` equal parts, ``[1, 5, 8]`` for 3 of 10,
-    ``[1, 3, 6, 8]`` for 4. A shorter (tail) block keeps ``ceil(per_block * m / full)`` the same way,
-    so every block, and every file, keeps at least one patch."""
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"a block holds a positive number of patches, got {m!r}")
-    per_block = check_per_block(per_block, full=full)
-    m = min(int(m), full)
-    c = min(m, -(-per_block * m // full))
-    return (2 * np.arange(c) + 1) * m // (2 * c)
-
-
-def check_per_block(per_block: int, *, full: int = BLOCK_PATCHES) -> int:
-    if isinstance(per_block, bool) or not isinstance(per_block, (int, np.integer)) or not 1 <= per_block <= full:
-        raise ValueError(f"patches_per_block must be an integer from 1 to {full} (patches in a 30 s block), "
-                         f"got {per_block!r}")
-    return int(per_block)
-
-
-def block_full(hop: int = PATCH_HOP) -> int:
-    """Patch starts in a full 30 s block (:data:`BLOCK_FRAMES`) at ``hop`` frames: 10 at 187, 31 at 61."""
-    return -(-BLOCK_FRAMES // int(hop))
-
-
-def select_patches(starts: Sequence[int] | np.ndarray, *, per_block: int, hop: int = PATCH_HOP) -> np.ndarray:
-    """Indices into ``starts`` (patch start frames, increasing, ``hop`` apart) of the patches a track
-    score needs: patches are grouped in 30 s blocks by ``start // BLOCK_FRAMES`` and each block keeps
-    ``per_block`` of every :func:`block_full` patches, evenly spread (:func:`block_selection`)."""
-    starts = np.asarray(starts, dtype=np.int64)
-    if starts.ndim != 1:
-        raise FeatureError(f"patch starts must be 1-D, got shape {starts.shape}")
-    full = block_full(hop)
-    per_block = check_per_block(per_block, full=full)
-    if starts.size == 0:
-        return np.zeros(0, np.int64)
-    blocks = starts // BLOCK_FRAMES
-    cuts = np.flatnonzero(np.diff(blocks)) + 1
-    out = [lo + block_selection(hi - lo, per_block, full=full)
-           for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, starts.size], strict=True)]
-    return np.concatenate(out).astype(np.int64)
-
-
-# ------------------------------------------------------------------------------------------ ONNX graph
 
 
 def _bn(t: Mapping[str, np.ndarray], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -143,44 +83,13 @@ def _affine_qparams(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
     return np.float32(scale), np.uint8(zp)
 
 
-class _Graph:
-    """A minimal ONNX graph writer over ``onnx.helper`` (imported only when a graph is built)."""
-
-    def __init__(self) -> None:
-        import onnx
-        from onnx import helper, numpy_helper
-
-        self.onnx, self.helper, self.numpy_helper = onnx, helper, numpy_helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-
-    def const(self, name: str, arr: Any) -> str:
-        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def op(self, op: str, inputs: list[str], out: str, **attrs: Any) -> str:
-        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-    def affine(self, x: str, scale: np.ndarray, shift: np.ndarray, name: str) -> str:
-        m = self.op("Mul", [x, self.const(f"{name}.scale", scale)], f"{name}.mul")
-        return self.op("Add", [m, self.const(f"{name}.shift", shift)], name)
-
-    def model(self, outputs: Sequence[tuple[str, list[Any]]], meta: Mapping[str, str]) -> Any:
-        h, tp = self.helper, self.onnx.TensorProto
-        graph = h.make_graph(
-            self.nodes, "musicnn", [h.make_tensor_value_info(INPUT_NAME, tp.FLOAT, ["batch", PATCH_FRAMES, N_MELS])],
-            [h.make_tensor_value_info(n, tp.FLOAT, shape) for n, shape in outputs], self.inits)
-        proto = h.make_model(graph, opset_imports=[h.make_opsetid("", ONNX_OPSET)], producer_name="genrekit")
-        proto.ir_version = 8  # onnxruntime >= 1.14 reads it; opset 17
-        for k, v in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = k, v
-        self.onnx.checker.check_model(proto)
-        return proto
+def _affine(g: GraphWriter, x: str, scale: np.ndarray, shift: np.ndarray, name: str) -> str:
+    """``x * scale + shift`` as two nodes named after ``name``."""
+    m = g.op("Mul", [x, g.named(f"{name}.scale", scale)], f"{name}.mul")
+    return g.op("Add", [m, g.named(f"{name}.shift", shift)], name)
 
 
-def _front_float(g: _Graph, t: Mapping[str, np.ndarray], h: str, name: str, pads: list[int]) -> str:
+def _front_float(g: GraphWriter, t: Mapping[str, np.ndarray], h: str, name: str, pads: list[int]) -> str:
     """conv -> ReLU -> batch norm -> max over frequency, as Musicnn's ``ConvBlock.freq_max``: the
     conv's weights are negated where the norm's scale is negative, so one ReduceMax gives the max or
     the min the ReLU + norm need (negation is exact in float, so this equals the torch result)."""
@@ -188,13 +97,13 @@ def _front_float(g: _Graph, t: Mapping[str, np.ndarray], h: str, name: str, pads
     sign = np.where(t[f"{name}.bn.weight"] < 0, -1.0, 1.0).astype(np.float32)
     w = t[f"{name}.conv.weight"] * sign[:, None, None, None]
     b = t[f"{name}.conv.bias"] * sign
-    c = g.op("Conv", [h, g.const(f"{name}.w", w), g.const(f"{name}.b", b)], f"{name}.conv", pads=pads)
+    c = g.op("Conv", [h, g.named(f"{name}.w", w), g.named(f"{name}.b", b)], f"{name}.conv", pads=pads)
     m = g.op("ReduceMax", [c], f"{name}.max", axes=[3], keepdims=0)
-    p = g.op("Relu", [g.op("Mul", [m, g.const(f"{name}.sign", sign[None, :, None])], f"{name}.pick")], f"{name}.relu")
-    return g.affine(p, s[None, :, None], sh[None, :, None], f"{name}.out")
+    p = g.op("Relu", [g.op("Mul", [m, g.named(f"{name}.sign", sign[None, :, None])], f"{name}.pick")], f"{name}.relu")
+    return _affine(g, p, s[None, :, None], sh[None, :, None], f"{name}.out")
 
 
-def _front_int8(g: _Graph, t: Mapping[str, np.ndarray], hq: str, name: str, cal: Mapping[str, float]) -> str:
+def _front_int8(g: GraphWriter, t: Mapping[str, np.ndarray], hq: str, name: str, cal: Mapping[str, float]) -> str:
     """The same block with int8 weights (per channel, symmetric) and uint8 activations, in QDQ form
     that onnxruntime fuses into QLinearConv. The conv's output is quantised over ``[0, max]``: the
     ReLU that follows discards negatives, so all 256 levels go to the values that matter; channels
@@ -211,18 +120,18 @@ def _front_int8(g: _Graph, t: Mapping[str, np.ndarray], hq: str, name: str, cal:
     b_scale = h_scale * w_scale
     bq = np.round(b / b_scale).astype(np.int32)
     y_scale, y_zp = _affine_qparams(0.0, cal[f"{name}_max"])
-    wdq = g.op("DequantizeLinear", [g.const(f"{name}.wq", wq), g.const(f"{name}.w_scale", w_scale.astype(np.float32)),
-                                    g.const(f"{name}.w_zp", np.zeros(w.shape[0], np.int8))], f"{name}.w", axis=0)
-    bdq = g.op("DequantizeLinear", [g.const(f"{name}.bq", bq), g.const(f"{name}.b_scale", b_scale.astype(np.float32)),
-                                    g.const(f"{name}.b_zp", np.zeros(w.shape[0], np.int32))], f"{name}.b", axis=0)
+    wdq = g.op("DequantizeLinear", [g.named(f"{name}.wq", wq), g.named(f"{name}.w_scale", w_scale.astype(np.float32)),
+                                    g.named(f"{name}.w_zp", np.zeros(w.shape[0], np.int8))], f"{name}.w", axis=0)
+    bdq = g.op("DequantizeLinear", [g.named(f"{name}.bq", bq), g.named(f"{name}.b_scale", b_scale.astype(np.float32)),
+                                    g.named(f"{name}.b_zp", np.zeros(w.shape[0], np.int32))], f"{name}.b", axis=0)
     c = g.op("Conv", [hq, wdq, bdq], f"{name}.conv", pads=[3, 0, 3, 0])
-    ysc, yzp = g.const(f"{name}.y_scale", y_scale), g.const(f"{name}.y_zp", y_zp)
+    ysc, yzp = g.named(f"{name}.y_scale", y_scale), g.named(f"{name}.y_zp", y_zp)
     cq = g.op("DequantizeLinear", [g.op("QuantizeLinear", [c, ysc, yzp], f"{name}.yq"), ysc, yzp], f"{name}.relu_map")
     hi = g.op("ReduceMax", [cq], f"{name}.hi", axes=[3], keepdims=0)
     lo = g.op("ReduceMin", [cq], f"{name}.lo", axes=[3], keepdims=0)
-    neg = g.const(f"{name}.neg", (t[f"{name}.bn.weight"] < 0)[None, :, None])
+    neg = g.named(f"{name}.neg", (t[f"{name}.bn.weight"] < 0)[None, :, None])
     p = g.op("Where", [neg, lo, hi], f"{name}.pick")
-    return g.affine(p, s[None, :, None], sh[None, :, None], f"{name}.out")
+    return _affine(g, p, s[None, :, None], sh[None, :, None], f"{name}.out")
 
 
 def _tensors(model: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -233,7 +142,7 @@ def build_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, probe: bool = 
                calibration: Mapping[str, float] | None = None) -> bytes:
     """Serialised ONNX graph (opset 17, dynamic batch) of ``model`` from its shipped weights: input
     ``patches`` ``(batch, 187, 96)``; outputs ``taggram`` ``(batch, 50)``, ``penultimate`` ``(batch,
-    200)``, ``pooled`` ``(batch, 1506)`` (max then mean over time, as ``embeddings.run_patches``).
+    200)``, ``pooled`` ``(batch, 1506)`` (max then mean over time, as ``model.run_patches``).
 
     ``int8``: the timbral convolutions quantised with ``calibration`` (default
     :data:`INT8_CALIBRATION`). ``probe``: instead, outputs for :func:`calibrate_int8` (the timbral
@@ -250,22 +159,23 @@ def build_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, probe: bool = 
         h_scale, h_zp = _affine_qparams(*sorted((t_in, t_in + s_in * LOGMEL_MAX)))
         calibration = {k: float(calibration[k]) for k in need}
         calibration["h_scale"] = float(h_scale)
-    g = _Graph()
+    g = GraphWriter()
     t = tensors
     s0, t0 = _bn(t, "input_bn")
-    x4 = g.op("Unsqueeze", [INPUT_NAME, g.const("axis1", np.array([1], np.int64))], "x4")
-    h = g.affine(x4, s0.reshape(()), t0.reshape(()), "h")  # (b, 1, 187, 96)
+    x4 = g.op("Unsqueeze", [INPUT_NAME, g.named("axis1", np.array([1], np.int64))], "x4")
+    h = _affine(g, x4, s0.reshape(()), t0.reshape(()), "h")  # (b, 1, 187, 96)
     if probe:
         maxima = []
         for name in TIMBRAL:
-            c = g.op("Conv", [h, g.const(f"{name}.w", t[f"{name}.conv.weight"]), g.const(f"{name}.b", t[f"{name}.conv.bias"])],
+            c = g.op("Conv", [h, g.named(f"{name}.w", t[f"{name}.conv.weight"]), g.named(f"{name}.b", t[f"{name}.conv.bias"])],
                      f"{name}.conv", pads=[3, 0, 3, 0])
             maxima.append(g.op("ReduceMax", [g.op("Relu", [c], f"{name}.relu")], f"{name}_max", axes=[2, 3], keepdims=0))
         outputs = [(m, ["batch", 204]) for m in maxima]
-        return g.model(outputs, {"genrekit_musicnn": json.dumps({"model": model, "probe": True})}).SerializeToString()
+        return g.model(_INPUTS, outputs, meta={"genrekit_musicnn": json.dumps({"model": model, "probe": True})},
+                       graph_name="musicnn").SerializeToString()
     front = []
     if int8:
-        hsc, hzp = g.const("h.q_scale", h_scale), g.const("h.q_zp", h_zp)
+        hsc, hzp = g.named("h.q_scale", h_scale), g.named("h.q_zp", h_zp)
         hq = g.op("DequantizeLinear", [g.op("QuantizeLinear", [h, hsc, hzp], "h.q"), hsc, hzp], "h.dq")
         front += [_front_int8(g, t, hq, name, calibration) for name in TIMBRAL]
     else:
@@ -276,9 +186,9 @@ def build_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, probe: bool = 
     mids = []
     for i, name in enumerate(("mid1", "mid2", "mid3")):
         s, sh = _bn(t, f"{name}.bn")
-        c = g.op("Conv", [prev, g.const(f"{name}.w", t[f"{name}.conv.weight"]), g.const(f"{name}.b", t[f"{name}.conv.bias"])],
+        c = g.op("Conv", [prev, g.named(f"{name}.w", t[f"{name}.conv.weight"]), g.named(f"{name}.b", t[f"{name}.conv.bias"])],
                  f"{name}.conv", pads=[3, 3])
-        o = g.affine(g.op("Relu", [c], f"{name}.relu"), s[None, :, None], sh[None, :, None], f"{name}.bn")
+        o = _affine(g, g.op("Relu", [c], f"{name}.relu"), s[None, :, None], sh[None, :, None], f"{name}.bn")
         prev = g.op("Add", [o, prev], f"{name}.res") if i else o
         mids.append(prev)
     feats = g.op("Concat", [f, *mids], "feats", axis=1)  # (b, 753, 187)
@@ -292,22 +202,22 @@ def build_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, probe: bool = 
     perm = np.concatenate([np.arange(0, N_POOLED, 2), np.arange(1, N_POOLED, 2)])
     w_fold = (w * s.astype(np.float64)[None, :])[:, perm].astype(np.float32)
     b_fold = (w @ sh.astype(np.float64) + t["dense.bias"]).astype(np.float32)
-    d = g.op("Gemm", [pooled, g.const("dense.w", w_fold), g.const("dense.b", b_fold)], "dense", transB=1)
+    d = g.op("Gemm", [pooled, g.named("dense.w", w_fold), g.named("dense.b", b_fold)], "dense", transB=1)
     s, sh = _bn(t, "dense_bn")
-    pen = g.affine(g.op("Relu", [d], "dense.relu"), s, sh, "penultimate")
-    logits = g.op("Gemm", [pen, g.const("out.w", t["out.weight"]), g.const("out.b", t["out.bias"])], "logits", transB=1)
+    pen = _affine(g, g.op("Relu", [d], "dense.relu"), s, sh, "penultimate")
+    logits = g.op("Gemm", [pen, g.named("out.w", t["out.weight"]), g.named("out.b", t["out.bias"])], "logits", transB=1)
     g.op("Sigmoid", [logits], "taggram")
     info = {"model": model, "weights_sha256": meta["sha256"], "int8": bool(int8), "builder": BUILDER_VERSION,
             "calibration": dict(calibration) if int8 else None}
     outputs = [("taggram", ["batch", N_TAGS]), ("penultimate", ["batch", N_PENULTIMATE]), ("pooled", ["batch", N_POOLED])]
-    return g.model(outputs, {"genrekit_musicnn": json.dumps(info, sort_keys=True)}).SerializeToString()
+    return g.model(_INPUTS, outputs, meta={"genrekit_musicnn": json.dumps(info, sort_keys=True)},
+                   graph_name="musicnn").SerializeToString()
 
 
 def _cache_key(model: str, int8: bool) -> str:
-    from genrekit.store import file_digest
 
     h = hashlib.sha256()
-    h.update(file_digest(weights_path(model)).encode())
+    h.update(weights_sha256(model).encode())
     h.update(f"builder={BUILDER_VERSION};opset={ONNX_OPSET};int8={bool(int8)}".encode())
     if int8:
         h.update(json.dumps(INT8_CALIBRATION.get(model), sort_keys=True).encode())
@@ -317,11 +227,9 @@ def _cache_key(model: str, int8: bool) -> str:
 def onnx_cache_path(model: str = DEFAULT_MODEL, *, int8: bool = False) -> Path:
     """Where :func:`onnx_model` caches the graph: ``cache_root()/musicnn/<model>[-int8]-<key>.onnx``,
     the key a digest of the weights file, the builder version and (int8) the calibration."""
-    from genrekit.embeddings import MODELS
     from genrekit.store import cache_root
 
-    if model not in MODELS:
-        raise ModelError(f"unknown musicnn model {model!r}; choose one of {', '.join(MODELS)}")
+    check_model(model)
     return cache_root() / "musicnn" / f"{model}{'-int8' if int8 else ''}-{_cache_key(model, int8)}.onnx"
 
 
@@ -333,32 +241,14 @@ def onnx_model(model: str = DEFAULT_MODEL, *, int8: bool = False, cache: bool = 
     return cached_bytes(onnx_cache_path(model, int8=int8), lambda: build_onnx(model, int8=int8), enabled=cache)
 
 
-# ------------------------------------------------------------------------------------------ sessions
-
-
-def session_options(threads: int = 1) -> Any:
-    """onnxruntime options for musicnn: ``threads`` intra-op threads, sequential, full graph
-    optimisation, no spinning (idle threads would steal the other worker processes' cores)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = _check_threads(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    return so
-
-
 class OnnxMusicnn:
     """musicnn on onnxruntime: :meth:`run` maps ``(n, 187, 96)`` patches to ``(taggram, penultimate,
-    pooled)`` like ``embeddings.run_patches``. Build with :func:`load_onnx`."""
+    pooled)`` like ``model.run_patches``. Build with :func:`load_onnx`."""
 
     def __init__(self, model: str, data: bytes, *, int8: bool = False, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        self.model, self.int8, self.threads = model, bool(int8), _check_threads(threads)
+        self.model, self.int8, self.threads = model, bool(int8), check_threads(threads)
         try:
             self.session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
@@ -378,7 +268,7 @@ class OnnxMusicnn:
         return tg, pen, pooled
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One batch, whole: the signature ``embeddings`` uses for any backend."""
+        """One batch, whole: the signature ``model.run_patches`` uses for any backend."""
         return self.run(x, batch=max(1, len(x)))
 
 
@@ -404,11 +294,8 @@ def _load_cached(model: str, int8: bool, threads: int) -> OnnxMusicnn:
 def load_onnx(model: str = DEFAULT_MODEL, *, int8: bool = False, threads: int = 1) -> OnnxMusicnn:
     """The onnxruntime session of ``model`` (float32, or int8 timbral convolutions), built or read
     from the cache on first use and kept for the process."""
-    from genrekit.embeddings import MODELS
-
-    if model not in MODELS:
-        raise ModelError(f"unknown musicnn model {model!r}; choose one of {', '.join(MODELS)}")
-    threads = _check_threads(threads)
+    check_model(model)
+    threads = check_threads(threads)
     with _LOCK:
         return _load_cached(model, bool(int8), threads)
 
@@ -422,7 +309,8 @@ def clear_sessions() -> None:
 def backend_runner(backend: str, model: str = DEFAULT_MODEL, *, threads: int = 1) -> OnnxMusicnn:
     """The onnxruntime session behind backend ``"onnx"`` or ``"onnx-int8"``."""
     if check_backend(backend) == "torch":
-        raise ValueError("backend 'torch' runs in genrekit.embeddings; backend_runner serves 'onnx' and 'onnx-int8'")
+        raise ValueError("backend 'torch' runs in genrekit.networks.musicnn.torch_ref; "
+                         "backend_runner serves 'onnx' and 'onnx-int8'")
     return load_onnx(model, int8=backend == "onnx-int8", threads=threads)
 
 

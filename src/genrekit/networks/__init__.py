@@ -1,0 +1,70 @@
+"""Pretrained networks: one sub-package per network, each with the same small interface, and the
+registry that names them.
+
+A network ``<family>`` lives in ``genrekit/networks/<family>/``:
+
+- ``spec``: names, constants, tag vocabulary, weights file, licence. Light: no numpy, no torch, so the
+  CLI and the model loaders read it cheaply. It defines ``NAME``, ``MODELS``, ``DEFAULT_MODEL``, ``SR``
+  (the rate the front end takes), ``LAYERS`` (embedding layer -> length), ``LICENSE``, ``check_model``,
+  ``tag_names``, ``weights_path``, ``weights_sha256``;
+- ``frontend``: waveform to network input (numpy); ``graph``: the ONNX graph, written with the one
+  writer (:mod:`genrekit.networks.writer`) the deep models use too, and its onnxruntime sessions;
+  ``torch_ref``: the PyTorch reference (checks, training); ``model``: ``embed`` / ``embed_file`` /
+  ``top_tags``; ``image`` (where the network has one): Kaggle images to its input; ``analysis``: one
+  per-file analysis, one cache and the silence rule every consumer shares.
+
+Adding a network = adding its sub-package and one line in :data:`FAMILIES`. Importing this module
+imports no spec; :func:`spec` imports one on demand.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+from genrekit.errors import ModelError
+
+# network family -> its light spec module
+FAMILIES: dict[str, str] = {
+    "musicnn": "genrekit.networks.musicnn.spec",
+}
+# how a network runs: "torch" (the reference port), "onnx" (onnxruntime, no torch, the default in every
+# command), "onnx-int8" (onnxruntime with quantised layers where the network calibrates them)
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+
+
+def spec(family: str) -> ModuleType:
+    """The light spec module of network ``family`` (``"musicnn"``)."""
+    if family not in FAMILIES:
+        raise ModelError(f"unknown network family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return import_module(FAMILIES[family])
+
+
+def models(family: str | None = None) -> tuple[str, ...]:
+    """Every pretrained model name (of ``family``, or of all families), in registry order."""
+    fams = FAMILIES if family is None else [family]
+    return tuple(m for f in fams for m in spec(f).MODELS)
+
+
+def family_of(model: str) -> str:
+    """The family that ships ``model`` (``"MSD_musicnn"`` -> ``"musicnn"``)."""
+    for f in FAMILIES:
+        if model in spec(f).MODELS:
+            return f
+    raise ModelError(f"unknown pretrained network {model!r}; choose one of {', '.join(models())}")
+
+
+def check_network(model: str, family: str | None = None) -> str:
+    """``model`` when it names a pretrained network (of ``family``); :class:`~genrekit.errors.ModelError`
+    listing the choices otherwise."""
+    if family is not None:
+        return spec(family).check_model(model)
+    family_of(model)
+    return model
+
+
+def check_backend(backend: str, *, family: str = "musicnn", error: type[Exception] = ValueError) -> str:
+    """``backend`` when it is one of :data:`BACKENDS`; ``error`` naming the choices otherwise."""
+    if backend not in BACKENDS:
+        raise error(f"unknown {family} backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
