@@ -18,7 +18,7 @@ from faultlib import SRC, Skip, audio_bytes, case, check, library, tone, unchang
 
 # ==================================================================================== 6 names
 NON_UTF8 = b"x\xff.ogg"
-ESCAPE = "a\x1b[31mred.wav"
+ESCAPE = "a\x1b[31mred.flac"
 
 
 def _odd_names(d: Path) -> tuple[Path, dict[Path, bytes]]:
@@ -199,7 +199,7 @@ class _Server:
         raise RuntimeError(f"genrekit serve did not start: {run.text[-300:]}")
 
     def __exit__(self, *exc):
-        os.kill(self.proc.pid, signal.SIGINT)
+        os.killpg(self.proc.pid, signal.SIGINT)  # the server, not its launcher, handles it
         self.run = self.ctx.finish(self.proc)
 
     def url(self, path: str) -> str:
@@ -302,7 +302,7 @@ def c10_enospc(ctx, d):
     if not shutil.which("unshare") or subprocess.run(
             ["unshare", "-r", "-m", "true"], capture_output=True).returncode != 0:
         raise Skip("needs unshare (a private mount namespace) to mount a tiny tmpfs")
-    lib, files = library(d, 4)
+    lib, files = library(d, 12, seconds=3.0)  # their journal outgrows the one free page
     full = d / "full"
     full.mkdir()
     script = ('mount -t tmpfs -o size=8k none "$1" && head -c 4096 /dev/zero > "$1/ballast" || exit 99; '

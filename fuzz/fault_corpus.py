@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="kill a command whose process group passes this RSS (default 3072 MB)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (their path is printed)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--verbose", "-v", action="store_true", help="show the output of failing cases' commands")
     args = ap.parse_args(argv)
     cases = [c for c in CASES if (not args.classes or c.cls in args.classes)
              and (args.case is None or args.case in c.name)]
@@ -388,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_cases(cases, lambda root: Ctx(root, timeout=args.timeout, kill_mb=args.kill_mb),
                          keep=args.keep, progress=progress)
     print(table(outcomes))
+    if args.verbose:
+        for o in outcomes:
+            if o.held or o.skipped:
+                continue
+            for r in o.runs:
+                print(f"\n--- [{o.case.cls}] {o.case.name}: {' '.join(r.argv)} (exit {r.rc})")
+                print("\n".join(r.text.rstrip().splitlines()[-15:]))
     return 1 if any(not o.held and not o.skipped for o in outcomes) else 0
 
 

@@ -7,6 +7,11 @@ own high-water mark (``os.wait4``'s ``ru_maxrss``, which covers its waited-for d
 summed RSS of its whole process group sampled every 0.1 s (so ``--jobs`` workers count together). A
 process group over ``kill_mb`` (default 3 GB) is killed at once: a decode bomb must not take the machine
 down with it.
+
+Each command is started by a tiny launcher (``python -S``, ~10 MB) that forks it and reports its
+``os.wait4`` figures: a child started straight from this runner would inherit the runner's own memory
+high-water mark (``ru_maxrss`` survives exec, and vfork shares the parent's), so every figure would be
+at least the runner's size.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,11 +61,24 @@ class Run:
         return " ".join(a if len(a) < 40 else a[:37] + "..." for a in words)
 
 
+# Forks the command, waits for it, and writes "exit-code maxrss-kB" into the file argv[1].
+LAUNCHER = (
+    "import os, signal, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, lambda *a: os.kill(pid, signal.SIGTERM))\n"
+    "_, status, ru = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {ru.ru_maxrss}')\n"
+)
+
+
 def _group_rss_kb(pgid: int) -> tuple[int, int]:
-    """(summed VmRSS in kB of every process in group ``pgid``, how many there are)."""
+    """(summed VmRSS in kB of every process in group ``pgid`` but its launcher, how many there are)."""
     total = count = 0
     for d in os.listdir("/proc"):
-        if not d.isdigit():
+        if not d.isdigit() or int(d) == pgid:
             continue
         try:
             stat = Path(f"/proc/{d}/stat").read_text()
@@ -83,8 +102,10 @@ class Proc:
                  stdin: bytes | None = None):
         self.argv, self.timeout, self.kill_mb = argv, timeout, kill_mb
         self._out = tempfile.TemporaryFile()
+        fd, self._result = tempfile.mkstemp(prefix="genrekit-fault-rc-")
+        os.close(fd)
         self.t0 = time.monotonic()
-        self.popen = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        self.popen = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, self._result, *argv], cwd=cwd, env=env, stdout=self._out, stderr=subprocess.STDOUT,
                                       stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                       start_new_session=True)
         if stdin is not None:
@@ -130,8 +151,15 @@ class Proc:
         self._out.seek(0)
         out = self._out.read()
         self._out.close()
-        rss_mb = max(usage.ru_maxrss, self.peak_kb) / 1024
-        rc = None if (timed_out or over) else self.popen.returncode
+        try:
+            rc_text, maxrss_text = Path(self._result).read_text().split()
+            rc, maxrss_kb = int(rc_text), int(maxrss_text)
+        except (OSError, ValueError):  # the launcher was killed (timeout, memory): the sampled figures stand
+            rc, maxrss_kb = None, 0
+        os.unlink(self._result)
+        rss_mb = max(maxrss_kb, self.peak_kb) / 1024
+        if timed_out or over:
+            rc = None
         return Run(self.argv, rc, out, seconds, rss_mb, timed_out, over, self.max_children)
 
 
@@ -181,10 +209,12 @@ def check(run: Run, *, rcs=(0, 1), mention=(), absent=(), rss_mb: float = RSS_LI
         return [f"{what}: killed at {run.rss_mb:.0f} MB (runaway memory)"]
     problems = []
     if "Traceback (most recent call last)" in run.text:
-        last = [ln for ln in run.text.strip().splitlines() if ln.strip()][-1:]
-        problems.append(f"{what}: traceback ({last[0][:120] if last else ''})")
+        tail = run.text.split("Traceback (most recent call last)")[-1]
+        errors = re.findall(r"^(\w+(?:\.\w+)*(?:Error|Exception|Exit|Interrupt)\b.*)$", tail, re.M)
+        problems.append(f"{what}: traceback ({errors[0][:120] if errors else 'see its output'})")
     if run.rc not in rcs:
-        problems.append(f"{what}: exit code {run.rc}, want {' or '.join(map(str, rcs))}")
+        want = "non-zero" if 0 not in rcs and len(rcs) > 3 else " or ".join(map(str, rcs))
+        problems.append(f"{what}: exit code {run.rc}, want {want}")
     if run.rss_mb > rss_mb:
         problems.append(f"{what}: peak RSS {run.rss_mb:.0f} MB > {rss_mb:.0f} MB")
     for m in mention:
