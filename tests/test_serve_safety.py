@@ -239,6 +239,19 @@ def test_a_genrekit_error_during_classification_is_422(client, monkeypatch):
     assert r.json()["file"] == "x.wav"
 
 
+def test_a_genrekit_error_anywhere_in_a_request_is_422_not_500(client, monkeypatch):
+    """Outside the classification too (here: reading the upload), a genrekit error is its message."""
+    from genrekit.errors import DecodeError
+    from genrekit.serve import app as app_mod
+
+    async def broken(request, **kw):
+        raise DecodeError("upload.wav: refused while reading")
+
+    monkeypatch.setattr(app_mod, "read_upload", broken)
+    r = client.post("/api/predict", files={"file": ("upload.wav", _wav(0.5))})
+    assert r.status_code == 422 and r.json() == {"error": "upload.wav: refused while reading"}
+
+
 # ------------------------------------------------------------------------------------ Host check
 @pytest.mark.parametrize("header,ok", [
     ("localhost", True), ("localhost:8000", True), ("127.0.0.1:8000", True), ("[::1]:8000", True),

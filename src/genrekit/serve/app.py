@@ -107,6 +107,10 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
     async def _api_error(request: Request, exc: ApiError):
         return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status)
 
+    @app.exception_handler(GenrekitError)
+    async def _genrekit_error(request: Request, exc: GenrekitError):  # a refusal with its reason, never a 500
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         errs = exc.errors()
