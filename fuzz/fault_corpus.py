@@ -276,9 +276,9 @@ for _cmd, _args in {"predict": lambda p, d: ["predict", p, "--no-progress"],
     case(5, f"{_cmd}: a 128 KB PCM WAV at 1 Hz")(_bomb)
 
 
-@case(5, "tag --write verification streams (peak RSS near predict's)")
+@case(5, "tag --write verification streams (peak RSS within 100 MB of predict's)")
 def c5_verify(ctx, d):
-    seconds = 240.0
+    seconds = 360.0
     y = tone(seconds, sr=44100, freq=330.0, channels=2)
     f = write_audio(d / "lib" / "long.flac", y, 44100)
     del y
@@ -286,7 +286,7 @@ def c5_verify(ctx, d):
     problems = check(pred)
     tag = ctx.cli(["tag", f, "--write", "--journal", d / "j.jsonl", "--no-progress"], d)
     problems += check(tag)
-    if tag.rss_mb > pred.rss_mb + 200:
+    if tag.rss_mb > pred.rss_mb + 100:  # whole-file decoding would add ~250 MB (float64 stereo, 6 min)
         problems.append(f"tag --write peaks at {tag.rss_mb:.0f} MB, predict at {pred.rss_mb:.0f} MB on the same "
                         f"{seconds / 60:.0f}-minute file: verification does not stream")
     return problems
@@ -347,11 +347,16 @@ def table(outcomes: list[Outcome]) -> str:
         if not os_:
             continue
         tried = [o for o in os_ if not o.skipped]
+        runs = [r for o in os_ for r in o.runs]
+        mem_cut = "+" if any(r.over_memory for r in runs) else " "
+        time_cut = "+" if any(r.timed_out for r in runs) else " "
         lines.append(f"{k:>2} {title:<28} {len(tried):>5} {sum(o.held for o in tried):>5} "
-                     f"{len(os_) - len(tried):>7} {max((o.rss_mb for o in os_), default=0):>7.0f} MB "
-                     f"{max((o.seconds for o in os_), default=0):>8.1f} s")
+                     f"{len(os_) - len(tried):>7} {max((o.rss_mb for o in os_), default=0):>7.0f} MB{mem_cut}"
+                     f"{max((o.seconds for o in os_), default=0):>7.1f} s{time_cut}")
     tried = [o for o in outcomes if not o.skipped]
     lines.append(f"{'all':<31} {len(tried):>5} {sum(o.held for o in tried):>5} {len(outcomes) - len(tried):>7}")
+    if any(r.over_memory or r.timed_out for o in outcomes for r in o.runs):
+        lines.append("+ a command was killed at the memory cap or the timeout: the real figure is higher")
     failed = [o for o in tried if not o.held]
     if failed:
         lines += ["", "failing cases:"]
