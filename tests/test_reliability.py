@@ -533,8 +533,9 @@ def test_stalled_uploads_are_cut_off_and_do_not_block_others(app_model, private_
     import httpx
 
     from genrekit import serve
+    from genrekit.serve import upload
 
-    monkeypatch.setattr(serve, "UPLOAD_IDLE_SECONDS", 1.5)
+    monkeypatch.setattr(upload, "UPLOAD_IDLE_SECONDS", 1.5)
     good = _wav(3.0)
     body, ctype = _multipart(good, "stalled.wav")
     with _LiveServer(serve.create_app(app_model, max_upload_mb=1, workers=1)) as srv:

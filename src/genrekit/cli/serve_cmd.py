@@ -9,7 +9,9 @@ DESCRIPTION = (
     "GET /api/genres; OpenAPI docs at /docs. The model loads once; inference runs in a bounded pool of "
     "--workers threads. Uploads are processed in memory and never written to disk, decoded as a stream "
     "(at most --max-duration minutes of audio) and answered within --time-budget seconds. There is no "
-    "authentication: keep the default --host 127.0.0.1 unless a proxy in front of it controls access."
+    "authentication: keep the default --host 127.0.0.1 unless a proxy in front of it controls access. "
+    "Requests whose Host header names neither the bound address, localhost nor an --allowed-hosts name "
+    "get 421 (DNS rebinding)."
 )
 
 
@@ -30,6 +32,10 @@ def add_arguments(p) -> None:
                    help="a music folder: the page then lists the tracks of it most similar to each upload "
                         "(its musicnn index is brought up to date first, as by genrekit similar)")
     p.add_argument("--index", default=None, metavar="DIR", help="the --library index folder (default: per library)")
+    p.add_argument("--allowed-hosts", default="", metavar="NAMES",
+                   help="comma-separated Host names the server also answers to, besides the bound address "
+                        "and localhost (e.g. music.example.org, *.example.org; * for any): requests naming "
+                        "another host get 421, a guard against DNS rebinding")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
 
@@ -47,11 +53,16 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from genrekit.serve import create_app
+        from genrekit.serve import create_app, default_allowed_hosts
     except ImportError as exc:
         print(f"genrekit serve: error: {exc.name} is not installed; install the web extra: "
               "pip install 'genrekit[web]'", file=sys.stderr)
         return 1
+    extra = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
+    if any(any(c in h for c in "/ @") for h in extra):
+        print(f"genrekit serve: error: --allowed-hosts takes host names, not URLs: {args.allowed_hosts!r}",
+              file=sys.stderr)
+        return 2
     from genrekit.predict import GenreClassifier
 
     # Load up front: a bad --model is one clear error before the server starts listening.
@@ -73,7 +84,8 @@ def run(args) -> int:
               f"{len(rep.failed)} failed)", file=sys.stderr)
     app = create_app(clf, max_upload_mb=args.max_upload_mb, workers=args.workers, backend=args.backend,
                      library=index, library_root=args.library,
-                     max_duration=args.max_duration * 60.0, time_budget=args.time_budget)
+                     max_duration=args.max_duration * 60.0, time_budget=args.time_budget,
+                     allowed_hosts=default_allowed_hosts(args.host, extra))
     print(f"genrekit serve: model {clf.path} ({', '.join(clf.genres)}); http://{args.host}:{args.port}/",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
