@@ -102,7 +102,7 @@ def parse_meta(meta_json: Any, *, source: Any = "model") -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of 5,000 digits
         raise ModelError(f"{source}: model metadata is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
-        raise ModelError(f"{source}: model metadata must be a JSON object")
+        raise ModelError(f"{source}: model metadata lacks a 'kind' (it is not a JSON object)")
     return meta
 
 

@@ -87,7 +87,7 @@ class HybridModel(Estimator):
         tensors, meta = load_model_file(path)
         if meta.get("kind") != KIND:
             raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not a hybrid")
-        return cls.from_file_parts(path, tensors, meta, load_model)
+        return cls.from_file_parts(path, tensors, meta, load_model)  # torch members (models.load: either backend)
 
     @classmethod
     def from_file_parts(cls, path, tensors: dict, meta: dict, load) -> HybridModel:

@@ -91,14 +91,17 @@ def load(path: str | os.PathLike, *, backend: str = "torch", threads: int = 1):
     if backend == "onnx" and path.suffix.lower() == ".onnx":
         from genrekit.models.runtime import load_exported
 
-        return load_exported(path, member, threads=threads)
+        main, hybrid = load_exported(path, member, threads=threads)
+        if hybrid is None:
+            return main
+        model = model_class("hybrid")(hybrid["members"], weights=hybrid["weights"]).fit()
+        model.meta_ = hybrid["meta"]
+        return model
     tensors, meta = load_model_file(path)
     check_model_meta(meta, source=path)
     kind = meta["kind"]
-    if kind == "hybrid":
-        from genrekit.models.hybrid import HybridModel
-
-        return HybridModel.from_file_parts(path, tensors, meta, member)
+    if kind == "hybrid":  # members load through this same function (the class is named in KINDS, not imported)
+        return model_class(kind, source=path).from_file_parts(path, tensors, meta, member)
     if kind == "deep" and backend == "onnx":
         from genrekit.models.deep import check_deep_meta
         from genrekit.models.runtime import OnnxModel

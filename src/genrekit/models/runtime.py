@@ -90,14 +90,6 @@ class OnnxModel(Estimator):
                               rebuild=(lambda: deep_graph_bytes(tensors, meta, source=path, rebuild=True))
                               if built else None)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = 1):
-        """Any genrekit model file or exported ``.onnx`` file on the onnxruntime backend
-        (:func:`genrekit.models.load` with ``backend="onnx"``)."""
-        from genrekit.models.registry import load
-
-        return load(path, backend="onnx", threads=threads)
-
     def predict_proba(self, X) -> np.ndarray:
         from genrekit.onnx import INPUT_NAME, OUTPUT_NAME
 
@@ -124,9 +116,11 @@ def _embedded(b64: Any, load: Loader, *, what: str, source: Path) -> Any:
             raise ModelError(f"{source}: {what} is invalid ({exc})") from None
 
 
-def load_exported(path: Path, load: Loader, *, threads: int = 1) -> Any:
-    """The model an exported ``.onnx`` file describes: its graph, plus the head or hybrid members it
-    carries as genrekit model files (each loaded by ``load``, the caller's loader)."""
+def load_exported(path: Path, load: Loader, *, threads: int = 1) -> tuple[Any, dict[str, Any] | None]:
+    """What an exported ``.onnx`` file holds: its main model (the graph, or the musicnn head it carries)
+    and, for a hybrid, ``{"members", "weights", "meta"}`` (the graph's model among the members); the
+    carried genrekit model files are loaded by ``load``, the caller's loader. No hybrid is built here:
+    :func:`genrekit.models.load` does that, so this module imports no estimator above it."""
     from genrekit.models.base import check_meta, parse_meta
     from genrekit.onnx import META_KEY
 
@@ -154,20 +148,16 @@ def load_exported(path: Path, load: Loader, *, threads: int = 1) -> Any:
         main = OnnxModel.from_session(session, meta, threads=threads)
     spec = meta.get("hybrid")
     if spec is None:
-        return main
-    from genrekit.models.hybrid import HybridModel
-
+        return main, None
     try:
         n = len(spec["weights"])
         members: list[Any] = [None] * n
         members[int(spec["onnx_member"])] = main
         for m in spec["members"]:
             members[int(m["index"])] = _embedded(m["file_b64"], load, what=f"member {m['index']}", source=path)
+        hybrid = {"members": members, "weights": [float(w) for w in spec["weights"]], "meta": dict(spec["meta"])}
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{path}: exported hybrid's description is malformed ({exc})") from None
     if any(m is None for m in members):
         raise ModelError(f"{path}: exported hybrid lacks some of its members")
-    hybrid = HybridModel(members, weights=spec["weights"]).fit()
-    hybrid.meta_ = dict(spec["meta"])
-    return hybrid
-
+    return main, hybrid
