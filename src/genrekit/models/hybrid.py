@@ -35,6 +35,8 @@ class HybridModel(Estimator):
     """Members with their own inputs; ``weights`` (summing to 1) set how much each one counts."""
 
     kind = KIND
+    # fitted estimators and their weights: a run's factory reports them by name (get_params stays empty)
+    not_params = ("members", "weights")
 
     def __init__(self, members: Sequence[Estimator] = (), *, weights: Sequence[float] | None = None):
         self.members = members
