@@ -12,7 +12,6 @@ with no audible window at all raises :class:`~genrekit.errors.SilentAudioError` 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field

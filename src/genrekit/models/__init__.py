@@ -8,7 +8,16 @@ package imports neither torch nor scikit-learn.
 """
 
 from genrekit.models.base import Estimator, load_model_file, save_model_file
-from genrekit.models.registry import BACKENDS, KINDS, load, load_model, make_model, model_class, model_names, register_kind
+from genrekit.models.registry import (
+    BACKENDS,
+    KINDS,
+    load,
+    load_model,
+    make_model,
+    model_class,
+    model_names,
+    register_kind,
+)
 
 __all__ = [
     "BACKENDS",

@@ -9,7 +9,6 @@ ONNX graph executes no Python code from the file.
 from __future__ import annotations
 
 import base64
-import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
