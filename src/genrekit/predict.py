@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from genrekit import audio
+from genrekit.dsp import rms_db  # noqa: F401  (the window level SILENCE_DB is compared with; tests import it here)
 from genrekit.errors import DurationLimitError, GenrekitError, ModelError, SilentAudioError
 from genrekit.metrics import PROBA_FLOOR, mean_log_proba
 from genrekit.models.inputs import BlockContext, ModelInput, NetworkInput, Precomputed, input_from_meta
