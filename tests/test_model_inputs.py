@@ -90,3 +90,13 @@ def test_get_params_reads_the_signature():
     assert make_model("mlp").get_params()["n_threads"] == 1
     assert make_model("cnn1d").get_params()["channels"] == [32, 64, 128]
     assert "factory" not in make_model("ensemble").get_params()
+
+
+def test_replace_validates_again():
+    net = NetworkInput(musicnn_input())
+    q = net.replace(backend="onnx-int8")
+    assert q.backend == "onnx-int8" and net.backend == "torch" and q.to_meta()["columns"] == net.columns
+    with pytest.raises(ModelError, match="'input.backend'"):
+        net.replace(backend="tpu")
+    with pytest.raises(ModelError, match=r"'input\.hop_length'"):
+        LogmelInput(LOGMEL).replace(hop_length=1)

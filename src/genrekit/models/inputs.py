@@ -131,6 +131,10 @@ class ModelInput:
         """The file's ``input`` block, exactly as read (or as a new model writes it)."""
         return copy.deepcopy(self._meta)
 
+    def replace(self, **changes: Any) -> ModelInput:
+        """A copy with some file keys changed (e.g. a network's ``backend``), validated again."""
+        return type(self)({**self._meta, **changes}, source="replace")  # type: ignore[call-arg]
+
     @property
     def sr(self) -> int | None:
         """The sample rate the member reads blocks at (None: it resamples each block itself)."""
