@@ -97,12 +97,12 @@ def int8_agreement(model: Path, audio_dir: Path) -> tuple[int, int, float]:
     """(clips with the same top-1, clips, largest score difference): ``model`` as written vs the same
     file with its musicnn member on :data:`INT8_BACKEND`, over every audio file under ``audio_dir``."""
     from genrekit import audio
+    from genrekit.models.inputs import NetworkInput
     from genrekit.predict import GenreClassifier
 
     ref, q = GenreClassifier.load(model), GenreClassifier.load(model)
-    for _, inp in q.members:
-        if inp["type"] == "musicnn":
-            inp["backend"] = INT8_BACKEND
+    q.members = [m._replace(input=m.input.replace(backend=INT8_BACKEND)) if isinstance(m.input, NetworkInput) else m
+                 for m in q.members]
     files = sorted(audio.iter_audio_files([audio_dir]))
     same, diff = 0, 0.0
     for f in files:

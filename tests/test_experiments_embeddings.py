@@ -194,7 +194,7 @@ def test_hybrid_with_a_musicnn_head_and_a_cnn(tmp_path):
     res = run("random", factory, data, out=tmp_path / "hyb", valid_size=0.34, progress=False)
     assert res.metrics["reads"] == "hybrid" and set(res.data["members"]) == {"logmel", "musicnn"}
     clf = GenreClassifier.load(tmp_path / "hyb" / "model.safetensors")
-    assert [i["type"] for _, i in clf.members] == ["logmel", "musicnn"]
-    assert "standardise" in clf.members[1][1]
+    assert [m.input.type for m in clf.members] == ["logmel", "musicnn"]
+    assert clf.members[1].input.standardise is not None
     r = clf.predict(write_audio(tmp_path / "q.wav", tone(4.0, freq=1900.0)))
     assert abs(sum(r.scores.values()) - 1) < 1e-6

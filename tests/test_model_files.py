@@ -265,3 +265,114 @@ def test_skops_payload_that_is_garbage_is_refused(tmp_path):
         path = save_model_file(tmp_path / f"g{i}.safetensors", {"skops": np.frombuffer(blob, np.uint8).copy()}, meta)
         _refused(path, "embedded sklearn model cannot be read")
     assert not (tmp_path / "PWNED").exists()
+
+
+# ------------------------------------------------------------------------------------ metadata faults
+def _header(path: Path) -> dict:
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    return json.loads(data[8 : 8 + n])["__metadata__"]
+
+
+def _rewrite_meta(src: Path, dst: Path, edit) -> Path:
+    """``src`` with its metadata JSON edited and its tensors and both stored digests left as they were:
+    what a hand edit of the header does."""
+    tensors, _ = load_model_file(src)
+    header = _header(src)
+    meta = json.loads(header["meta"])
+    edit(meta)
+    return _write_raw(dst, tensors, {**header, "meta": json.dumps(meta, sort_keys=True)})
+
+
+def test_swapped_class_names_fail_the_metadata_checksum(tiny_model, tmp_path):
+    """Swapping two names would label rock "classical" at full confidence: the checksum covers metadata."""
+    assert "sha256_meta" in _header(tiny_model)  # every new save writes it
+
+    def swap(meta):
+        meta["classes"] = meta["classes"][::-1]
+
+    _refused(_rewrite_meta(tiny_model, tmp_path / "swapped.safetensors", swap), "metadata checksum mismatch")
+
+
+def test_files_without_a_metadata_checksum_still_load(tiny_model, tmp_path):
+    """Files written before sha256_meta (the shipped models among them) load; their metadata is still
+    bounds-checked."""
+    from genrekit.predict import SHIPPED_MODELS, default_model_path
+
+    for name in SHIPPED_MODELS:
+        assert "sha256_meta" not in _header(default_model_path(name))
+    tensors, meta = load_model_file(tiny_model)
+    header = {k: v for k, v in _header(tiny_model).items() if k != "sha256_meta"}
+    old = _write_raw(tmp_path / "old.safetensors", tensors, header)
+    assert list(load_model(old).classes_) == meta["classes"]
+    bad = _write_raw(tmp_path / "old-bad.safetensors", tensors,
+                     {**header, "meta": json.dumps({**meta, "input": {**meta["input"], "hop_length": 1}})})
+    _refused(bad, r"'input\.hop_length' must be an integer in \[64, 4096\]")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"hop_length": 1}, r"'input\.hop_length' must be an integer in \[64, 4096\], got 1"),
+    ({"n_fft": 8192, "hop_length": 64, "sr": 48000}, "STFT cells per 30 s block"),
+    ({"sr": 10**12}, r"'input\.sr'"),
+    ({"n_mels": 10**9}, r"'input\.n_mels'"),
+    ({"slice_seconds": 1e308}, r"'input\.slice_seconds'"),
+    ({"slice_seconds": float("nan")}, r"'input\.slice_seconds'"),
+    ({"predict_overlap": 0.999}, r"'input\.predict_overlap'"),
+])
+def test_logmel_settings_that_scale_memory_or_time_are_bounded(tiny_model, tmp_path, change, match):
+    tensors, meta = load_model_file(tiny_model)
+    meta["input"] = {**meta["input"], **change}
+    _refused(_write_meta(tmp_path / "huge.safetensors", meta, tensors), match)
+
+
+@pytest.mark.parametrize("meta, match", [
+    ({"kind": "sklearn", "classes": ["a", "b"],
+      "input": {"type": "features", "columns": ["x"], "segment_seconds": 0.001}}, "segment_seconds"),
+    ({"kind": "sklearn", "classes": ["a", "b"],
+      "input": {"type": "features", "columns": [f"c{i}" for i in range(5000)], "segment_seconds": None}},
+     r"'input\.columns'"),
+    ({"kind": "deep", "classes": ["a", "a"], "input": LOGMEL_INPUT}, "names a class twice"),
+    ({"kind": "deep", "classes": [f"g{i}" for i in range(2000)], "input": LOGMEL_INPUT}, "at most 1000"),
+    ({"kind": "deep", "classes": ["a", "b"], "arch": "cnn", "width": 10**6, "input": LOGMEL_INPUT}, "'width'"),
+    ({"kind": "deep", "classes": ["a", "b"], "arch": "cnn", "input_frames": 10**9, "input": LOGMEL_INPUT},
+     "'input_frames'"),
+    ({"kind": "mlp", "classes": ["a", "b"], "config": {"hidden": [10**9], "optimizer": "adam", "dropout": 0.1},
+      "input": {"type": "features", "columns": ["x"], "segment_seconds": None}}, "layer sizes"),
+    ({"kind": "hybrid", "classes": ["a", "b"], "weights": [0.5] * 20,
+      "input": {"type": "hybrid", "members": [LOGMEL_INPUT] * 20}}, "2 to 8"),
+    ({"kind": "deep", "classes": ["a", "b"], "input": LOGMEL_INPUT}, "not valid JSON"),
+])
+def test_huge_values_are_refused(meta, match, tmp_path):
+    path = tmp_path / "m.safetensors"
+    if match == "not valid JSON":  # n_fft of 5,001 digits: Python's int parser refuses it (a ValueError)
+        text = json.dumps({**meta, "input": {**LOGMEL_INPUT, "n_fft": 0}}).replace('"n_fft": 0', '"n_fft": 1' + "0" * 5000)
+        t = {"w": np.zeros(3, np.float32)}
+        path = _write_raw(path, t, {"genrekit_format": "1", "sha256": tensors_sha256(t), "meta": text})
+    else:
+        _write_meta(path, meta)
+    _refused(path, match)
+
+
+def test_deeply_nested_metadata_is_one_clear_error(tmp_path):
+    """200,000 levels of nesting: refused before parsing (no RecursionError traceback), whatever holds it."""
+    t = {"w": np.zeros(3, np.float32)}
+    deep = "[" * 200_000 + "]" * 200_000
+    meta = '{"kind": "deep", "classes": ["a", "b"], "extra": ' + deep + "}"
+    path = _write_raw(tmp_path / "nested.safetensors", t, {"genrekit_format": "1", "sha256": tensors_sha256(t),
+                                                            "meta": meta})
+    _refused(path, "nested more than 32 levels deep")
+    # brackets inside strings are text, not nesting
+    ok = _write_meta(tmp_path / "text.safetensors", {"kind": "linear", "classes": ["[[[[" * 50, "b"],
+                                                      "input": {"type": "features", "columns": ["x"]}})
+    from genrekit.models.base import parse_meta
+
+    assert parse_meta(_header(ok)["meta"])["classes"][0] == "[[[[" * 50
+
+
+def test_oversized_metadata_is_refused_before_parsing(tmp_path, monkeypatch):
+    from genrekit.models import base
+
+    monkeypatch.setattr(base, "MAX_META_BYTES", 1000)
+    path = _write_meta(tmp_path / "big.safetensors", {"kind": "deep", "classes": ["a", "b"], "input": LOGMEL_INPUT,
+                                                       "notes": "x" * 2000})
+    _refused(path, "model metadata is 2,")

@@ -185,3 +185,23 @@ def test_models_import_graph_has_no_cycle_even_through_deferred_imports():
 
     cycles = [c for m in sorted(names) if (c := cycle_from(m, []))]
     assert cycles == []
+
+
+def test_one_loader_with_a_backend(tiny_model, tmp_path):
+    """models.load is the one loader: the backend decides how deep nets run, a hybrid's members included."""
+    from genrekit.models import load
+    from genrekit.models.deep import DeepModel
+    from genrekit.models.hybrid import HybridModel
+    from genrekit.models.runtime import OnnxModel
+
+    torch_model, onnx_model = load(tiny_model), load(tiny_model, backend="onnx")
+    assert isinstance(torch_model, DeepModel) and isinstance(onnx_model, OnnxModel)
+    X = np.random.default_rng(0).random((2, torch_model.input_["n_mels"], torch_model.slice_width()))
+    np.testing.assert_allclose(onnx_model.predict_proba(X), torch_model.predict_proba(X), atol=1e-4)
+    path = HybridModel([torch_model, load(tiny_model)], weights=[0.5, 0.5]).fit().save(tmp_path / "h.safetensors")
+    assert all(isinstance(m, OnnxModel) for m in load(path, backend="onnx").members_)
+    assert all(isinstance(m, DeepModel) for m in load(path).members_)
+    with pytest.raises(ModelError, match="unknown backend 'tf'"):
+        load(tiny_model, backend="tf")
+    with pytest.raises(ModelError, match="missing.safetensors: model file not found"):
+        load(tmp_path / "missing.safetensors", backend="onnx")

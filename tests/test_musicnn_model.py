@@ -138,7 +138,7 @@ def test_musicnn_head_in_a_hybrid_with_precomputed_inputs(tmp_path, tiny_model):
     path, head = _head(tmp_path)
     hp = HybridModel([load_model(path), load_model(tiny_model)], weights=[0.5, 0.5]).fit().save(tmp_path / "h.safetensors")
     clf = GenreClassifier.load(hp)
-    assert [i["type"] for _, i in clf.members] == ["musicnn", "logmel"]
+    assert [m.input.type for m in clf.members] == ["musicnn", "logmel"]
     f = write_audio(tmp_path / "b.wav", tone(8.0, freq=500.0))
     r = clf.predict(f)
     assert r.tags is not None and abs(sum(r.scores.values()) - 1) < 1e-6

@@ -15,8 +15,9 @@ on musicnn embeddings, musicnn's graph (:func:`genrekit.networks.musicnn.graph.b
 log-mel patches to class probabilities; for a hybrid, its deep member's graph (or, without one, its
 musicnn head's) with the other members riding in the ONNX ``metadata_props`` as their own verified
 genrekit model files. The file carries the genrekit metadata (classes, input description) too, so
-``GenreClassifier.load(path, backend="onnx")`` needs nothing else. Loading an ONNX graph executes no
-Python code from the file.
+``GenreClassifier.load(path, backend="onnx")`` needs nothing else. Loading (deep models on
+onnxruntime, exported files) is :func:`genrekit.models.load` with ``backend="onnx"``
+(:mod:`genrekit.models.runtime`); loading an ONNX graph executes no Python code from the file.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.metrics import softmax
-from genrekit.models.base import Estimator, load_model_file
-from genrekit.networks.writer import ONNX_OPSET, GraphWriter, session_options
+from genrekit.models.base import load_model_file
+from genrekit.models.runtime import OnnxModel, musicnn_identity  # noqa: F401  (OnnxModel: its old home)
+from genrekit.networks.writer import ONNX_OPSET, GraphWriter, session_options  # noqa: F401
 from genrekit.store import atomic_write_bytes, cached_bytes
 
 META_KEY = "genrekit_meta"
@@ -323,13 +324,6 @@ def musicnn_head_graph(head: Any, *, source: Any = "model") -> Any:
     return g.model([(MUSICNN_INPUT, ["batch", PATCH_FRAMES, N_MELS])], outs, base=base)
 
 
-def _musicnn_identity(inp: Mapping[str, Any]) -> dict[str, Any]:
-    from genrekit.networks.musicnn.spec import weights_sha256
-
-    model = inp.get("model", "MSD_musicnn")
-    return {"model": model, "weights_sha256": weights_sha256(model)}
-
-
 # ------------------------------------------------------------------------------------------ export
 
 
@@ -386,7 +380,7 @@ def export(model_path: str | os.PathLike, out: str | os.PathLike, *, opset: int 
             head = load_model(member_path)
             proto = musicnn_head_graph(head, source=member_path)
             # GenreClassifier runs the head on the vectors of networks.musicnn.graph's graph of the same weights
-            extra["musicnn_head"] = {"file_b64": _b64(member_path.read_bytes()), **_musicnn_identity(head.input_)}
+            extra["musicnn_head"] = {"file_b64": _b64(member_path.read_bytes()), **musicnn_identity(head.input_)}
         else:
             raise ModelError(f"{model_path}: only deep (log-mel) models, logistic musicnn heads and hybrids "
                              f"holding one can be exported to ONNX, not {kind!r} ({itype!r} input)")
@@ -411,141 +405,3 @@ def is_genrekit_onnx(path: Path) -> bool:
         return any(p.key == META_KEY for p in onnx.load(str(path), load_external_data=False).metadata_props)
     except Exception:  # noqa: BLE001 - not ONNX at all: someone else's file
         return False
-
-
-# ------------------------------------------------------------------------------------------ loading
-
-
-def _load_file(path: Path, *, threads: int) -> Any:
-    """Any genrekit model file with its deep members (nested in hybrids too) on onnxruntime."""
-    from genrekit.models import load_model
-    from genrekit.models.deep import check_deep_meta
-    from genrekit.models.registry import check_model_meta
-
-    tensors, meta = load_model_file(path)
-    check_model_meta(meta, source=path)
-    if meta.get("kind") == "deep":
-        check_deep_meta(meta, source=path)
-        return OnnxModel.from_graph(_deep_bytes(path, tensors, meta), meta, threads=threads, source=path,
-                                    rebuild=lambda: deep_graph_bytes(tensors, meta, source=path, rebuild=True)
-                                    if meta.get("arch") in GRAPH_ARCHS else None)
-    if meta.get("kind") != "hybrid":
-        return load_model(path)
-    from genrekit.models.hybrid import HybridModel
-
-    return HybridModel.from_file_parts(path, tensors, meta, lambda f: _load_file(f, threads=threads))
-
-
-def _embedded(b64: str, *, threads: int, what: str, source: Path) -> Any:
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "member.safetensors"
-        f.write_bytes(base64.b64decode(b64))
-        try:
-            return _load_file(f, threads=threads)
-        except ModelError as exc:
-            raise ModelError(f"{source}: {what} is invalid ({exc})") from None
-
-
-def _musicnn_head(spec: Mapping[str, Any], *, threads: int, source: Path) -> Any:
-    """The head a musicnn graph holds, from its embedded file, once the installed musicnn weights are
-    checked to be the ones the graph was exported with (the predict path runs those)."""
-    head = _embedded(spec["file_b64"], threads=threads, what="the embedded musicnn head", source=source)
-    now = _musicnn_identity(head.input_)
-    if now["weights_sha256"] != spec.get("weights_sha256"):
-        raise ModelError(f"{source}: exported with other {now['model']} weights than the installed ones; "
-                         "export the model again with this genrekit")
-    return head
-
-
-def _rebuild(graph_model: OnnxModel | None, meta: Mapping[str, Any], source: Path, *, threads: int) -> Any:
-    """The model an exported file describes: its graph plus the embedded member files."""
-    from genrekit.models.hybrid import HybridModel
-
-    spec = meta.get("hybrid")
-    main = _musicnn_head(meta["musicnn_head"], threads=threads, source=source) if "musicnn_head" in meta else graph_model
-    if spec is None:
-        return main
-    n = len(spec["weights"])
-    members: list[Any] = [None] * n
-    members[int(spec["onnx_member"])] = main
-    for m in spec["members"]:
-        members[int(m["index"])] = _embedded(m["file_b64"], threads=threads, what=f"member {m['index']}", source=source)
-    if any(m is None for m in members):
-        raise ModelError(f"{source}: exported hybrid lacks some of its members")
-    hybrid = HybridModel(members, weights=spec["weights"]).fit()
-    hybrid.meta_ = dict(spec["meta"])
-    return hybrid
-
-
-class OnnxModel(Estimator):
-    """A deep model run by onnxruntime: ``predict_proba`` on log-mel slices, like :class:`DeepModel`."""
-
-    kind = "deep-onnx"
-
-    def __init__(self, threads: int = 1):
-        self.threads = threads
-
-    @classmethod
-    def from_graph(cls, data: bytes, meta: Mapping[str, Any], *, threads: int = 1, source: Any = "model",
-                   rebuild: Any = None) -> OnnxModel:
-        """A session on a serialised ``logmel -> logits`` graph; ``rebuild``: called once for fresh
-        bytes when ``data`` does not load (a damaged cache file)."""
-        import onnxruntime as ort
-
-        try:
-            session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph types
-            fresh = rebuild() if rebuild is not None else None
-            if fresh is None:
-                raise ModelError(f"{source}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
-            session = ort.InferenceSession(fresh, session_options(threads), providers=["CPUExecutionProvider"])
-        m = cls(threads=threads)
-        m.session_ = session
-        m.meta_ = dict(meta)
-        m.input_ = meta["input"]
-        m.classes_ = np.array(meta["classes"])
-        m.width_ = deep_input_shape(meta)[1]
-        return m
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int = 1):
-        """Load an exported ``.onnx`` file, or a genrekit model file with its deep members (a hybrid's
-        too) on onnxruntime via :func:`deep_graph` (no torch); other members load as they are.
-
-        Returns an :class:`OnnxModel`, the file's own model (no deep member), or a hybrid of them."""
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
-        if path.suffix.lower() != ".onnx":
-            return _load_file(path, threads=threads)
-        import onnxruntime as ort
-
-        try:
-            data = path.read_bytes()
-            session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
-            meta: dict[str, Any] = json.loads(session.get_modelmeta().custom_metadata_map[META_KEY])
-        except KeyError:
-            raise ModelError(f"{path}: ONNX file lacks genrekit metadata (export it with `genrekit export`)") from None
-        except Exception as exc:  # onnxruntime raises many types for a damaged file
-            raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {exc})") from None
-        graph_model = None
-        if "musicnn_head" not in meta:
-            graph_model = cls(threads=threads)
-            graph_model.session_ = session
-            graph_model.meta_ = meta
-            graph_model.input_ = meta["input"]
-            graph_model.classes_ = np.array(meta["classes"])
-            graph_model.width_ = deep_input_shape(meta)[1]
-        return _rebuild(graph_model, meta, path, threads=threads)
-
-    def predict_proba(self, X) -> np.ndarray:
-        self._check_fitted()
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 3:
-            raise ModelError(f"predict_proba: X must be log-mel slices [n, n_mels, frames], got shape {X.shape}")
-        w = self.width_
-        if X.shape[2] < w:
-            X = np.pad(X, ((0, 0), (0, 0), (0, w - X.shape[2])))
-        s = (X.shape[2] - w) // 2
-        X = np.ascontiguousarray(X[:, :, s : s + w])
-        return softmax(self.session_.run([OUTPUT_NAME], {INPUT_NAME: X})[0].astype(np.float64))

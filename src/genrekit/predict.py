@@ -12,20 +12,20 @@ with no audible window at all raises :class:`~genrekit.errors.SilentAudioError` 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from genrekit import audio
-from genrekit.dsp import SILENCE_DB, rms_db  # the silence threshold (one, in dsp) and the window level
+from genrekit.dsp import SILENCE_DB, rms_db  # noqa: F401  (the silence threshold, one, in dsp; tests import both here)
 from genrekit.errors import DurationLimitError, GenrekitError, ModelError, SilentAudioError
 from genrekit.metrics import PROBA_FLOOR, mean_log_proba
+from genrekit.models.inputs import BlockContext, ModelInput, NetworkInput, Precomputed, input_from_meta
 
 BLOCK_SECONDS = 30.0
 # Shipped models by name (``--model NAME``): the musicnn hybrid is the default; today's faster CNN +
@@ -41,14 +41,24 @@ N_TAGS_RECORD = 5  # top MSD tags in a prediction record
 BACKENDS = ("onnx", "torch")  # "onnx": onnxruntime, no torch (the default); "torch": the reference
 
 
-def _window_levels(y: np.ndarray, spans, *, offset: float, sr: int) -> np.ndarray:
-    """``rms_db`` of the samples of ``y`` (a block starting at ``offset`` s) inside each (start, end) span."""
-    out = np.empty(len(spans))
-    for i, (s, e) in enumerate(spans):
-        a = max(0, int(round((s - offset) * sr)))
-        b = max(a, min(y.size, int(round((e - offset) * sr))))
-        out[i] = rms_db(y[a:b])
-    return out
+class Member(NamedTuple):
+    """One model of a classifier with the input it reads (a hybrid has several; any other model one)."""
+
+    model: Any
+    input: ModelInput
+
+
+@dataclass
+class MemberPart:
+    """One member's result on one block (or on a precomputed track): the probabilities of its audible
+    windows, every window's span and level (None: not measured), and for a member scored on its pooled
+    vectors the audible windows' ``vectors`` and ``taggram``."""
+
+    proba: np.ndarray
+    spans: list[tuple[float, float]]
+    levels: np.ndarray | None
+    vectors: np.ndarray | None = None
+    taggram: np.ndarray | None = None
 
 
 def default_model_path(name: str = DEFAULT_MODEL) -> Path:
@@ -177,14 +187,9 @@ def record_for(
 
 
 def musicnn_vectors(inp: dict, vectors: np.ndarray, *, domain: str = "audio") -> np.ndarray:
-    """A musicnn member's per-patch vectors as its head takes them: standardised with the statistics
-    of their source ``domain`` when the member stores them (audio's when that domain has none)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    std = inp.get("standardise")
-    if not std:
-        return x
-    s = std.get(domain) or std["audio"]
-    return (x - np.asarray(s["mean"])) / np.asarray(s["std"])
+    """A network member's per-patch vectors as its head takes them (:meth:`NetworkInput.vectors`):
+    standardised with the statistics of their source ``domain`` when the member stores them."""
+    return NetworkInput(inp, source="musicnn_vectors").vectors(vectors, domain=domain)
 
 
 class GenreClassifier:
@@ -201,26 +206,29 @@ class GenreClassifier:
         self.backend = backend
         meta = getattr(model, "meta_", None) or {}
         self.input: dict[str, Any] = getattr(model, "input_", None) or meta.get("input") or {}
-        if self.input.get("type") == "hybrid":
-            self.members = list(zip(model.members_, self.input["members"], strict=True))
-        elif self.input.get("type") in ("logmel", "features", "musicnn"):
-            self.members = [(model, self.input)]
-        else:
-            raise ModelError(f"{path}: model input type {self.input.get('type')!r} is not supported for prediction")
-        # musicnn resamples each block to its own 16 kHz: the others' rate decides
-        rates = {int(inp.get("sr", audio.SR)) for _, inp in self.members if inp["type"] != "musicnn"} or {audio.SR}
+        typed = input_from_meta(self.input, source=path)
+        parts = typed.members
+        models = model.members_ if len(parts) > 1 else [model]
+        self.members = [Member(m, inp) for m, inp in zip(models, parts, strict=True)]
+        # a network resamples each block to its own rate: the others' rate decides
+        rates = {inp.sr for inp in parts if inp.sr is not None} or {audio.SR}
         if len(rates) != 1:
             raise ModelError(f"{path}: members expect different sample rates {sorted(rates)}")
         self.sr = rates.pop()
+        self.tail_seconds = typed.tail_seconds  # a block's tail shorter than this joins the block before it
         self.genres: list[str] = [str(c) for c in model.classes_]
         # the member whose windows make the timeline: the spectrogram model when there is one
-        kinds = [inp["type"] for _, inp in self.members]
-        self._timeline = kinds.index("logmel") if "logmel" in kinds else 0
+        self._timeline = next((i for i, inp in enumerate(parts) if inp.makes_timeline), 0)
         self.temperature: float | None = getattr(model, "temperature_", None) or meta.get("temperature")
-        self.musicnn = next((inp for _, inp in self.members if inp["type"] == "musicnn"), None)
+        self.network = next((inp for inp in parts if isinstance(inp, NetworkInput)), None)
         self._full_block_frames: dict[str, int] = {}  # log-mel frames of a full block, per front end
         self.threads = 1  # onnxruntime intra-op threads of musicnn (load(threads=) sets it)
         self.patches_per_block: int | str | None = None  # musicnn patches override (load(patches_per_block=))
+
+    @property
+    def musicnn(self) -> dict[str, Any] | None:
+        """The network member's input block (None without one): the name older callers know."""
+        return None if self.network is None else self.network.to_meta()
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -246,14 +254,10 @@ class GenreClassifier:
         if backend not in BACKENDS:
             raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         p = model_path(path)
-        if backend == "onnx":
-            from genrekit.onnx import OnnxModel
+        from genrekit.models import load
 
-            model = OnnxModel.load(p, threads=threads)
-        else:
-            from genrekit.models import load_model
-
-            model = load_model(p)
+        model = load(p, backend=backend, threads=threads)
+        if backend == "torch":
             import torch
 
             torch.set_num_threads(threads)
@@ -264,17 +268,6 @@ class GenreClassifier:
         clf.threads = threads
         clf.patches_per_block = check_patches_per_block(patches_per_block)
         return clf
-
-    def _musicnn_patches(self, inp: dict) -> int | None:
-        """Patches per 30 s block a musicnn member scores: the load-time override, else the member's own."""
-        if self.patches_per_block is None:
-            return inp.get("patches_per_block")
-        return None if self.patches_per_block == "all" else self.patches_per_block
-
-    def _musicnn_backend(self, inp: dict) -> str:
-        """The musicnn backend of a member: its own, except that backend "onnx" never runs torch."""
-        b = inp.get("backend", "torch")
-        return "onnx" if self.backend == "onnx" and b == "torch" else b
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -295,102 +288,35 @@ class GenreClassifier:
             return None
 
     # ------------------------------------------------------------------------------------ inputs
-    def _levels_proba(self, model, inp: dict, levels: np.ndarray, offset: float, seconds: float,
-                      y: np.ndarray | None = None):
-        """Per-slice probabilities of a log-mel matrix that starts at ``offset`` and lasts ``seconds``.
-
-        With the block's samples ``y``, slices below SILENCE_DB are not classified: returns the audible
-        slices' probabilities, every slice's span and every slice's level (None without ``y``)."""
-        from genrekit import spectrogram
-
-        secs = float(inp.get("slice_seconds", 3.0))
-        hop = int(inp.get("hop_length", 512))
-        overlap = float(inp.get("predict_overlap", 0.0))
-        width = spectrogram.slice_frames(seconds=secs, sr=self.sr, hop_length=hop)
-        n = levels.shape[1]
-        if n < width:
-            levels = np.pad(levels, ((0, 0), (0, width - n)))
-        starts = spectrogram.slice_starts(max(n, width), width=width, overlap=overlap)
-        if n > width and starts[-1] + width < n - width // 3:  # cover a tail longer than a third of a slice
-            starts = np.append(starts, n - width)
-        X = np.ascontiguousarray(levels[:, starts[:, None] + np.arange(width)[None, :]].transpose(1, 0, 2))
-        spans = [(offset + float(s) * hop / self.sr, min(offset + seconds, offset + float(s) * hop / self.sr + secs))
-                 for s in starts]
-        if y is None:
-            return model.predict_proba(X), spans, None
-        level = _window_levels(y, spans, offset=offset, sr=self.sr)
-        audible = level >= SILENCE_DB
-        if audible.all():
-            return model.predict_proba(X), spans, level
-        return self._proba_of(model, X[audible]), spans, level
-
     def _proba_of(self, model, X: np.ndarray) -> np.ndarray:
         """``model.predict_proba(X)``, or no rows when there is nothing audible to classify."""
         if len(X) == 0:
             return np.zeros((0, len(self.genres)))
         return model.predict_proba(X)
 
-    def _rows_proba(self, model, inp: dict, y: np.ndarray, offset: float):
-        """Feature rows of ``y``'s windows (the model's segment length, else the whole block)."""
-        from genrekit import features
-
-        secs = inp.get("segment_seconds") or BLOCK_SECONDS
-        ws = audio.windows(y, sr=self.sr, seconds=float(secs), pad=False) or [
-            audio.Window(None, 0, 0.0, y.size / self.sr, y)
-        ]
-        cols = inp.get("columns")
-        level = np.array([rms_db(w.samples) for w in ws])
-        rows = [list(features.extract(w.samples, sr=self.sr, columns=cols).values())
-                for w, lv in zip(ws, level, strict=True) if lv >= SILENCE_DB]
-        spans = [(offset + w.start, offset + w.end) for w in ws]
-        if len(rows) == len(ws):
-            return model.predict_proba(np.asarray(rows, dtype=np.float64)), spans, level
-        return self._proba_of(model, np.asarray(rows, dtype=np.float64)), spans, level
-
-    def _block_parts(self, y: np.ndarray, offset: float) -> list[tuple[np.ndarray, list]]:
-        """Each member's window probabilities for one block of samples starting at ``offset`` seconds."""
-        from genrekit import spectrogram
-
-        parts = []
-        made: dict[str, np.ndarray] = {}  # members with the same front end (a seed ensemble) share it
+    def _context(self, y: np.ndarray, offset: float) -> BlockContext:
         # Peak within the threshold: every window of the block is silent, so no spectrogram is needed,
         # only its width (the same for every full block); hours of silence then cost little.
         quiet = y.size > 0 and float(np.max(np.abs(y - y.mean()))) < 0.99 * 10 ** (SILENCE_DB / 20)
-        full = y.size == int(BLOCK_SECONDS * self.sr)
-        for model, inp in self.members:
-            if inp["type"] == "logmel":
-                key = json.dumps(inp, sort_keys=True, default=str)
-                if key not in made and quiet and full and key in self._full_block_frames:
-                    made[key] = np.zeros((1, self._full_block_frames[key]), np.float32)  # no window is classified
-                if key not in made:
-                    made[key] = spectrogram.logmel_for_input(y, inp)
-                    if full:
-                        self._full_block_frames[key] = made[key].shape[1]
-                parts.append(self._levels_proba(model, inp, made[key], offset, y.size / self.sr, y))
-            elif inp["type"] == "musicnn":
-                parts.append(self._musicnn_proba(model, inp, y, offset))
-            else:
-                parts.append(self._rows_proba(model, inp, y, offset))
-        return parts
+        return BlockContext(y, self.sr, offset, quiet=quiet, full=y.size == int(BLOCK_SECONDS * self.sr),
+                            full_frames=self._full_block_frames, backend=self.backend,
+                            patches_per_block=self.patches_per_block, threads=self.threads)
 
-    def _musicnn_proba(self, model, inp: dict, y: np.ndarray, offset: float, *, tags_only: bool = False):
-        """musicnn on one block: the head's probabilities per audible patch (the timeline), every
-        patch's span and level, and the audible patches' (layer vectors, taggram) for the track score."""
-        from genrekit.networks import musicnn
+    def _member_part(self, member: Member | None, inp: ModelInput, ctx: BlockContext) -> MemberPart:
+        """One member on one block: its windows, their levels, the audible ones' probabilities (``member``
+        None: no model, only the windows' vectors and tags)."""
+        w = inp.block(ctx)
+        audible = w.levels >= SILENCE_DB
+        X = w.inputs(audible)
+        proba = self._proba_of(member.model, X) if member is not None else None
+        pooled = inp.pools_vectors
+        return MemberPart(proba, w.spans, w.levels, X if pooled else None,
+                          None if w.taggram is None else w.taggram[audible])
 
-        backend = self._musicnn_backend(inp)
-        e = musicnn.embed(y, sr=self.sr, model=inp.get("model", musicnn.DEFAULT_MODEL),
-                          patches_per_block=self._musicnn_patches(inp), backend=backend,
-                          threads=None if backend == "torch" else self.threads)
-        spans = [(offset + float(s), min(offset + y.size / self.sr, offset + float(s) + musicnn.PATCH_SECONDS))
-                 for s in e.starts]
-        level = _window_levels(y, spans, offset=offset, sr=self.sr)
-        audible = level >= SILENCE_DB
-        vec = musicnn_vectors(inp, getattr(e, inp.get("layer", "penultimate"))[audible], domain="audio")
-        tg = e.taggram[audible]
-        if tags_only:
-            return None, spans, level, (vec, tg)
-        return self._proba_of(model, vec), spans, level, (vec, tg)
+    def _block_parts(self, y: np.ndarray, offset: float) -> list[MemberPart]:
+        """Each member's window probabilities for one block of samples starting at ``offset`` seconds."""
+        ctx = self._context(y, offset)  # members with the same front end (a seed ensemble) share it
+        return [self._member_part(m, m.input, ctx) for m in self.members]
 
     def _source_blocks(self, source, sr: int | None, max_duration: float | None) -> Iterator[np.ndarray]:
         """Blocks of about 30 s at the model's rate from a file path or an array of samples."""
@@ -412,7 +338,7 @@ class GenreClassifier:
 
     def _blocks(self, it) -> Iterator[tuple[np.ndarray, float]]:
         """(samples, offset) blocks of about 30 s; a short tail is joined to the block before it."""
-        min_tail = int(float(self.input.get("slice_seconds", 3.0)) * self.sr)
+        min_tail = int(float(self.tail_seconds) * self.sr)
         prev: np.ndarray | None = None
         offset = 0.0
         for block in it:
@@ -467,15 +393,14 @@ class GenreClassifier:
                     continue
                 audio.validate(block, name=name)
             parts.append(self._block_parts(block, offset))
-            if tags and self.musicnn is None:
-                inp = {"model": "MSD_musicnn", "layer": "taggram", "patches_per_block": None,
-                       "backend": self._musicnn_backend({})}
-                extra_tags.append(self._musicnn_proba(None, inp, block, offset, tags_only=True)[3][1])
+            if tags and self.network is None:
+                part = self._member_part(None, NetworkInput.tagger(), self._context(block, offset))
+                extra_tags.append(part.taggram)
             duration = offset + block.size / self.sr
         if not parts:
             raise audio.EmptyAudioError(f"{name}: no audio samples")
-        if not any(len(part[0]) for b in parts for part in b):
-            loudest = max(float(np.max(part[2])) for b in parts for part in b)
+        if not any(len(part.proba) for b in parts for part in b):
+            loudest = max(float(np.max(part.levels)) for b in parts for part in b)
             raise SilentAudioError(f"{name}: no audible signal (RMS {loudest:.1f} dBFS < {SILENCE_DB:g} dBFS)")
         pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file)
         if extra_tags:
@@ -500,40 +425,14 @@ class GenreClassifier:
         members; for a musicnn member an :class:`~genrekit.networks.musicnn.model.Embedding` or a Kaggle ``image``
         (its path; the row's ``rms_mean`` sets its level; ``domain`` says where a given ``embedding``
         came from: ``audio`` or ``image``). Every member must get its input."""
+        given = Precomputed(levels=levels, row=row, embedding=embedding, image=image, domain=domain, seconds=seconds)
         parts = []
-        for model, inp in self.members:
-            if inp["type"] == "musicnn":
-                if embedding is None and image is not None:
-                    from genrekit.networks.musicnn.image import embed_image
-
-                    rms = row.get("rms_mean") if isinstance(row, dict) else None
-                    embedding = embed_image(  # as this member embeds audio: same patches, same backend
-                        image, rms_mean=rms, model=inp.get("model", "MSD_musicnn"),
-                        patches_per_block=inp.get("patches_per_block"), backend=inp.get("backend", "torch"))
-                    domain = "image"
-                if embedding is None:
-                    raise ModelError(f"{self.path}: this model needs a musicnn embedding or a Kaggle image")
-                vec = musicnn_vectors(inp, getattr(embedding, inp.get("layer", "penultimate")), domain=domain)
-                parts.append((model.predict_proba(vec), [(0.0, seconds)] * len(vec), None,
-                              (vec, embedding.taggram)))
-            elif inp["type"] == "logmel":
-                if levels is None:
-                    raise ModelError(f"{self.path}: this model needs a log-mel matrix")
-                seconds = levels.shape[1] * int(inp.get("hop_length", 512)) / self.sr
-                parts.append(self._levels_proba(model, inp, np.asarray(levels, dtype=np.float32), 0.0, seconds))
-            else:
-                if row is None:
-                    raise ModelError(f"{self.path}: this model needs a feature row")
-                if isinstance(row, dict):  # name -> value: take the member's columns in its order
-                    missing = [c for c in inp["columns"] if c not in row]
-                    if missing:
-                        raise ModelError(f"{self.path}: the feature row lacks {', '.join(missing[:5])}")
-                    vec = [row[c] for c in inp["columns"]]
-                else:
-                    vec = row
-                parts.append((model.predict_proba(np.asarray(vec, dtype=np.float64).reshape(1, -1)), [(0.0, seconds)],
-                              None))
-        return self._aggregate([parts], top_k=top_k, duration=seconds, file=file)
+        for m in self.members:  # each input takes its own precomputed form (a log-mel member sets the duration)
+            w = m.input.precomputed(given, source=self.path)
+            X = w.inputs(None)
+            parts.append(MemberPart(self._proba_of(m.model, X), w.spans, None,
+                                    X if m.input.pools_vectors else None, w.taggram))
+        return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file)
 
     def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None) -> Prediction:
         """Mean log-probability over each member's windows, members combined by the model's weights;
@@ -549,23 +448,23 @@ class GenreClassifier:
                 return np.full((1, len(self.genres)), 1.0 / len(self.genres))
             return mean_log_proba(p, floor=None)[None]
 
-        per_member = [norm(np.concatenate([b[m][0] for b in blocks])) for m in range(len(self.members))]
+        per_member = [norm(np.concatenate([b[m].proba for b in blocks])) for m in range(len(self.members))]
         track = [mean_log(p) for p in per_member]
         tags = None
-        for m, (model, inp) in enumerate(self.members):
-            if inp["type"] == "musicnn":  # the head scores the mean of the audible patches' vectors, as trained
-                vec = np.concatenate([b[m][3][0] for b in blocks])
-                tags = self._top_tags(np.concatenate([b[m][3][1] for b in blocks]))
+        for m, member in enumerate(self.members):
+            if member.input.pools_vectors:  # the head scores the mean of the audible patches' vectors, as trained
+                vec = np.concatenate([b[m].vectors for b in blocks])
+                tags = self._top_tags(np.concatenate([b[m].taggram for b in blocks]))
                 if len(vec):
-                    track[m] = norm(model.predict_proba(vec.mean(axis=0, keepdims=True)))
+                    track[m] = norm(member.model.predict_proba(vec.mean(axis=0, keepdims=True)))
         hybrid = len(self.members) > 1
         scores = calibrate((self.model.combine(track) if hybrid else track[0])[0], self.temperature)
         segments: list[Segment] = []
         t = self._timeline
         for b in blocks:
-            p, spans, level = norm(b[t][0]), b[t][1], b[t][2]
+            p, spans, level = norm(b[t].proba), b[t].spans, b[t].levels
             if hybrid and len(p):
-                p = self.model.combine([p if m == t else np.repeat(mean_log(norm(b[m][0])), len(p), axis=0)
+                p = self.model.combine([p if m == t else np.repeat(mean_log(norm(b[m].proba)), len(p), axis=0)
                                         for m in range(len(self.members))])
             rows = iter(p)
             for i, (s, e) in enumerate(spans):

@@ -19,6 +19,7 @@ import numpy as np
 from genrekit.errors import DatasetError, GenrekitError, LeakageError, SplitError
 from genrekit.experiments.results import FoldResult, RunResult, score_fold
 from genrekit.experiments.schema import run_record, trained_tracks
+from genrekit.models.inputs import LogmelInput
 
 __all__ = ["classifier_trained_tracks", "evaluate_model", "model_meta", "score_tracks", "track_sources"]
 
@@ -106,7 +107,7 @@ def score_tracks(clf, found: dict, tracks, *, desc: str = "score", progress: boo
                 r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(payload), file=str(payload))
             elif kind == "image+features":
                 png, row = payload
-                needs_levels = any(inp["type"] == "logmel" for _, inp in clf.members)
+                needs_levels = any(isinstance(m.input, LogmelInput) for m in clf.members)
                 levels = spectrogram.invert_image_cached(png) if needs_levels else None
                 r = clf.predict_precomputed(levels=levels, row=row, file=str(png), image=png)
             else:

@@ -1,32 +1,63 @@
 """Safe model files and the shared estimator interface.
 
 Every genrekit model is ONE ``.safetensors`` file: arrays as tensors, everything else as JSON in the
-header's metadata. Loading never executes code from the file (no pickle). A sha256 over all tensor bytes
-is stored in the metadata and checked on load, so a tampered or truncated file is rejected.
+header's metadata. Loading never executes code from the file (no pickle). Two sha256 digests are stored
+in the header and checked on load, so a damaged, truncated or hand-edited file is rejected: ``sha256``
+over all tensor bytes and ``sha256_meta`` over the metadata JSON (class names, input settings). Files
+written before ``sha256_meta`` existed (the shipped models among them) carry only ``sha256`` and still
+load: their metadata is bounds-checked like any other. Neither digest is a signature: whoever can edit
+a file can recompute both, so a file stripped of ``sha256_meta`` is no weaker than one with a
+recomputed digest; what they catch is damage and edits by tools that know nothing of genrekit.
+
+Before the metadata JSON is parsed its size and nesting depth are bounded, and every setting in it that
+scales prediction's memory or time is bounded by :mod:`genrekit.models.inputs`, so a bad file gets one
+:class:`~genrekit.errors.ModelError` naming it, never a RecursionError or a multi-gigabyte allocation.
 
 Estimators follow scikit-learn: ``fit(X, y)``, ``predict(X)``, ``predict_proba(X)``, ``classes_``;
-no work in ``__init__``; fitted attributes end in ``_``. They take arrays and never read datasets.
+no work in ``__init__``; fitted attributes end in ``_``; :meth:`Estimator.get_params` reads the
+constructor's signature. They take arrays and never read datasets.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.networks import BACKENDS
-from genrekit.networks.musicnn import spec as musicnn_spec
+from genrekit.models.inputs import (  # noqa: F401  (re-exported: their old home)
+    MUSICNN_BACKENDS,
+    MUSICNN_LAYERS,
+    MUSICNN_MODELS,
+    MUSICNN_POOLS,
+    musicnn_input,
+    validate_input,
+    validate_musicnn_input,
+)
 from genrekit.store import atomic_write_bytes, tensors_sha256
 
 FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024 * 1024  # the safetensors JSON header (tensor index + metadata strings)
+MAX_META_BYTES = 16 * 1024 * 1024  # the metadata JSON: a long trained_on track list is a few MB
+MAX_META_DEPTH = 32  # nesting of the metadata JSON (a hybrid's deepest: about 6)
+MAX_CLASSES = 1000
+MAX_CLASS_CHARS = 256
+
+
+def meta_sha256(meta_json: str) -> str:
+    """sha256 of the metadata JSON string exactly as stored in the file's header."""
+    return hashlib.sha256(meta_json.encode("utf-8")).hexdigest()
 
 
 def save_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
-    """Write ``tensors`` and JSON ``meta`` atomically (temp file, fsync, rename: never half-written)."""
+    """Write ``tensors`` and JSON ``meta`` atomically (temp file, fsync, rename: never half-written),
+    with the checksums of both."""
     from safetensors.numpy import save
 
     from genrekit import __version__
@@ -35,14 +66,64 @@ def save_model_file(path: str | os.PathLike, tensors: dict[str, np.ndarray], met
     if "kind" not in meta:
         raise ModelError("model metadata must name its 'kind'")
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    meta_json = json.dumps(meta, sort_keys=True)
     header = {
         "genrekit_format": str(FORMAT_VERSION),
         "genrekit_version": __version__,
         "sha256": tensors_sha256(tensors),
-        "meta": json.dumps(meta, sort_keys=True),
+        "sha256_meta": meta_sha256(meta_json),
+        "meta": meta_json,
     }
     atomic_write_bytes(path, save(tensors, metadata=header))
     return path
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """The bracket nesting depth of JSON ``text`` (brackets inside strings not counted), found without
+    parsing it: ``json.loads`` recurses once per level, so a file nested 200,000 deep must be refused first."""
+    b = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(b, (ord("["), ord("{"))).astype(np.int64) - np.isin(b, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def parse_meta(meta_json: Any, *, source: Any = "model") -> dict[str, Any]:
+    """The metadata JSON of a model file as a dict, its size and depth bounded before parsing."""
+    if not isinstance(meta_json, str):
+        raise ModelError(f"{source}: model metadata is missing (not a genrekit model file)")
+    if len(meta_json) > MAX_META_BYTES:
+        raise ModelError(f"{source}: model metadata is {len(meta_json):,} bytes; at most {MAX_META_BYTES:,}")
+    if json_depth(meta_json) > MAX_META_DEPTH:
+        raise ModelError(f"{source}: model metadata is nested more than {MAX_META_DEPTH} levels deep")
+    try:
+        meta = json.loads(meta_json)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of 5,000 digits
+        raise ModelError(f"{source}: model metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{source}: model metadata lacks a 'kind' (it is not a JSON object)")
+    return meta
+
+
+def check_meta(meta: dict[str, Any], *, source: Any = "model") -> None:
+    """What every model file's metadata must satisfy: a kind, sane class names, a valid input, a
+    bounded temperature."""
+    if not isinstance(meta.get("kind"), str) or not meta["kind"]:
+        raise ModelError(f"{source}: model metadata lacks a 'kind'")
+    classes = meta.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list) or not 0 < len(classes) <= MAX_CLASSES
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_CHARS for c in classes)
+    ):
+        raise ModelError(f"{source}: model metadata 'classes' must be a non-empty list of names "
+                         f"(at most {MAX_CLASSES})")
+    if classes is not None and len(set(classes)) != len(classes):
+        raise ModelError(f"{source}: model metadata 'classes' names a class twice")
+    if "input" in meta:
+        validate_input(meta["input"], source=source)
+    if meta.get("temperature") is not None:
+        validate_temperature(meta["temperature"], source=source)
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -54,11 +135,17 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     data = path.read_bytes()
+    header_len = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 < header_len <= min(MAX_HEADER_BYTES, len(data) - 8):
+        raise ModelError(f"{path}: not a valid genrekit model file (truncated or corrupt: header length "
+                         f"{header_len})")
+    raw = data[8 : 8 + header_len]
+    if json_depth(raw.decode("utf-8", "replace")) > MAX_META_DEPTH:
+        raise ModelError(f"{path}: not a valid genrekit model file (its header is nested too deep)")
     try:
         tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
+        header = json.loads(raw).get("__metadata__") or {}
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError, AttributeError, RecursionError) as exc:
         raise ModelError(f"{path}: not a valid genrekit model file (truncated or corrupt: {exc})") from None
     if header.get("genrekit_format") != str(FORMAT_VERSION):
         raise ModelError(
@@ -67,136 +154,13 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
         )
     if header.get("sha256") != tensors_sha256(tensors):
         raise ModelError(f"{path}: checksum mismatch: the model file was modified or damaged")
-    try:
-        meta = json.loads(header["meta"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: model metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str) or not meta["kind"]:
-        raise ModelError(f"{path}: model metadata lacks a 'kind'")
-    classes = meta.get("classes")
-    if classes is not None and (
-        not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes)
-    ):
-        raise ModelError(f"{path}: model metadata 'classes' must be a non-empty list of names")
-    if "input" in meta:
-        validate_input(meta["input"], source=path)
-    if meta.get("temperature") is not None:
-        validate_temperature(meta["temperature"], source=path)
+    meta_json = header.get("meta")
+    if "sha256_meta" in header and (not isinstance(meta_json, str) or header["sha256_meta"] != meta_sha256(meta_json)):
+        raise ModelError(f"{path}: metadata checksum mismatch: the model's metadata (class names, input settings) "
+                         "was modified or damaged")
+    meta = parse_meta(meta_json, source=path)
+    check_meta(meta, source=path)
     return tensors, meta
-
-
-# Plausible ranges: a model file must not be able to make prediction allocate without bound.
-_LOGMEL_LIMITS = {"sr": (1000, 384_000), "n_fft": (16, 65_536), "hop_length": (1, 65_536), "n_mels": (1, 1024)}
-
-
-def _positive_number(v: Any, upper: float) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= upper
-
-
-def validate_input(desc: Any, *, source: str | os.PathLike = "model") -> None:
-    """Check a model's ``input`` block: predict recomputes the model's input from audio with it, so a
-    malformed one must be refused when the file is loaded, not fail obscurely later."""
-    if not isinstance(desc, dict) or desc.get("type") not in ("features", "logmel", "musicnn", "hybrid"):
-        got = desc.get("type") if isinstance(desc, dict) else desc
-        raise ModelError(
-            f"{source}: model metadata 'input' must have type 'features', 'logmel', 'musicnn' or 'hybrid', got {got!r}"
-        )
-    if desc["type"] == "musicnn":
-        validate_musicnn_input(desc, source=source)
-        return
-    if desc["type"] == "hybrid":
-        members = desc.get("members")
-        if not isinstance(members, list) or len(members) < 2:
-            raise ModelError(f"{source}: model metadata 'input.members' must list the members' inputs")
-        for m in members:
-            if isinstance(m, dict) and m.get("type") == "hybrid":
-                raise ModelError(f"{source}: hybrid models cannot be nested")
-            validate_input(m, source=source)
-        return
-    if desc["type"] == "features":
-        cols = desc.get("columns")
-        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols):
-            raise ModelError(f"{source}: model metadata 'input.columns' must be a non-empty list of feature names")
-        seg = desc.get("segment_seconds")
-        if seg is not None and not _positive_number(seg, 3600):
-            raise ModelError(f"{source}: model metadata 'input.segment_seconds' must be null or seconds > 0, got {seg!r}")
-        return
-    for key, (lo, hi) in _LOGMEL_LIMITS.items():
-        v = desc.get(key)
-        if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
-            raise ModelError(f"{source}: model metadata 'input.{key}' must be an integer in [{lo}, {hi}], got {v!r}")
-    if desc["hop_length"] > desc["n_fft"]:
-        raise ModelError(f"{source}: model metadata 'input.hop_length' exceeds 'input.n_fft'")
-    if not _positive_number(desc.get("slice_seconds"), 600):
-        raise ModelError(f"{source}: model metadata 'input.slice_seconds' must be seconds in (0, 600], "
-                         f"got {desc.get('slice_seconds')!r}")
-
-
-MUSICNN_MODELS = musicnn_spec.MODELS
-MUSICNN_LAYERS = {x: musicnn_spec.LAYERS[x] for x in ("penultimate", "taggram", "pooled")}  # this order in messages
-MUSICNN_POOLS = ("mean",)
-MUSICNN_BACKENDS = BACKENDS
-
-
-def musicnn_input(columns_or_n: Any = None, *, model: str = "MSD_musicnn", layer: str = "penultimate",
-                  pool: str = "mean", patches_per_block: int | None = None, backend: str = "torch",
-                  standardise: dict[str, tuple[Any, Any]] | None = None) -> dict:
-    """The ``input`` block of a head on musicnn embeddings: predict runs musicnn on each 30 s block
-    (``patches_per_block`` evenly spread 3 s patches, None for all ten) and hands the head the
-    ``pool`` of the audible patches' ``layer`` vectors. ``columns`` name the vector's entries.
-
-    ``standardise``: per source domain (``audio``, ``image``) the (mean, std) vectors its vectors are
-    standardised with before the head (docs/transfer.md "domain-z": image-derived embeddings sit apart
-    from audio-derived ones, so each domain is centred and scaled on its own)."""
-    n = MUSICNN_LAYERS.get(layer, 0)
-    cols = list(columns_or_n) if isinstance(columns_or_n, (list, tuple)) else [f"{layer}_{pool}_{i}" for i in range(n)]
-    desc = {"type": "musicnn", "model": model, "layer": layer, "pool": pool,
-            "patches_per_block": patches_per_block, "backend": backend, "columns": cols}
-    if standardise is not None:
-        desc["standardise"] = {d: {"mean": [float(v) for v in m], "std": [float(v) for v in sd]}
-                               for d, (m, sd) in standardise.items()}
-    validate_input(desc, source="musicnn_input")
-    return desc
-
-
-def validate_musicnn_input(desc: dict, *, source: str | os.PathLike = "model") -> None:
-    """A musicnn member's input: known network, layer, pooling, backend; patch count within a block."""
-    if desc.get("model") not in MUSICNN_MODELS:
-        raise ModelError(f"{source}: model metadata 'input.model' must be one of {', '.join(MUSICNN_MODELS)}, "
-                         f"got {desc.get('model')!r}")
-    layer = desc.get("layer")
-    if layer not in MUSICNN_LAYERS:
-        raise ModelError(f"{source}: model metadata 'input.layer' must be one of {', '.join(MUSICNN_LAYERS)}, "
-                         f"got {layer!r}")
-    if desc.get("pool") not in MUSICNN_POOLS:
-        raise ModelError(f"{source}: model metadata 'input.pool' must be one of {', '.join(MUSICNN_POOLS)}, "
-                         f"got {desc.get('pool')!r}")
-    k = desc.get("patches_per_block")
-    if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 10):
-        raise ModelError(f"{source}: model metadata 'input.patches_per_block' must be null or an integer in "
-                         f"[1, 10], got {k!r}")
-    if desc.get("backend", "torch") not in MUSICNN_BACKENDS:
-        raise ModelError(f"{source}: model metadata 'input.backend' must be one of {', '.join(MUSICNN_BACKENDS)}, "
-                         f"got {desc.get('backend')!r}")
-    cols = desc.get("columns")
-    if not isinstance(cols, list) or len(cols) != MUSICNN_LAYERS[layer] or not all(isinstance(c, str) for c in cols):
-        raise ModelError(f"{source}: model metadata 'input.columns' must name the {MUSICNN_LAYERS[layer]} entries "
-                         f"of musicnn's {layer} layer")
-    std = desc.get("standardise")
-    if std is None:
-        return
-    n = MUSICNN_LAYERS[layer]
-    if not isinstance(std, dict) or "audio" not in std or not set(std) <= {"audio", "image"}:
-        raise ModelError(f"{source}: model metadata 'input.standardise' must map 'audio' (and optionally 'image') "
-                         "to {mean, std}")
-    for d, ms in std.items():
-        ok = isinstance(ms, dict) and all(isinstance(ms.get(k), list) and len(ms[k]) == n for k in ("mean", "std"))
-        if ok:
-            m, sd = np.asarray(ms["mean"], dtype=float), np.asarray(ms["std"], dtype=float)
-            ok = bool(np.isfinite(m).all() and np.isfinite(sd).all() and (sd > 0).all())
-        if not ok:
-            raise ModelError(f"{source}: model metadata 'input.standardise.{d}' must hold 'mean' and 'std' lists of "
-                             f"{n} finite numbers (std > 0)")
 
 
 def validate_temperature(t: Any, *, source: str | os.PathLike = "model") -> float:
@@ -210,6 +174,40 @@ class Estimator:
     """Shared behaviour: predict from predict_proba; subclasses implement fit/predict_proba/save/load."""
 
     classes_: np.ndarray
+    # constructor arguments that are not the model's parameters (how it is built, where it logs, what
+    # its file stores elsewhere): left out of get_params, hence of the model file's and metrics.json's params
+    not_params: tuple[str, ...] = ()
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor's keyword names, subclass first, following ``**kw`` up to the base that takes them
+        (scikit-learn's ``_get_param_names``: written once, never out of date)."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names += [p.name for p in params if p.name != "self" and p.name not in names
+                      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return [n for n in names if n not in cls.not_params]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's arguments as given (JSON-ready: see :meth:`param_value`)."""
+        return {name: self.param_value(name, getattr(self, name)) for name in self.param_names()}
+
+    def param_value(self, name: str, value: Any) -> Any:
+        """A parameter as the model file stores it: sequences as lists, numpy scalars as numbers, paths as
+        strings. Subclasses normalise their own (a deep model's augmentation recipe)."""
+        if isinstance(value, (list, tuple)):
+            return [self.param_value(name, v) for v in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return value
 
     def predict(self, X) -> np.ndarray:
         proba = self.predict_proba(X)

@@ -128,12 +128,6 @@ class SklearnModel(Estimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "top_k": self.top_k, "params": self.params, "tune": self.tune,
-            "log_var": self.log_var, "random_state": self.random_state,
-        }
-
     @property
     def label(self) -> str:
         return self.name + (f"-top{self.top_k}" if self.top_k else "")

@@ -36,6 +36,8 @@ from genrekit.models.base import Estimator, load_model_file, save_model_file
 
 ARCHS = ("tutorial", "cnn", "cnn-bn", "resnet", "shortchunk", "shortchunk-res")
 CHECKPOINT_NAME = "checkpoint.safetensors"
+MAX_WIDTH = 8  # channel multiplier a file may ask for (shipped models: 1)
+MAX_INPUT_FRAMES = 1 + 30 * 48_000 // 64  # a 30 s slice at the densest log-mel models.inputs allows
 
 
 # ------------------------------------------------------------------------------------------ networks
@@ -188,6 +190,16 @@ def check_deep_meta(meta: dict, *, source: Any = "model") -> None:
     for key in ("arch", "classes", "input"):
         if key not in meta:
             raise ModelError(f"{source}: deep model metadata lacks {key!r}")
+    if meta["arch"] not in ARCHS:
+        raise ModelError(f"{source}: unknown deep architecture {meta['arch']!r} (known: {', '.join(ARCHS)})")
+    # the net and its input are allocated from these before the weights are checked: bound them
+    width, frames = meta.get("width", 1), meta.get("input_frames")
+    if not (isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= MAX_WIDTH):
+        raise ModelError(f"{source}: deep model metadata 'width' must be an integer in [1, {MAX_WIDTH}], got {width!r}")
+    if frames is not None and not (isinstance(frames, int) and not isinstance(frames, bool)
+                                   and 1 <= frames <= MAX_INPUT_FRAMES):
+        raise ModelError(f"{source}: deep model metadata 'input_frames' must be an integer in [1, "
+                         f"{MAX_INPUT_FRAMES}], got {frames!r}")
 
 
 class DeepModel(Estimator):
@@ -232,18 +244,18 @@ class DeepModel(Estimator):
         self.ema = ema
 
     # -------------------------------------------------------------------------------- helpers
-    def get_params(self) -> dict[str, Any]:
+    not_params = ("input", "checkpoint_dir", "resume", "verbose")  # the file stores the input on its own
+
+    def param_value(self, name: str, value: Any) -> Any:
         from genrekit.augment import AugmentConfig
 
-        return {
-            "arch": self.arch, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-            "weight_decay": self.weight_decay, "width": self.width,
-            "augment": AugmentConfig.parse(self.augment).to_dict(), "input_frames": self.input_frames,
-            "patience": self.patience, "seed": self.seed, "device": self.device, "threads": self.threads,
-            "label_smoothing": self.label_smoothing, "max_minutes": self.max_minutes,
-            "init_from": str(self.init_from) if self.init_from else None, "freeze_body": bool(self.freeze_body),
-            "ema": self.ema,
-        }
+        if name == "augment":
+            return AugmentConfig.parse(value).to_dict()
+        if name == "init_from":
+            return str(value) if value else None
+        if name == "freeze_body":
+            return bool(value)
+        return super().param_value(name, value)
 
     def _input_desc(self, n_mels: int) -> dict:
         from genrekit.spectrogram import input_description

@@ -63,12 +63,12 @@ class EnsembleModel(Estimator):
         self.random_state = random_state
         self.factory = factory
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "members": list(self.members), "method": self.method,
-            "weights": None if self.weights is None else [float(w) for w in self.weights],
-            "cv": self.cv, "stack_C": self.stack_C, "random_state": self.random_state,
-        }
+    not_params = ("factory",)  # a function: how members are built, not a parameter a file can store
+
+    def param_value(self, name: str, value: Any) -> Any:
+        if name == "weights" and value is not None:
+            return [float(w) for w in value]
+        return super().param_value(name, value)
 
     def _new_member(self, name: str):
         if name in ("ensemble", "stacking"):

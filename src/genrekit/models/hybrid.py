@@ -35,6 +35,8 @@ class HybridModel(Estimator):
     """Members with their own inputs; ``weights`` (summing to 1) set how much each one counts."""
 
     kind = KIND
+    # fitted estimators and their weights: a run's factory reports them by name (get_params stays empty)
+    not_params = ("members", "weights")
 
     def __init__(self, members: Sequence[Estimator] = (), *, weights: Sequence[float] | None = None):
         self.members = members
@@ -87,7 +89,7 @@ class HybridModel(Estimator):
         tensors, meta = load_model_file(path)
         if meta.get("kind") != KIND:
             raise ModelError(f"{path}: holds a {meta.get('kind')!r} model, not a hybrid")
-        return cls.from_file_parts(path, tensors, meta, load_model)
+        return cls.from_file_parts(path, tensors, meta, load_model)  # torch members (models.load: either backend)
 
     @classmethod
     def from_file_parts(cls, path, tensors: dict, meta: dict, load) -> HybridModel:

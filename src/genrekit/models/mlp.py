@@ -36,6 +36,7 @@ ARCHS: dict[str, tuple[tuple[int, ...], str]] = {
 }
 
 _LR = {"adam": 1e-3, "sgd": 1e-2, "rmsprop": 5e-4}
+MAX_LAYERS, MAX_WIDTH = 8, 8192  # what a model file may ask for (the widest named arch: 5 layers, 1,024 wide)
 
 
 def _torch():
@@ -115,13 +116,6 @@ class _TorchTabular(Estimator):
     @staticmethod
     def _build(config: dict[str, Any], n_in: int, n_out: int):
         raise NotImplementedError
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "dropout": self.dropout, "lr": self.lr, "weight_decay": self.weight_decay,
-            "batch_size": self.batch_size, "max_epochs": self.max_epochs, "patience": self.patience,
-            "valid_fraction": self.valid_fraction, "log_var": self.log_var, "random_state": self.random_state,
-        }
 
     def _make_optimizer(self, params, name: str):
         torch = _torch()
@@ -271,13 +265,24 @@ class _TorchTabular(Estimator):
     @classmethod
     def _from_params(cls, params: dict[str, Any], config: dict[str, Any]):
         """The unfitted estimator a saved model's parameters describe."""
-        return cls(**params)
+        names = cls.param_names()  # a file's params are data: unknown names are dropped, not passed
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+    @staticmethod
+    def check_config(config: Any, *, source: str = "model") -> None:
+        """Bound the layer sizes a file asks for: the net is allocated before its weights are checked."""
+        sizes = (config or {}).get("hidden", (config or {}).get("channels")) if isinstance(config, dict) else None
+        if not isinstance(sizes, list) or len(sizes) > MAX_LAYERS or not all(
+                isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= MAX_WIDTH for h in sizes):
+            raise ModelError(f"{source}: model metadata 'config' must list at most {MAX_LAYERS} layer sizes in "
+                             f"[1, {MAX_WIDTH}], got {str(sizes)[:80]}")
 
     @classmethod
     def from_state(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any], *, source: str = "model"):
         torch = _torch()
         try:
             config = meta["config"]
+            cls.check_config(config, source=source)
             classes = np.asarray(meta["classes"])
             columns = meta["input"]["columns"]
             model = cls._from_params(dict(meta.get("params") or {}), config)
@@ -314,9 +319,6 @@ class MLPModel(_TorchTabular):
         self.hidden = hidden
         self.optimizer = optimizer
 
-    def get_params(self) -> dict[str, Any]:
-        return {"arch": self.arch, "hidden": self.hidden, "optimizer": self.optimizer, **super().get_params()}
-
     def _config(self) -> dict[str, Any]:
         if self.arch not in ARCHS and self.hidden is None:
             raise ModelError(f"unknown MLP architecture {self.arch!r}; choose one of {', '.join(ARCHS)}")
@@ -341,9 +343,6 @@ class CNN1DModel(_TorchTabular):
         super().__init__(**kw)
         self.channels = channels
         self.optimizer = optimizer
-
-    def get_params(self) -> dict[str, Any]:
-        return {"channels": list(self.channels), "optimizer": self.optimizer, **super().get_params()}
 
     def _config(self) -> dict[str, Any]:
         return {"channels": [int(c) for c in self.channels], "optimizer": self.optimizer, "dropout": float(self.dropout)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ModelError
@@ -27,8 +28,10 @@ from genrekit.models.mlp import ARCHS as MLP_ARCHS
 
 __all__ = [
     "ENSEMBLE_MEMBERS",
+    "BACKENDS",
     "KINDS",
     "STACKING_MEMBERS",
+    "load",
     "load_model",
     "FAMILIES",
     "make_model",
@@ -66,11 +69,51 @@ def model_class(kind: str, *, source: str | os.PathLike = "model") -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def load_model(path: str | os.PathLike):
-    """Load any genrekit model file, rebuilding the right estimator from its ``kind``."""
-    _, meta = load_model_file(path)
+BACKENDS = ("torch", "onnx")  # how deep nets run: PyTorch (the reference) or onnxruntime (no torch)
+
+
+def load(path: str | os.PathLike, *, backend: str = "torch", threads: int = 1):
+    """THE model loader: any genrekit model file, rebuilt from its ``kind``, verified on the way.
+
+    ``backend="torch"`` runs deep nets in PyTorch; ``backend="onnx"`` runs them (a hybrid's deep members
+    too) on onnxruntime from graphs built from their tensors (:class:`genrekit.models.runtime.OnnxModel`,
+    no torch import) and also reads the ``.onnx`` files ``genrekit export`` writes. Other models are
+    numpy / scikit-learn on either backend. ``threads``: onnxruntime's intra-op threads."""
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+
+    def member(f: Path):  # a hybrid's or an exported graph's member file: same backend
+        return load(f, backend=backend, threads=threads)
+
+    if backend == "onnx" and path.suffix.lower() == ".onnx":
+        from genrekit.models.runtime import load_exported
+
+        main, hybrid = load_exported(path, member, threads=threads)
+        if hybrid is None:
+            return main
+        model = model_class("hybrid")(hybrid["members"], weights=hybrid["weights"]).fit()
+        model.meta_ = hybrid["meta"]
+        return model
+    tensors, meta = load_model_file(path)
     check_model_meta(meta, source=path)
-    return model_class(meta["kind"], source=path).load(path)
+    kind = meta["kind"]
+    if kind == "hybrid":  # members load through this same function (the class is named in KINDS, not imported)
+        return model_class(kind, source=path).from_file_parts(path, tensors, meta, member)
+    if kind == "deep" and backend == "onnx":
+        from genrekit.models.deep import check_deep_meta
+        from genrekit.models.runtime import OnnxModel
+
+        check_deep_meta(meta, source=path)
+        return OnnxModel.from_deep_file(path, tensors, meta, threads=threads)
+    return model_class(kind, source=path).load(path)
+
+
+def load_model(path: str | os.PathLike):
+    """Load any genrekit model file on the torch backend (:func:`load`'s default)."""
+    return load(path)
 
 
 def check_model_meta(meta: dict, *, source: str | os.PathLike = "model") -> None:
