@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genrekit.engine import tensors_sha256  # the digest genrekit's model files record
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "models" / "efficientat_mn04"
 DEFAULT_OUT = ROOT / "src" / "genrekit" / "pretrained" / "mn04"
@@ -131,16 +133,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
-    """sha256 over names, dtypes, shapes and bytes in name order: equal for equal tensors, whatever the file layout."""
-    h = hashlib.sha256()
-    for k in sorted(tensors):
-        a = np.ascontiguousarray(tensors[k])
-        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def check_weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
@@ -189,7 +181,7 @@ def convert(source: Path, out: Path) -> dict:
         "format": FORMAT,
         "weights": WEIGHTS,
         "weights_sha256": sha,
-        "tensors_sha256": tensors_digest(tensors),
+        "tensors_sha256": tensors_sha256(tensors),
         "n_tensors": N_TENSORS,
         "n_values": N_VALUES,
         "dtype": "float32",

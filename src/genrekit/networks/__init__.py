@@ -1,0 +1,1 @@
+"""Pretrained networks, one sub-package each (spec, numpy front end, ONNX graph, ``embed`` / ``tags``)."""
