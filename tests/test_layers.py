@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "genrekit": 0, "genrekit.errors": 0, "genrekit.dsp": 0, "genrekit.metrics": 0, "genrekit.engine": 0,
     "genrekit.audio": 1, "genrekit.features": 1, "genrekit.spectrogram": 1, "genrekit.embeddings": 1,
     "genrekit.musicnn_runtime": 1, "genrekit.augment": 1,
+    "genrekit.networks": 1, "genrekit.networks.mn04": 1,
     "genrekit.datasets": 2, "genrekit.splits": 2,
     "genrekit.models": 3,
     "genrekit.experiments": 4, "genrekit.reports": 4, "genrekit.predict": 4, "genrekit.batch": 4,
