@@ -265,6 +265,20 @@ def test_inference_imports_no_torch(tmp_path):
     assert out.stdout.split() == ["False", "False"]  # second process: graph read from the cache
 
 
+def test_a_damaged_cached_graph_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = G.cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx graph")
+    M.clear_sessions()
+    try:
+        e = M.embed(music_like(2.0, seed=6), 32000)
+    finally:
+        M.clear_sessions()
+    assert e.logits.shape == (1, 527)
+    assert path.read_bytes() == G.build_onnx()  # the cache holds the rebuilt graph
+
+
 def test_spec_is_light():
     code = "import sys; import genrekit.networks.mn04.spec as s; s.labels(); print('numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

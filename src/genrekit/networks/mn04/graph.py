@@ -211,10 +211,10 @@ def cache_path() -> Path:
     return cache_root() / "mn04" / f"{NAME}-{read_spec()['weights_sha256'][:16]}-b{BUILDER_VERSION}.onnx"
 
 
-def onnx_model(*, cache: bool = True) -> bytes:
+def onnx_model(*, cache: bool = True, rebuild: bool = False) -> bytes:
     """:func:`build_onnx`'s bytes, from genrekit's cache when there (keyed by the weights' sha256 and
-    :data:`BUILDER_VERSION`), else built and written to it atomically."""
+    :data:`BUILDER_VERSION`), else built and written to it atomically; ``rebuild`` ignores the cached file."""
     from genrekit.engine import cached_bytes
 
     read_weights()  # checks the shipped file's sha256 even when the graph comes from the cache
-    return cached_bytes(cache_path(), build_onnx, enabled=cache)
+    return cached_bytes(cache_path(), build_onnx, enabled=cache, rebuild=rebuild)

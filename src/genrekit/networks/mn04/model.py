@@ -100,8 +100,15 @@ def _session(precision: str, threads: int, cache_graph: bool) -> Any:
 
     from genrekit.networks.mn04.graph import onnx_model
 
-    return ort.InferenceSession(onnx_model(cache=cache_graph), session_options(threads),
-                                providers=["CPUExecutionProvider"])
+    def session(data: bytes) -> Any:
+        return ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+
+    try:
+        return session(onnx_model(cache=cache_graph))
+    except Exception:  # noqa: BLE001 (onnxruntime's own types) a damaged cached graph: rebuild it once
+        if not cache_graph:
+            raise
+        return session(onnx_model(cache=True, rebuild=True))
 
 
 def load_session(*, precision: str = "float32", threads: int = 1) -> Any:
@@ -111,6 +118,12 @@ def load_session(*, precision: str = "float32", threads: int = 1) -> Any:
     threads = _positive_int(threads, "threads")
     with _LOCK:
         return _session(precision, threads, os.environ.get("GENREKIT_NO_GRAPH_CACHE", "") != "1")
+
+
+def clear_sessions() -> None:
+    """Forget this process's sessions (to free their memory, or after the cache folder changed)."""
+    with _LOCK:
+        _session.cache_clear()
 
 
 def mel_windows(y32: np.ndarray, starts: np.ndarray, *, name: str = "audio") -> np.ndarray:
