@@ -167,8 +167,8 @@ def test_embed_shapes_rates_and_determinism():
     n = M.window_starts(int(round(y.size * 32000 / 22050))).size
     assert a.features.shape == (n, 384) and a.logits.shape == (n, 527) and n == 3
     assert a.features.dtype == np.float32 and np.isfinite(a.features).all() and np.isfinite(a.logits).all()
-    b = M.embed(y, 22050)
-    assert a.features.tobytes() == b.features.tobytes() and a.logits.tobytes() == b.logits.tobytes()
+    feats, logits = M.embed(y, 22050)  # unpacks as (features, logits)
+    assert a.features.tobytes() == feats.tobytes() and a.logits.tobytes() == logits.tobytes()
     short = M.embed(music_like(0.5, seed=2), 32000)  # under 10 s: one window of its own length
     assert short.features.shape == (1, 384) and list(short.starts) == [0]
     tiny = M.embed(music_like(1.0, seed=3)[:1024], 32000)  # the shortest input the front end takes

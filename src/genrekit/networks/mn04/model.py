@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -44,13 +46,18 @@ PRECISIONS: tuple[str, ...] = ("float32",)
 _LOCK = threading.Lock()
 
 
-class Embedding(NamedTuple):
+@dataclass(frozen=True)
+class Embedding:
     """Per window: ``features`` ``(windows, 384)`` (the pooled last conv layer) and ``logits``
-    ``(windows, 527)`` (before the sigmoid); ``starts``: each window's first sample at 32 kHz."""
+    ``(windows, 527)`` (before the sigmoid); ``starts``: each window's first sample at 32 kHz.
+    Unpacks as ``features, logits = embed(y, sr)``, the shape callers of a network expect."""
 
     features: np.ndarray
     logits: np.ndarray
     starts: np.ndarray
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.features, self.logits))
 
 
 def _positive_int(value: Any, what: str) -> int:
