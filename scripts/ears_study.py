@@ -321,7 +321,7 @@ def smoke_figures(g: dict, s: dict, names: list[str]) -> dict[str, dict]:
     return out
 
 
-def uncertain_rates(g: dict, s: dict, name: str, smoke_p: np.ndarray) -> dict:
+def uncertain_rates(g: dict, s: dict, name: str, smoke_p: np.ndarray, temperature: float = 1.0) -> dict:
     """How often :func:`styles.uncertain` fires: on the 124 GTZAN clips (out-of-fold, one stratified 5-fold
     pass; all are within the ten, so every flag is a false alarm) and on the smoke clips outside the ten."""
     from sklearn.model_selection import StratifiedKFold
@@ -335,12 +335,15 @@ def uncertain_rates(g: dict, s: dict, name: str, smoke_p: np.ndarray) -> dict:
     oof = np.zeros((len(y), len(GENRES)))
     for tr, te in StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(y, y):
         oof[te] = candidate_probs(g, tr, te, {k: v[te] for k, v in zs.items()})[name]
+    from genrekit.predict import calibrate
+
+    oof, smoke_p = calibrate(oof, temperature), calibrate(smoke_p, temperature)
 
     def flags(P: np.ndarray, probs527: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         low, outvoted = [], []
         for p, a in zip(P, probs527, strict=True):
             genre, score = GENRES[int(p.argmax())], float(p.max())
-            sty = dict(zip(S.genre_labels(), a[GENRE_ROWS.start:GENRE_ROWS.stop].tolist(), strict=True))
+            sty = dict(zip(S.genre_labels(), S.calibrate(a[GENRE_ROWS.start:GENRE_ROWS.stop]).tolist(), strict=True))
             low.append(score < S.MIN_CONFIDENCE)
             outvoted.append(S.uncertain(genre, 1.0, sty))
         return np.array(low), np.array(outvoted)
@@ -353,6 +356,47 @@ def uncertain_rates(g: dict, s: dict, name: str, smoke_p: np.ndarray) -> dict:
             "outside_outvoted": int(so.sum()), "outside_either": int((sl | so).sum())}
 
 
+def styles_calibration(g: dict, repeats: int = 5) -> dict:
+    """The Platt map of ``networks.mn04.styles.calibrate``, fitted on (clip, class) pairs of the ten
+    families' classes (positive: the class is in the clip's genre's family), raw mean-window sigmoid in;
+    held-out NLL / ECE (10 bins) raw vs mapped over ``repeats`` x 5 folds by clip, and the fit on all."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from genrekit.networks.mn04 import styles as S
+    from genrekit.networks.mn04.spec import GENRE_ROWS
+
+    names = list(S.genre_labels())
+    P = g["mn04_probs"][:, GENRE_ROWS.start:GENRE_ROWS.stop]
+    cls = [names.index(c) for fam in S.FAMILY.values() for c in fam]
+
+    def pairs(rows) -> tuple[np.ndarray, np.ndarray]:
+        x = np.clip(P[np.ix_(rows, cls)].ravel(), 1e-9, 1 - 1e-9)
+        y = np.array([names[c] in S.FAMILY[g["y"][i]] for i in rows for c in cls])
+        return np.log(x / (1 - x))[:, None], y
+
+    def nll(p, y) -> float:
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    def ece(p, y, bins: int = 10) -> float:
+        b = np.minimum((p * bins).astype(int), bins - 1)
+        return float(sum((b == i).mean() * abs(p[b == i].mean() - y[b == i].mean()) for i in range(bins) if (b == i).any()))
+
+    raw, cal = [], []
+    for r in range(repeats):
+        for tr, te in StratifiedKFold(FOLDS, shuffle=True, random_state=r).split(g["y"], g["y"]):
+            (X, Y), (Xt, Yt) = pairs(tr), pairs(te)
+            m = LogisticRegression(C=1e6).fit(X, Y)
+            pr, pc = sigmoid(Xt[:, 0]), m.predict_proba(Xt)[:, 1]
+            raw.append((nll(pr, Yt), ece(pr, Yt)))
+            cal.append((nll(pc, Yt), ece(pc, Yt)))
+    X, Y = pairs(np.arange(len(g["y"])))
+    m = LogisticRegression(C=1e6).fit(X, Y)
+    return {"A": float(m.coef_[0, 0]), "B": float(m.intercept_[0]), "heldout_raw_nll_ece": np.mean(raw, 0).tolist(),
+            "heldout_calibrated_nll_ece": np.mean(cal, 0).tolist(), "pairs": int(len(Y)), "positives": int(Y.sum())}
+
+
 def fmt(d: dict[str, float], m: str) -> str:
     return f"{d[f'{m}_mean']:.3f} +- {d[f'{m}_std']:.3f}"
 
@@ -362,6 +406,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--realworld", type=Path, default=None, help="default: <data>/../realworld")
     ap.add_argument("--repeats", type=int, default=REPEATS)
+    ap.add_argument("--temperature", type=float, default=1.0,
+                    help="T applied to the first --smoke candidate's scores for the uncertain rates")
     ap.add_argument("--no-cv", action="store_true", help="only the smoke figures (CV table taken from --out)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ears" / "study.json")
     ap.add_argument("--smoke", default="concat 0.5 + zero-shot 0.50,concat,musicnn",
@@ -384,6 +430,12 @@ def main(argv=None) -> int:
     report: dict = {"cv": results, "settings": {"repeats": args.repeats, "folds": FOLDS, "C": C_DEFAULT,
                                                 "zero_shot": ZERO_SHOT, "zero_shot_as": ZERO_SHOT_AS,
                                                 "n_clips": len(g["y"]), "n_grouped": g["n_grouped"]}}
+    sc = styles_calibration(g)
+    lines += ["", f"styles calibration (Platt on logit of the mean window sigmoid, {sc['pairs']} (clip, family class) pairs, "
+              f"{sc['positives']} positive): A {sc['A']:.4f}, B {sc['B']:.4f}; held-out NLL / ECE raw "
+              f"{sc['heldout_raw_nll_ece'][0]:.3f} / {sc['heldout_raw_nll_ece'][1]:.3f}, mapped "
+              f"{sc['heldout_calibrated_nll_ece'][0]:.3f} / {sc['heldout_calibrated_nll_ece'][1]:.3f}"]
+    report["styles_calibration"] = sc
     root = args.realworld or args.data.parent / "realworld"
     if (root / "labels.csv").is_file():
         s = smoke_inputs(root)
@@ -392,8 +444,11 @@ def main(argv=None) -> int:
         lines += ["", f"smoke set (fitted on all 124 clips; {sm[names[0]]['n']} clips with a GTZAN genre; report only):"]
         for n in names:
             lines.append(f"- {n}: top-1 {sm[n]['top1']}/{sm[n]['n']}, top-3 {sm[n]['top3']}/{sm[n]['n']}")
-        rates = uncertain_rates(g, s, names[0], sm[names[0]]["probs"])
-        lines += ["", f"uncertain rule (styles.uncertain; min_confidence {0.5}, min_beyond 0.3) with {names[0]}: "
+        rates = uncertain_rates(g, s, names[0], sm[names[0]]["probs"], args.temperature)
+        from genrekit.networks.mn04 import styles as S
+
+        lines += ["", f"uncertain rule (styles.uncertain; min_confidence {S.MIN_CONFIDENCE}, min_beyond {S.MIN_BEYOND}, "
+                  f"calibrated styles) with {names[0]}, scores at T {args.temperature:g}: "
                   f"GTZAN clips (all within the ten) flagged: low score {rates['gtzan_low_score']}, outvoted by a style "
                   f"beyond the ten {rates['gtzan_outvoted']}, either {rates['gtzan_either']} of {rates['gtzan_n']}; "
                   f"smoke clips outside the ten flagged: low {rates['outside_low_score']}, outvoted "

@@ -65,13 +65,14 @@ STYLE_FAMILY: dict[str, tuple[str, ...]] = {
 
 def file_styles(record: object, path: Path, k: int) -> list[tuple[str, float]]:
     """The record's ``styles`` (predict's field, once wired in), else the file's top-``k`` AudioSet
-    music-genre classes by mean window sigmoid, from mn04 directly."""
+    music-genre classes by mean window sigmoid (calibrated: ``networks.mn04.styles``), from mn04 directly."""
     got = getattr(record, "styles", None)
     if got:
         return [(str(n), float(p)) for n, p in got][:k]
-    from genrekit.networks.mn04.model import tags_file
+    from genrekit.networks.mn04.model import embed_file
+    from genrekit.networks.mn04.styles import styles
 
-    return tags_file(path, k=k, genres_only=True)
+    return styles(embed_file(path).logits, k=k)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,19 +26,30 @@ def windows(per_window: list[dict[str, float]], rest: float = 0.01) -> np.ndarra
 
 def test_probabilities_are_mean_window_sigmoids_not_renormalised():
     z = windows([{"House music": 0.9, "Electronic music": 0.8}, {"House music": 0.5, "Electronic music": 0.8}])
-    p = S.genre_probs(z)
+    p = S.genre_probs(z, calibrated=False)
     assert p.shape == (48,)
     assert p[NAMES.index("House music")] == pytest.approx(0.7)
     assert p[NAMES.index("Electronic music")] == pytest.approx(0.8)
     assert p[NAMES.index("Jazz")] == pytest.approx(0.01)
     assert p.sum() > 1.5  # multi-label: nested classes keep their own probabilities
+    np.testing.assert_allclose(S.genre_probs(z), S.calibrate(p))
+
+
+def test_calibration_is_monotone_and_lifts_low_raw_numbers():
+    raw = np.array([0.001, 0.02, 0.1, 0.3, 0.5, 0.9, 0.999])
+    cal = S.calibrate(raw)
+    assert np.all(np.diff(cal) > 0) and np.all((cal > 0) & (cal < 1))
+    assert cal[1] > raw[1] and cal[2] > raw[2]  # AudioSet's sparse labels make raw numbers too low
+    assert S.calibrate(0.0) > 0 and S.calibrate(1.0) < 1  # clipped, finite
+    z = windows([{"House music": 0.3, "Techno": 0.2, "Jazz": 0.1}])
+    assert [n for n, _ in S.styles(z, k=3)] == [n for n, _ in S.styles(z, k=3, calibrated=False)]
 
 
 def test_styles_top_k_order_and_48_column_input_agree():
     z = windows([{"House music": 0.6, "Electronic music": 0.8, "Disco": 0.3, "Techno": 0.2}])
     top = S.styles(z, k=3)
     assert [n for n, _ in top] == ["Electronic music", "House music", "Disco"]
-    assert top[0][1] == pytest.approx(0.8)
+    assert top[0][1] == pytest.approx(float(S.calibrate(0.8)))
     assert S.styles(z[:, GENRE_ROWS.start:GENRE_ROWS.stop], k=3) == top
     assert S.styles(z[0], k=1) == top[:1]  # one window as a vector
 
@@ -91,9 +102,11 @@ def test_uncertain_rule():
     assert S.uncertain("disco", 0.9, house)  # confident, but AudioSet hears house beyond disco's family
     assert not S.uncertain("disco", 0.9, disco)
     assert S.uncertain("disco", 0.3, disco)  # today's low-score rule still holds
-    weak = S.all_styles(windows([{"Funk": 0.2, "Disco": 0.1}]))
+    weak = S.all_styles(windows([{"Funk": 0.05, "Disco": 0.02}]))
     assert not S.uncertain("disco", 0.9, weak)  # a faint beyond style does not count
-    assert S.uncertain("disco", 0.9, weak, min_beyond=0.15)
+    assert S.uncertain("disco", 0.9, weak, min_beyond=0.2)
+    raw = S.all_styles(windows([{"Funk": 0.05, "Disco": 0.02}]), calibrated=False)
+    assert not S.uncertain("disco", 0.9, raw, min_beyond=0.2)
     with pytest.raises(ValueError):
         S.uncertain("polka", 0.9, disco)
     with pytest.raises(ValueError):
