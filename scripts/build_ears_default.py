@@ -4,14 +4,15 @@
     python scripts/build_ears_default.py                        # -> runs/ears-default/
 
 The recipe, chosen on 10 x 5-fold CV of the shared GTZAN audio clips (scripts/ears_study.py; the rule:
-among candidates at >= 0.90 stratified top-1, the best artist-grouped top-1), a weighted product of three
-experts, ``log p = sum_i w_i log p_i`` renormalised, then ``softmax(log p / T)``:
+the head must reach 0.90 stratified top-1 alone (the issue's bar: concat 0.902); the blend is the one with
+the best artist-grouped top-1, 0.746, since real songs come from artists the head never heard), a
+weighted product of three experts, ``log p = sum_i w_i log p_i`` renormalised, then ``softmax(log p / T)``:
 
 | member | weight | input |
 |---|---|---|
-| ``concat``: standardised logistic regression, C 0.1 | 0.5 | musicnn ``MSD_musicnn`` penultimate (200, mean over every 3 s patch) next to mn04 ``features`` (384, mean over its 10 s windows, ``networks.mn04.model.embed``) |
-| ``zero-shot``: no training | 0.25 | per GTZAN genre the same-named MSD tag (mean patch sigmoid) or AudioSet class (mean window sigmoid; reggae, disco, classical), the ten divided by their sum |
-| ``zero-shot-AS``: no training | 0.25 | the same from AudioSet's ten same-named classes only |
+| ``concat``: standardised logistic regression, C 0.1 | 0.25 | musicnn ``MSD_musicnn`` penultimate (200, mean over every 3 s patch) next to mn04 ``features`` (384, mean over its 10 s windows, ``networks.mn04.model.embed``) |
+| ``zero-shot``: no training | 0.375 | per GTZAN genre the same-named MSD tag (mean patch sigmoid) or AudioSet class (mean window sigmoid; reggae, disco, classical), the ten divided by their sum |
+| ``zero-shot-AS``: no training | 0.375 | the same from AudioSet's ten same-named classes only |
 
 The head is fitted on the shared clips outside the fault-filtered TEST side (113 of 124; ``--all-clips``
 for all 124) so that a test figure of the result stays honest. ``T`` is fitted (minimum NLL) on the
@@ -43,8 +44,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 C = 0.1
-WEIGHTS = {"concat": 0.5, "zero-shot": 0.25, "zero-shot-AS": 0.25}
-CV_NAME = "concat 0.5 + both zero-shots 0.25 each"  # its row in scripts/ears_study.py's table
+WEIGHTS = {"concat": 0.25, "zero-shot": 0.375, "zero-shot-AS": 0.375}
+CV_NAME = "concat 0.25 + both zero-shots 0.375 each"  # its row in scripts/ears_study.py's table
+HEAD_CV_NAME = "concat"  # the head alone: the issue's >= 0.90 bar
 
 
 def concat_input(columns: list[str]) -> dict:
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
     cv = {}
     if args.study.is_file():
         study = json.loads(args.study.read_text())["cv"]
-        cv = {p: study[p].get(CV_NAME) for p in study}
+        cv = {p: {"recipe": study[p].get(CV_NAME), "head": study[p].get(HEAD_CV_NAME)} for p in study}
     recipe = {
         "name": "genrekit-gtzan-ears (draft)",
         "combine": "weighted mean log-probability of the members, renormalised, then softmax(log p / T)",
