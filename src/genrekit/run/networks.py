@@ -32,8 +32,8 @@ from genrekit.store import Cache, atomic_write_text, written_like
 __all__ = [
     "NetworkTask", "analyse", "analyses", "check_layers", "check_top_k", "embedding_results", "embedding_rows",
     "embedding_rows_columns", "embedding_settings", "error_text", "layer_sizes", "network_embeddings",
-    "network_settings", "network_tags", "tag_error_record", "tag_record", "tag_results", "tags_settings",
-    "write_embeddings",
+    "network_settings", "network_tags", "tag_count", "tag_error_record", "tag_record", "tag_results",
+    "tags_settings", "write_embeddings",
 ]
 
 
@@ -111,17 +111,24 @@ def _genre_count(family: str) -> int | None:
     return len(spec.genre_labels()) if hasattr(spec, "genre_labels") else None
 
 
-def check_top_k(top_k: int, settings: Any = None, *, genres: bool = False) -> int:
-    """``top_k`` when it is a whole number from 1 to the number of tags ``settings``' network has (of
-    its genre classes with ``genres``); :class:`~genrekit.errors.GenrekitError` otherwise, or when
-    ``genres`` is asked of a network that has no genre classes."""
+def tag_count(settings: Any = None, *, genres: bool = False) -> int:
+    """How many tags ``settings``' network ranks (its genre classes with ``genres``: mn04's 48);
+    :class:`~genrekit.errors.GenrekitError` when ``genres`` is asked of a network without genre classes."""
     settings = settings or network_settings()
-    n = len(networks.spec(settings.family).tag_names(settings.model))
-    if genres:
-        n = _genre_count(settings.family)
-        if n is None:
-            raise GenrekitError(f"{settings.model} has no genre classes; genres only is for "
-                                f"{', '.join(f for f in networks.FAMILIES if _genre_count(f))} (e.g. model='audioset')")
+    if not genres:
+        return len(networks.spec(settings.family).tag_names(settings.model))
+    n = _genre_count(settings.family)
+    if n is None:
+        with_genres = ", ".join(f for f in networks.FAMILIES if _genre_count(f))
+        raise GenrekitError(f"{settings.model} has no genre classes; genres only is for {with_genres} "
+                            "(e.g. model 'audioset')")
+    return n
+
+
+def check_top_k(top_k: int, settings: Any = None, *, genres: bool = False) -> int:
+    """``top_k`` when it is a whole number from 1 to :func:`tag_count`;
+    :class:`~genrekit.errors.GenrekitError` otherwise."""
+    n = tag_count(settings, genres=genres)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= n:
         raise GenrekitError(f"top_k must be a whole number of tags from 1 to {n}, got {top_k!r}")
     return top_k
