@@ -180,7 +180,8 @@ def test_usage_errors_and_flag_choices(music, tmp_path, capsys):
     assert main(["embed", a, "--out", str(tmp_path / "e.parquet"), "--layers", "penultimate,nope"]) == 2
     err = capsys.readouterr().err
     assert "--top-k must be within 1..50" in err and "--out must end in" in err and "'nope'" in err
-    with pytest.raises(genrekit.errors.ModelError, match="unknown musicnn model"):
+    with pytest.raises(genrekit.errors.ModelError, match="unknown pretrained network 'musicnn'; choose one of "
+                                                         "MSD_musicnn, MTT_musicnn, mn04, audioset"):
         genrekit.tags(a, model="musicnn")
     with pytest.raises(genrekit.errors.GenrekitError, match="top_k"):
         genrekit.tags(a, top_k=51)
