@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genrekit import errors as genrekit_errors
 from genrekit import networks
 from genrekit.errors import ModelError
 from genrekit.networks import musicnn
@@ -116,6 +117,40 @@ def test_silence_rule_is_the_dsp_threshold():
 
     assert analysis.audible(np.array([SILENCE_DB - 0.1, SILENCE_DB, -np.inf, -20.0])).tolist() == [
         False, True, False, True]
+
+
+def test_every_network_shares_one_silence_rule_and_level_measure():
+    """musicnn's and mn04's analyses use networks.analysis' rule and dsp.rms_db's measure."""
+    from genrekit.dsp import rms_db
+    from genrekit.networks import analysis as shared
+    from genrekit.networks.mn04 import analysis as mn04_analysis
+
+    assert analysis.audible is shared.audible is mn04_analysis.audible
+    rng = np.random.default_rng(0)
+    y = np.concatenate([0.3 * rng.standard_normal(1000) + 0.2, np.zeros(1000), 1e-4 * rng.standard_normal(1000)])
+    got = shared.span_levels(y, np.array([0, 1000, 2000, 500]), 1000)
+    want = [rms_db(y[s:s + 1000]) for s in (0, 1000, 2000, 500)]
+    assert got[1] == -np.inf and np.allclose(got[[0, 2, 3]], np.array(want)[[0, 2, 3]], atol=1e-4)
+    assert shared.audible(got).tolist() == [True, False, False, True]
+    with pytest.raises(genrekit_errors.SilentAudioError, match="quiet.wav: no audible signal"):
+        shared.check_audible("quiet.wav", got[1:3])
+
+
+def test_a_damaged_mn04_cache_entry_is_a_miss(tmp_path):
+    """An entry whose matrix does not fit its metadata (a partial or foreign write) is recomputed."""
+    from genrekit.networks.mn04.analysis import Mn04Settings, mn04_analysis
+
+    path = write_audio(tmp_path / "a.wav", tone(3.0, freq=440.0)[:, 0])
+    settings = Mn04Settings()
+    cache = settings.cache(root=tmp_path / "c")
+    key = cache.key(path)
+    a = mn04_analysis(path, settings)
+    settings.save(cache, key, a)
+    b = settings.load(cache, key)
+    assert np.array_equal(b.logits, a.logits) and np.array_equal(b.features, a.features)
+    assert b.levels.tolist() == a.levels.tolist() and b.offsets.tolist() == [0] and b.duration == a.duration
+    cache.put_array(key, np.zeros((1, 5), np.float32))
+    assert settings.load(cache, key) is None
 
 
 def test_library_summary_equals_embed_and_tags_for_a_file_with_a_silent_patch(gapped, monkeypatch):
