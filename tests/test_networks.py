@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genrekit import errors as genrekit_errors
 from genrekit import networks
 from genrekit.errors import ModelError
 from genrekit.networks import musicnn
 from genrekit.networks.musicnn import analysis, model
-from genrekit.run import musicnn as batch
+from genrekit.run import networks as batch
 from helpers import tone, write_audio
 
 SR = 22050
@@ -39,10 +40,20 @@ def gapped(tmp_path) -> Path:
 
 
 def test_registry_names_every_network_and_refuses_unknown_ones():
-    assert networks.models() == ("MSD_musicnn", "MTT_musicnn") == networks.models("musicnn") == musicnn.MODELS
+    assert networks.models() == ("MSD_musicnn", "MTT_musicnn", "mn04")
+    assert networks.models("musicnn") == musicnn.MODELS and networks.models("mn04") == ("mn04",)
+    assert networks.model_choices() == ("MSD_musicnn", "MTT_musicnn", "mn04", "audioset")
     assert networks.family_of("MTT_musicnn") == "musicnn"
+    assert networks.family_of("audioset") == networks.family_of("mn04") == "mn04"
     assert networks.spec("musicnn") is musicnn.spec
     assert networks.check_network("MSD_musicnn") == "MSD_musicnn"
+    assert networks.check_network("audioset") == networks.check_network("audioset", "mn04") == "mn04"
+    with pytest.raises(ModelError, match="unknown mn04 model 'MSD_musicnn'"):
+        networks.check_network("MSD_musicnn", "mn04")
+    with pytest.raises(ModelError, match="mn04 does not run on backend 'torch'; choose one of onnx"):
+        networks.check_backend("torch", family="mn04", error=ModelError)
+    assert type(networks.settings("audioset")).__name__ == "Mn04Settings"
+    assert networks.settings("audioset").cache_settings() == networks.settings("mn04").cache_settings()
     with pytest.raises(ModelError, match="unknown pretrained network 'nope'; choose one of MSD_musicnn"):
         networks.check_network("nope")
     with pytest.raises(ModelError, match="unknown musicnn model 'nope'"):
@@ -63,12 +74,15 @@ def test_every_spec_has_the_shared_interface():
         assert all(isinstance(n, int) and n > 0 for n in s.LAYERS.values())
         for m in s.MODELS:
             assert s.weights_path(m).is_file() and len(s.weights_sha256(m)) == 64
-            assert len(s.tag_names(m)) == len(set(s.tag_names(m))) > 0
+            assert len(s.tag_names(m)) == len(set(s.tag_names(m))) > 0 and s.check_model(m) == m
+        for alias, m in getattr(s, "ALIASES", {}).items():
+            assert s.check_model(alias) == m and m in s.MODELS
 
 
 def test_spec_and_registry_import_without_numpy():
     code = ("import sys, genrekit.networks as n, genrekit.networks.musicnn as m; "
-            "n.models(); m.tag_names(); import genrekit.cli.tags_cmd; "
+            "n.models(); n.model_choices(); m.tag_names(); [n.spec(f).tag_names() for f in n.FAMILIES]; "
+            "import genrekit.cli.tags_cmd; "
             "print(sorted(x for x in ('numpy', 'torch', 'onnx') if x in sys.modules))")
     env = {**os.environ}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
@@ -105,13 +119,47 @@ def test_silence_rule_is_the_dsp_threshold():
         False, True, False, True]
 
 
+def test_every_network_shares_one_silence_rule_and_level_measure():
+    """musicnn's and mn04's analyses use networks.analysis' rule and dsp.rms_db's measure."""
+    from genrekit.dsp import rms_db
+    from genrekit.networks import analysis as shared
+    from genrekit.networks.mn04 import analysis as mn04_analysis
+
+    assert analysis.audible is shared.audible is mn04_analysis.audible
+    rng = np.random.default_rng(0)
+    y = np.concatenate([0.3 * rng.standard_normal(1000) + 0.2, np.zeros(1000), 1e-4 * rng.standard_normal(1000)])
+    got = shared.span_levels(y, np.array([0, 1000, 2000, 500]), 1000)
+    want = [rms_db(y[s:s + 1000]) for s in (0, 1000, 2000, 500)]
+    assert got[1] == -np.inf and np.allclose(got[[0, 2, 3]], np.array(want)[[0, 2, 3]], atol=1e-4)
+    assert shared.audible(got).tolist() == [True, False, False, True]
+    with pytest.raises(genrekit_errors.SilentAudioError, match="quiet.wav: no audible signal"):
+        shared.check_audible("quiet.wav", got[1:3])
+
+
+def test_a_damaged_mn04_cache_entry_is_a_miss(tmp_path):
+    """An entry whose matrix does not fit its metadata (a partial or foreign write) is recomputed."""
+    from genrekit.networks.mn04.analysis import Mn04Settings, mn04_analysis
+
+    path = write_audio(tmp_path / "a.wav", tone(3.0, freq=440.0)[:, 0])
+    settings = Mn04Settings()
+    cache = settings.cache(root=tmp_path / "c")
+    key = cache.key(path)
+    a = mn04_analysis(path, settings)
+    settings.save(cache, key, a)
+    b = settings.load(cache, key)
+    assert np.array_equal(b.logits, a.logits) and np.array_equal(b.features, a.features)
+    assert b.levels.tolist() == a.levels.tolist() and b.offsets.tolist() == [0] and b.duration == a.duration
+    cache.put_array(key, np.zeros((1, 5), np.float32))
+    assert settings.load(cache, key) is None
+
+
 def test_library_summary_equals_embed_and_tags_for_a_file_with_a_silent_patch(gapped, monkeypatch):
     """`similar` / `tag --tags` (library summaries) and `embed` / `tags` summarise a file alike: the
     audible patches only, from one cache entry (the library reuses what `tags` computed)."""
     from genrekit.library import musicnn as lib
 
-    rec = batch.musicnn_tags(str(gapped), top_k=5)
-    (row,) = batch.musicnn_embeddings(str(gapped)).to_dict("records")
+    rec = batch.network_tags(str(gapped), top_k=5)
+    (row,) = batch.network_embeddings(str(gapped)).to_dict("records")
     assert rec["n_patches"] == 3 and row["n_silent"] == 1
     calls: list[str] = []
     real = model.embed_file

@@ -16,7 +16,7 @@ import genrekit
 from genrekit.cli import main
 from genrekit.networks import musicnn as embeddings
 from genrekit.networks.musicnn import model as musicnn_model
-from genrekit.run import musicnn as run_musicnn
+from genrekit.run import networks as run_networks
 from genrekit.run import sinks
 from helpers import tone, write_audio
 
@@ -130,7 +130,7 @@ def test_second_run_is_served_from_the_cache_shared_by_tags_and_embed(music, tmp
 def test_tags_resume_from_a_partial_journal(music, tmp_path, monkeypatch):
     files = [_f(music, "a.wav"), _f(music, "b.flac")]
     out = tmp_path / "t.json"
-    settings = run_musicnn.MusicnnSettings()
+    settings = run_networks.network_settings()
     # a killed run left a journal with one finished record and a torn line
     j = sinks.JournalSink(out, settings={"musicnn": settings.cache_settings(), "top_k": 5, "segments": False})
     fake = {"file": files[0], "model": "MSD_musicnn", "duration_s": 6.5, "n_patches": 2,
@@ -168,17 +168,20 @@ def test_usage_errors_and_flag_choices(music, tmp_path, capsys):
     from genrekit import networks
     from genrekit.cli import tags_cmd
 
-    assert tags_cmd.MODELS == embeddings.MODELS and tags_cmd.BACKENDS == networks.BACKENDS
-    assert run_musicnn.MUSICNN_BACKENDS == networks.BACKENDS
-    assert run_musicnn.EMBED_LAYERS == {"penultimate": embeddings.N_PENULTIMATE, "pooled": embeddings.N_POOLED,
-                                  "taggram": embeddings.N_TAGS}
+    assert tags_cmd.BACKENDS == networks.BACKENDS
+    assert run_networks.layer_sizes() == {"penultimate": embeddings.N_PENULTIMATE, "pooled": embeddings.N_POOLED,
+                                          "taggram": embeddings.N_TAGS}
+    from genrekit.run import musicnn as old_name  # the module's old name still answers
+
+    assert old_name.musicnn_tags is genrekit.tags and old_name.EMBED_LAYERS == run_networks.layer_sizes()
     a = _f(music, "a.wav")
     assert main(["tags", a, "--top-k", "0"]) == 2
     assert main(["embed", a, "--out", str(tmp_path / "e.txt")]) == 2
     assert main(["embed", a, "--out", str(tmp_path / "e.parquet"), "--layers", "penultimate,nope"]) == 2
     err = capsys.readouterr().err
     assert "--top-k must be within 1..50" in err and "--out must end in" in err and "'nope'" in err
-    with pytest.raises(genrekit.errors.ModelError, match="unknown musicnn model"):
+    with pytest.raises(genrekit.errors.ModelError, match="unknown pretrained network 'musicnn'; choose one of "
+                                                         "MSD_musicnn, MTT_musicnn, mn04, audioset"):
         genrekit.tags(a, model="musicnn")
     with pytest.raises(genrekit.errors.GenrekitError, match="top_k"):
         genrekit.tags(a, top_k=51)
@@ -249,30 +252,30 @@ def test_per_window_rows_count_patches_in_every_format(music, tmp_path):
 
 def test_interrupted_embed_leaves_no_output_and_resumes(music, tmp_path, monkeypatch, capsys):
     files = [_f(music, "a.wav"), _f(music, "b.flac"), _f(music, "c_intro.wav")]
-    real = run_musicnn.musicnn_analysis
+    real = run_networks.analyse
     done: list[str] = []
 
-    def killed(path, settings=None):
+    def killed(path, settings):
         if len(done) == 2:
             raise KeyboardInterrupt
         done.append(path)
         return real(path, settings)
 
-    monkeypatch.setattr(run_musicnn, "musicnn_analysis", killed)
+    monkeypatch.setattr(run_networks, "analyse", killed)
     out, parts = tmp_path / "e.parquet", tmp_path / "parts"
     assert main(["embed", *files, "--out", str(out), "--no-progress"]) == 130
     assert not out.exists()  # nothing half-written
     assert "2 finished file(s) are cached" in capsys.readouterr().err
-    monkeypatch.setattr(run_musicnn, "musicnn_analysis", real)
+    monkeypatch.setattr(run_networks, "analyse", real)
     calls = _counting(monkeypatch)
     assert main(["embed", *files, "--out", str(out), "--no-progress"]) == 0
     assert calls == [files[2]] and "(2 from cache)" in capsys.readouterr().err
     # a Parquet folder: the finished files' part stays, a rerun does only the rest
     done.clear()
-    monkeypatch.setattr(run_musicnn, "musicnn_analysis", killed)
+    monkeypatch.setattr(run_networks, "analyse", killed)
     args = ["embed", *files, "--out", f"{parts}/", "--no-progress", "--no-cache", "--part-size", "1"]
     assert main(args) == 130
-    monkeypatch.setattr(run_musicnn, "musicnn_analysis", real)
+    monkeypatch.setattr(run_networks, "analyse", real)
     calls.clear()
     assert main(args) == 0
     assert calls == [files[2]] and "resuming: 2 of 3 files already done" in capsys.readouterr().err

@@ -19,12 +19,12 @@ def __getattr__(name: str):
         from genrekit.predict import GenreClassifier
 
         return GenreClassifier
-    if name == "tags":  # genrekit.tags(paths, model=, top_k=, segments=, jobs=, ...) -> records
-        from genrekit.run.musicnn import musicnn_tags
+    if name == "tags":  # genrekit.tags(paths, model=, top_k=, segments=, genres=, jobs=, ...) -> records
+        from genrekit.run.networks import network_tags
 
-        return musicnn_tags
+        return network_tags
     if name == "embed":  # genrekit.embed(paths, model=, layers=, per_window=, jobs=, ...) -> DataFrame
-        from genrekit.run.musicnn import musicnn_embeddings
+        from genrekit.run.networks import network_embeddings
 
-        return musicnn_embeddings
+        return network_embeddings
     raise AttributeError(f"module 'genrekit' has no attribute {name!r}")

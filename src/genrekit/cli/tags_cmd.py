@@ -1,72 +1,90 @@
-"""`genrekit tags`: each file's top musicnn tags (MSD or MTT), optionally per 3 s patch.
+"""`genrekit tags`: each file's top tags by a pretrained network (musicnn: MSD or MTT; mn04: AudioSet),
+optionally per window.
 
-Parses the flags, renders and prints; the work is ``genrekit.run.musicnn.tag_results`` (musicnn outputs cached
-by file content, shared with ``genrekit embed``) written through a ``JournalSink`` (standard output or
-``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``), as
-``genrekit predict`` does. The flags both musicnn commands take are defined here once.
+Parses the flags, renders and prints; the work is ``genrekit.run.networks.tag_results`` (the network's
+outputs cached by file content, shared with ``genrekit embed``) written through a ``JournalSink`` (standard
+output or ``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``), as
+``genrekit predict`` does. The flags both network commands take are defined here once.
 """
 
 from __future__ import annotations
 
 from genrekit.networks import BACKENDS  # light (no numpy): `genrekit --help` stays fast
-from genrekit.networks.musicnn.spec import MODELS
 
-HELP = "top musicnn tags (rock, electronic, female vocalists, ...) of audio files/folders"
+HELP = "top tags of audio files/folders: musicnn (rock, female vocalists, ...) or AudioSet's 527 classes (mn04)"
 DESCRIPTION = (
     "Walks folders recursively and prints (or writes with --out) one record per file: the --top-k most "
-    "probable tags of the pretrained musicnn network (mean over the audible 3 s patches) and, with "
-    "--segments, each patch's own. A file that cannot be read, or has no audible signal, gets tags null "
-    "and its error; the rest still complete. Results are cached by file content under "
-    "$XDG_CACHE_HOME/genrekit; with --out, finished records are journalled so an interrupted run resumes. "
-    "Exit code 0 when all succeeded, 1 when some failed, 2 on usage errors."
+    "probable tags of a pretrained network (mean over its audible windows) and, with --segments, each "
+    "window's own. --model MSD_musicnn (default) or MTT_musicnn: musicnn's 50 tags, 3 s patches; --model "
+    "audioset (also called mn04): EfficientAT mn04, AudioSet's 527 sound classes (MIT weights, CC BY 4.0 "
+    "labels), 10 s windows, and with --genres only its 48 music-genre classes. A file that cannot be read, "
+    "or has no audible signal, gets tags null and its error; the rest still complete. Results are cached "
+    "by file content under $XDG_CACHE_HOME/genrekit; with --out, finished records are journalled so an "
+    "interrupted run resumes. Exit code 0 when all succeeded, 1 when some failed, 2 on usage errors."
 )
+MODEL_HELP = ("MSD_musicnn (musicnn, Million Song Dataset tags, default), MTT_musicnn (musicnn, MagnaTagATune), "
+              "audioset or mn04 (EfficientAT mn04: AudioSet's 527 classes, 48 of them music genres; MIT weights, "
+              "CC BY 4.0 labels)")
 
 
-def add_musicnn_arguments(p) -> None:
+def add_network_arguments(p) -> None:
     """The flags `tags` and `embed` share: inputs, network, engine, cache, progress."""
+    from genrekit.networks import model_choices  # reads the light specs only
+
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
-    p.add_argument("--model", "-m", choices=MODELS, default="MSD_musicnn",
-                   help="MSD_musicnn (Million Song Dataset tags, default) or MTT_musicnn (MagnaTagATune)")
+    p.add_argument("--model", "-m", choices=model_choices(), default="MSD_musicnn", help=MODEL_HELP)
     p.add_argument("--backend", choices=BACKENDS, default="onnx",
-                   help="onnx (default: onnxruntime, no torch), onnx-int8 (faster, looser) or torch (the reference)")
+                   help="onnx (default: onnxruntime, no torch), onnx-int8 (musicnn: faster, looser) or torch "
+                        "(musicnn's reference); mn04 runs on onnx only")
     p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="run locally or on Ray")
     p.add_argument("--address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--part-size", type=int, default=1000, metavar="N",
                    help="with --out DIR/ (Parquet parts + _manifest.json, resumable): files per part (default 1000)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the musicnn cache")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the network's cache")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def add_arguments(p) -> None:
-    add_musicnn_arguments(p)
-    p.add_argument("--top-k", type=int, default=5, metavar="N", help="tags per file (and per patch), 1-50 (default 5)")
-    p.add_argument("--segments", action="store_true", help="include each 3 s patch's start, end and top tags")
+    add_network_arguments(p)
+    p.add_argument("--top-k", type=int, default=5, metavar="N",
+                   help="tags per file (and per window): 1-50 for musicnn, 1-527 for audioset, 1-48 with --genres "
+                        "(default 5)")
+    p.add_argument("--genres", action="store_true",
+                   help="with --model audioset: rank only AudioSet's 48 music-genre classes (Pop music .. Ska)")
+    p.add_argument("--segments", action="store_true", help="include each window's start, end and top tags")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--out", "-o", default=None,
                    help="write to FILE instead of standard output; a folder (ending in /) gets Parquet parts")
 
 
-def check_musicnn_args(args) -> str | None:
-    """The usage error in the shared flags, if any (the caller prints it and exits 2)."""
+def check_network_args(args):
+    """(usage error or None, the network's settings) for the shared flags; the caller prints the error
+    and exits 2."""
+    from genrekit.errors import GenrekitError
+    from genrekit.run import networks
+
     if args.jobs < 1:
-        return "--jobs must be >= 1"
+        return "--jobs must be >= 1", None
     if args.part_size < 1:
-        return "--part-size must be >= 1"
-    return None
+        return "--part-size must be >= 1", None
+    try:
+        return None, networks.network_settings(args.model, args.backend)
+    except GenrekitError as exc:
+        return str(exc), None
 
 
-def musicnn_inputs(args, command: str):
-    """(files, walk errors, settings) for the shared flags; None when nothing was found (printed)."""
+def network_inputs(args, command: str):
+    """(files, walk errors) under the paths; None when nothing was found (printed)."""
     import sys
 
-    from genrekit.run import items, musicnn
+    from genrekit.run import items
 
     files, walk_errors = items.find_audio(args.paths, unique=False)
     if not files and not walk_errors:
         print(f"genrekit {command}: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
         return None
-    return files, walk_errors, musicnn.MusicnnSettings(model=args.model, backend=args.backend)
+    return files, walk_errors
 
 
 def report_parquet(sink, total: int) -> int:
@@ -124,20 +142,27 @@ def run(args) -> int:
     import sys
 
     from genrekit.cli.predict_cmd import make_engine, report_journal
+    from genrekit.errors import GenrekitError
     from genrekit.parquet_out import is_dataset_target, tags_row
-    from genrekit.run import items, musicnn, sinks
+    from genrekit.run import items, networks, sinks
 
-    problem = check_musicnn_args(args) or (None if 1 <= args.top_k <= 50 else "--top-k must be within 1..50")
+    problem, settings = check_network_args(args)
+    if not problem:
+        try:
+            n = networks.tag_count(settings, genres=args.genres)
+            problem = None if 1 <= args.top_k <= n else f"--top-k must be within 1..{n}"
+        except GenrekitError as exc:
+            problem = f"--genres: {exc}"
     if problem:
         print(f"genrekit tags: error: {problem}", file=sys.stderr)
         return 2
-    found = musicnn_inputs(args, "tags")
+    found = network_inputs(args, "tags")
     if found is None:
         return 1
-    files, walk_errors, settings = found
-    missing = [sinks.record_result(musicnn.tag_error_record(p, items.error_text(p, e), model=args.model,
-                                                          segments=args.segments)) for p, e in walk_errors]
-    content = {"musicnn": settings.cache_settings(), "top_k": args.top_k, "segments": args.segments}
+    files, walk_errors = found
+    missing = [sinks.record_result(networks.tag_error_record(p, items.error_text(p, e), model=settings.model,
+                                                           segments=args.segments)) for p, e in walk_errors]
+    content = networks.tags_settings(settings, top_k=args.top_k, segments=args.segments, genres=args.genres)
     parquet = is_dataset_target(args.out)
     if parquet:
         sink = sinks.ParquetSink(args.out, kind="tags", settings=content, part_size=args.part_size,
@@ -149,8 +174,8 @@ def run(args) -> int:
     todo = sink.pending(files)
     if sink.summary.resumed:
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done in {args.out}", file=sys.stderr)
-    results = musicnn.tag_results(todo, settings, make_engine(args), top_k=args.top_k, segments=args.segments,
-                                cache=not args.no_cache)
+    results = networks.tag_results(todo, settings, make_engine(args), top_k=args.top_k, segments=args.segments,
+                                   genres=args.genres, cache=not args.no_cache)
     sinks.write(results, sink, before=missing)
     if parquet:
         return report_parquet(sink, len(files) + len(missing))

@@ -27,7 +27,7 @@ from genrekit.networks.mn04.spec import (
     N_CLASSES,
     N_FEATURES,
     N_MELS,
-    NAME,
+    NETWORK,
     OUTPUT_NAMES,
     read_spec,
     weights_path,
@@ -140,7 +140,7 @@ def build_proto(tensors: Mapping[str, np.ndarray] | None = None, *, source: str 
         raise ModelError(f"{net.source}: tensors the mn04_as graph does not use: {unused[:5]}; these are not its weights")
     return g.model([(INPUT_NAME, ["batch", 1, N_MELS, "frames"])],
                    [(OUTPUT_NAMES[0], ["batch", N_FEATURES]), (OUTPUT_NAMES[1], ["batch", N_CLASSES])],
-                   meta={"network": NAME, "builder_version": str(BUILDER_VERSION)})
+                   meta={"network": NETWORK, "builder_version": str(BUILDER_VERSION)})
 
 
 def build_onnx() -> bytes:
@@ -151,7 +151,7 @@ def build_onnx() -> bytes:
 def cache_path() -> Path:
     from genrekit.store import cache_root
 
-    return cache_root() / "mn04" / f"{NAME}-{read_spec()['weights_sha256'][:16]}-b{BUILDER_VERSION}.onnx"
+    return cache_root() / "mn04" / f"{NETWORK}-{read_spec()['weights_sha256'][:16]}-b{BUILDER_VERSION}.onnx"
 
 
 def onnx_model(*, cache: bool = True, rebuild: bool = False) -> bytes:

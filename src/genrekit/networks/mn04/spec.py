@@ -1,7 +1,8 @@
 """EfficientAT ``mn04_as`` (MIT): names, constants, the block table, labels, weights and licence paths.
 
 Light on purpose (no numpy, no onnx): the CLI can list the network, its classes and licence without
-paying for the runtime. The numbers are the original's (fschmid56/EfficientAT ``models/preprocess.py``,
+paying for the runtime. It is the registry's family ``mn04`` (``genrekit.networks.FAMILIES``), one model
+``mn04``, also called ``audioset`` (what it tags with: AudioSet's 527 classes, 48 of them music genres). The numbers are the original's (fschmid56/EfficientAT ``models/preprocess.py``,
 ``models/mn/model.py`` with ``width_mult=0.4, head_type="mlp", se_dims="c", se_r=4``), as
 ``src/genrekit/pretrained/mn04/MODEL_CARD.md`` and ``mn04.json`` record them.
 """
@@ -14,7 +15,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-NAME = "mn04_as"
+NAME = "mn04"  # the registry's family name
+NETWORK = "mn04_as"  # EfficientAT's name: the ONNX graph and its cache file carry it
+MODELS: tuple[str, ...] = ("mn04",)
+ALIASES: dict[str, str] = {"audioset": "mn04"}  # what `genrekit tags --model audioset` names
+DEFAULT_MODEL = "mn04"
+LICENSE = "MIT"  # the weights (EfficientAT, Schmid et al.); the AudioSet label names are CC BY 4.0 (Google)
+BACKENDS: tuple[str, ...] = ("onnx",)  # onnxruntime float32 only (int8 changes top genres, model.py says why)
 DIR = Path(__file__).resolve().parents[2] / "pretrained" / "mn04"
 WEIGHTS_FILE = "mn04_as.safetensors"
 SPEC_FILE = "mn04.json"
@@ -52,6 +59,10 @@ MUSIC_ROW = 137
 GENRE_ROWS = range(216, 264)  # "Pop music" .. "Ska": AudioSet's 48 music-genre classes
 INPUT_NAME = "mel"
 OUTPUT_NAMES = ("features", "logits")
+# The layers an embedding offers: features (the pooled last conv layer, the transfer embedding), logits
+# (before the sigmoid: what `styles` calibrates) and taggram (the sigmoid probabilities, as musicnn's
+# taggram: their mean over the audible windows is what `tags` ranks; not the sigmoid of the mean logits).
+LAYERS: dict[str, int] = {"features": N_FEATURES, "logits": N_CLASSES, "taggram": N_CLASSES}
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -107,8 +118,34 @@ def path(name: str) -> Path:
     return DIR / name
 
 
-def weights_path() -> Path:
+def check_model(model: str) -> str:
+    """The model's name (``"audioset"`` -> ``"mn04"``); :class:`~genrekit.errors.ModelError` if not mn04."""
+    from genrekit.errors import ModelError
+
+    if model in MODELS:
+        return model
+    if model in ALIASES:
+        return ALIASES[model]
+    raise ModelError(f"unknown mn04 model {model!r}; choose one of {', '.join((*MODELS, *ALIASES))}")
+
+
+def tag_names(model: str = DEFAULT_MODEL) -> tuple[str, ...]:
+    """The 527 AudioSet labels, in the order of the logits (:func:`labels`)."""
+    check_model(model)
+    return labels()
+
+
+def weights_path(model: str = DEFAULT_MODEL) -> Path:
+    check_model(model)
     return path(WEIGHTS_FILE)
+
+
+@cache
+def weights_sha256(model: str = DEFAULT_MODEL) -> str:
+    """Digest of the shipped weights file's bytes: every cache of mn04 outputs keys on it."""
+    from genrekit.store import file_digest
+
+    return file_digest(weights_path(model))
 
 
 def license_path() -> Path:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from genrekit.dsp import SILENCE_DB
 from genrekit.errors import ModelError
+from genrekit.networks import analysis as shared
 from genrekit.networks import check_backend
+from genrekit.networks.analysis import audible
 from genrekit.networks.musicnn.spec import (
     DEFAULT_MODEL,
     HOP_LENGTH,
@@ -37,31 +38,11 @@ from genrekit.networks.musicnn.spec import (
 )
 from genrekit.store import Cache
 
+__all__ = ["CACHE_NAMESPACE", "CACHE_VERSION", "MusicnnAnalysis", "MusicnnSettings", "analysis_cache", "audible",
+           "load_analysis", "musicnn_analysis", "patch_levels", "save_analysis", "settings"]
+
 CACHE_NAMESPACE = "musicnn"
 CACHE_VERSION = 1  # bump when MusicnnAnalysis's cached content changes
-
-
-def audible(levels: np.ndarray) -> np.ndarray:
-    """The silence rule: which patches (by level, dBFS) are audible, i.e. at or above ``dsp.SILENCE_DB``."""
-    return np.asarray(levels) >= SILENCE_DB
-
-
-@dataclass(frozen=True)
-class MusicnnSettings:
-    """What decides a file's musicnn outputs, and so their cache entry: the network (by its weights'
-    bytes) and the backend. ``"onnx"`` (the default: onnxruntime, no torch import) agrees with the
-    ``"torch"`` reference within 6e-6 on taggram and penultimate; they are cached apart all the same."""
-
-    model: str = DEFAULT_MODEL
-    backend: str = "onnx"
-
-    def __post_init__(self) -> None:
-        check_model(self.model)
-        check_backend(self.backend, error=ModelError)
-
-    def cache_settings(self) -> dict[str, Any]:
-        return {"kind": "musicnn-patches", "version": CACHE_VERSION, "model": self.model,
-                "backend": self.backend, "weights_sha256": weights_sha256(self.model), "hop": PATCH_HOP}
 
 
 def patch_levels(path: str | os.PathLike, *, block_seconds: float = 60.0) -> np.ndarray:
@@ -93,9 +74,7 @@ def patch_levels(path: str | os.PathLike, *, block_seconds: float = 60.0) -> np.
     else:
         m = len(patch_starts(n_frames))
         s1, s2, cnt = s1[:m], s2[:m], cnt[:m]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.maximum(s2 / cnt - (s1 / cnt) ** 2, 0.0)
-        return np.where(var > 0, 10.0 * np.log10(var), -np.inf).astype(np.float32)
+    return shared.levels_db(s1, s2, cnt)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +105,41 @@ class MusicnnAnalysis:
         return Embedding(e.model, e.taggram[keep], e.penultimate[keep], e.pooled[keep], e.starts[keep], e.duration,
                          padded=e.padded)
 
+    # the interface every network's analysis shares (genrekit.run.networks uses nothing else)
+    @property
+    def model(self) -> str:
+        return self.embedding.model
+
+    @property
+    def duration(self) -> float:
+        return float(self.embedding.duration)
+
+    @property
+    def n_windows(self) -> int:
+        return self.embedding.n_patches
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Each patch's start in seconds."""
+        return self.embedding.starts
+
+    def window(self, layer: str) -> np.ndarray:
+        """``layer``'s vectors, one row per patch (silent ones included)."""
+        return getattr(self.embedding, layer)
+
+    def means(self, layers: Any) -> dict[str, np.ndarray]:
+        """Each of ``layers``' mean over the audible patches: the file's summaries."""
+        s = self.summary()
+        return {x: getattr(s, f"{x}_mean") for x in layers}
+
+    def top_tags(self, k: int, *, window: int | None = None, genres: bool = False) -> list[tuple[str, float]]:
+        """The ``k`` best tags of the file (mean taggram over the audible patches) or of patch ``window``."""
+        from genrekit.networks.musicnn.model import top_tags
+
+        if genres:
+            raise ModelError("musicnn has no genre class list: genres only is for mn04 (--model audioset)")
+        return top_tags(self.summary(), k) if window is None else top_tags(self.embedding, k, patch=window)
+
     # the cache entry: a float32 matrix (levels, taggram, penultimate, pooled per patch) and JSON metadata
     def to_cache(self) -> tuple[dict[str, Any], np.ndarray]:
         e = self.embedding
@@ -148,18 +162,41 @@ class MusicnnAnalysis:
         return cls(e, matrix[:, 0])
 
 
+@dataclass(frozen=True)
+class MusicnnSettings(shared.NetworkSettings):
+    """What decides a file's musicnn outputs, and so their cache entry: the network (by its weights'
+    bytes) and the backend. ``"onnx"`` (the default: onnxruntime, no torch import) agrees with the
+    ``"torch"`` reference within 6e-6 on taggram and penultimate; they are cached apart all the same."""
+
+    model: str = DEFAULT_MODEL
+    backend: str = "onnx"
+
+    family: ClassVar[str] = CACHE_NAMESPACE
+    analysis_class: ClassVar[Any] = MusicnnAnalysis
+
+    def __post_init__(self) -> None:
+        check_model(self.model)
+        check_backend(self.backend, error=ModelError)
+
+    def cache_settings(self) -> dict[str, Any]:
+        return {"kind": "musicnn-patches", "version": CACHE_VERSION, "model": self.model,
+                "backend": self.backend, "weights_sha256": weights_sha256(self.model), "hop": PATCH_HOP}
+
+    def analyse(self, path: str | os.PathLike) -> MusicnnAnalysis:
+        return musicnn_analysis(path, self)
+
+
 def musicnn_analysis(path: str | os.PathLike, settings: MusicnnSettings | None = None) -> MusicnnAnalysis:
     """:class:`MusicnnAnalysis` of one file (no cache). Raises :class:`~genrekit.errors.SilentAudioError`
     ("no audible signal") when no patch is above ``dsp.SILENCE_DB``, before running the network: a
     silent file gets an error, not tags made of noise. The levels cost one extra decode of the file
     (about 8 % of ``embed_file``'s CPU time on a 30 s GTZAN clip, docs/embeddings.md)."""
-    from genrekit.errors import FeatureError, SilentAudioError
+    from genrekit.errors import FeatureError
     from genrekit.networks.musicnn import model
 
     settings = settings or MusicnnSettings()
     levels = patch_levels(path)
-    if not audible(levels).any():
-        raise SilentAudioError(f"{path}: no audible signal (RMS {float(levels.max()):.1f} dBFS < {SILENCE_DB:g} dBFS)")
+    shared.check_audible(path, levels)
     e = model.embed_file(path, model=settings.model, backend=settings.backend)
     if e.n_patches != levels.size:
         raise FeatureError(f"{path}: changed while being analysed ({levels.size} patches, then {e.n_patches})")
@@ -168,17 +205,19 @@ def musicnn_analysis(path: str | os.PathLike, settings: MusicnnSettings | None =
 
 def analysis_cache(settings: MusicnnSettings, *, enabled: bool = True, root: str | os.PathLike | None = None) -> Cache:
     """The cache of musicnn analyses for ``settings``: every consumer shares it."""
-    return Cache(CACHE_NAMESPACE, settings.cache_settings(), root=root, enabled=enabled)
+    return settings.cache(enabled=enabled, root=root)
 
 
 def load_analysis(cache: Cache, key: str) -> MusicnnAnalysis | None:
     """The analysis ``cache`` holds under ``key`` (a content digest), or None."""
-    meta = cache.get(key)  # written last: an entry is complete once its metadata is there
-    return None if meta is None else MusicnnAnalysis.from_cache(meta, cache.get_array(key))
+    return shared.load_entry(cache, key, MusicnnAnalysis)
 
 
 def save_analysis(cache: Cache, key: str, analysis: MusicnnAnalysis) -> None:
     """Store ``analysis`` under ``key``: the matrix first, the metadata that completes the entry last."""
-    meta, matrix = analysis.to_cache()
-    cache.put_array(key, matrix)
-    cache.put(key, meta)
+    shared.save_entry(cache, key, analysis)
+
+
+def settings(model: str = DEFAULT_MODEL, backend: str = "onnx") -> MusicnnSettings:
+    """The registry's entry point (``networks.analysis("musicnn").settings``): what the run layer drives."""
+    return MusicnnSettings(model=model, backend=backend)
