@@ -171,9 +171,7 @@ def test_usage_errors_and_flag_choices(music, tmp_path, capsys):
     assert tags_cmd.BACKENDS == networks.BACKENDS
     assert run_networks.layer_sizes() == {"penultimate": embeddings.N_PENULTIMATE, "pooled": embeddings.N_POOLED,
                                           "taggram": embeddings.N_TAGS}
-    from genrekit.run import musicnn as old_name  # the module's old name still answers
-
-    assert old_name.musicnn_tags is genrekit.tags and old_name.EMBED_LAYERS == run_networks.layer_sizes()
+    assert run_networks.network_tags is genrekit.tags
     a = _f(music, "a.wav")
     assert main(["tags", a, "--top-k", "0"]) == 2
     assert main(["embed", a, "--out", str(tmp_path / "e.txt")]) == 2

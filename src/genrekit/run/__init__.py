@@ -11,7 +11,7 @@ on audio and Python callers:
   each knows what an earlier run finished, so a killed run, rerun, does only what is left;
 - the tasks: :mod:`~genrekit.run.features` (feature rows), :mod:`~genrekit.run.predict` (prediction
   records and ``predict_settings``, the one resume key of prediction outputs), :mod:`~genrekit.run.networks`
-  (tags and embeddings of any pretrained network: musicnn, mn04; ``run.musicnn`` is its old name).
+  (tags and embeddings of any pretrained network: musicnn, mn04).
 
 Importing this package imports none of them (the CLI stays fast; ``engines`` must load before numpy for
 ``limit_blas_threads`` to work).
