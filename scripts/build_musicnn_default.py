@@ -103,7 +103,7 @@ def int8_agreement(model: Path, audio_dir: Path) -> tuple[int, int, float]:
     ref, q = GenreClassifier.load(model), GenreClassifier.load(model)
     q.members = [m._replace(input=m.input.replace(backend=INT8_BACKEND)) if isinstance(m.input, NetworkInput) else m
                  for m in q.members]
-    files = sorted(audio.iter_audio_files([audio_dir]))
+    files = sorted(map(Path, audio.find_audio([audio_dir])[0]))
     same, diff = 0, 0.0
     for f in files:
         a, b = ref.predict(f), q.predict(f)

@@ -379,7 +379,7 @@ class GenreClassifier:
 
     def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False) -> Prediction:
         """Classify a track given as consecutive blocks of samples at ``self.sr`` (e.g. from
-        :func:`genrekit.audio.stream_bytes`), consumed one at a time: whoever makes the blocks can stop
+        :func:`genrekit.audio.stream` of an upload), consumed one at a time: whoever makes the blocks can stop
         the work between two of them (a deadline) or look at the samples (a spectrogram)."""
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
