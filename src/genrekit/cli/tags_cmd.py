@@ -137,7 +137,7 @@ def run(args) -> int:
     files, walk_errors, settings = found
     missing = [sinks.record_result(musicnn.tag_error_record(p, items.error_text(p, e), model=args.model,
                                                           segments=args.segments)) for p, e in walk_errors]
-    content = {"musicnn": settings.cache_settings(), "top_k": args.top_k, "segments": args.segments}
+    content = musicnn.tag_settings(settings, top_k=args.top_k, segments=args.segments)
     parquet = is_dataset_target(args.out)
     if parquet:
         sink = sinks.ParquetSink(args.out, kind="tags", settings=content, part_size=args.part_size,

@@ -44,7 +44,7 @@ __all__ = [
     "EMBED_LAYERS", "MusicnnAnalysis", "MusicnnSettings", "MusicnnTask", "check_layers", "embedding_results",
     "embedding_rows", "embedding_rows_columns", "embedding_settings", "error_text", "musicnn_analyses",
     "musicnn_analysis", "musicnn_cache", "musicnn_embeddings", "musicnn_tags", "patch_levels", "tag_error_record",
-    "tag_record", "tag_results", "write_embeddings",
+    "tag_record", "tag_results", "tag_settings", "write_embeddings",
 ]
 
 
@@ -185,6 +185,11 @@ def embedding_results(
                          cached=r.cached)
         else:
             yield Result(r.input, error=ItemError(r.error.kind, error_text(r.input, r.error)))
+
+
+def tag_settings(settings: MusicnnSettings, *, top_k: int, segments: bool) -> dict[str, Any]:
+    """What decides a tags output's content, for resuming it (JSON journal or Parquet folder)."""
+    return {"musicnn": settings.cache_settings(), "top_k": top_k, "segments": segments}
 
 
 def embedding_settings(settings: MusicnnSettings, *, layers: Sequence[str], per_window: bool) -> dict[str, Any]:
