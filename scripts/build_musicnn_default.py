@@ -78,7 +78,7 @@ def standardised(X: np.ndarray, is_audio: np.ndarray, stats) -> np.ndarray:
 
 def fit_head(name: str, params: dict, X: np.ndarray, y: list[str], is_audio: np.ndarray, mode: str):
     """The head fitted on ``X`` (raw embeddings; domain-z: standardised per domain, stats stored in its input)."""
-    from genrekit.models.base import musicnn_input
+    from genrekit.models.inputs import musicnn_input
 
     stats = domain_stats(X, is_audio) if mode == "domain-z" else None
     inp = musicnn_input(model="MSD_musicnn", layer="penultimate", pool="mean", patches_per_block=PATCHES_PER_BLOCK,

@@ -186,7 +186,7 @@ def test_unbuilt_arch_falls_back_to_torch_export(tiny_model, monkeypatch):
 @pytest.fixture(scope="module")
 def musicnn_head(tmp_path_factory):
     """A logistic head on standardised musicnn penultimate vectors, as `train --input musicnn` writes one."""
-    from genrekit.models.base import musicnn_input
+    from genrekit.models.inputs import musicnn_input
     from genrekit.models.linear import LinearModel
     from genrekit.networks import musicnn as embeddings
 
