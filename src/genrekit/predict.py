@@ -38,7 +38,6 @@ SHIPPED_MODELS = {
 DEFAULT_MODEL = "genrekit-gtzan-musicnn"
 DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
 N_TAGS_RECORD = 5  # top MSD tags in a prediction record
-BACKENDS = ("onnx", "torch")  # "onnx": onnxruntime, no torch (the default); "torch": the reference
 
 
 class Member(NamedTuple):
@@ -251,8 +250,6 @@ class GenreClassifier:
         from genrekit.run.engines import limit_blas_threads
 
         limit_blas_threads(threads)  # numpy/scipy too: small products, threads only contend
-        if backend not in BACKENDS:
-            raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         p = model_path(path)
         from genrekit.models import load
 
