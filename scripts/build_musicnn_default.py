@@ -11,7 +11,7 @@ Issue 17, item 5. Everything is chosen on the fault-filtered VALID side; TEST is
 2. Candidates, each fitted on TRAIN and scored on VALID: logistic regression (C 0.03 / 0.1 / 0.3 / 1) and
    an RBF SVM with Platt scaling (C 1 / 10) on the embedding, plain or domain-z (each source domain
    standardised with its own statistics, stored in the head's input; docs/transfer.md), alone and blended by
-   mean log-probability with today's recipe refitted on TRAIN only (``image_to_musicnn.todays_recipe_on_valid``:
+   mean log-probability with today's recipe refitted on TRAIN only (``image_heads.todays_recipe_on_valid``:
    CNN 0.75 + feature logistic regression 0.25), musicnn weight 1 / 0.75 / 0.5 / 0.25. The table shows them
    all; the winner is the best valid track accuracy among those with musicnn weight :data:`CHOSEN_WEIGHT`
    (ties: the first in the table's order), see there for why the weight is fixed.
@@ -67,7 +67,7 @@ def head_model(name: str, params: dict, columns: list[str]):
 
 
 def domain_stats(X: np.ndarray, is_audio: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each domain's mean and std (+1e-6), as ``image_to_musicnn.Statistics`` computes them."""
+    """Each domain's mean and std (+1e-6), as ``image_heads.Statistics`` computes them."""
     return {d: (X[m].mean(axis=0), X[m].std(axis=0) + 1e-6) for d, m in (("audio", is_audio), ("image", ~is_audio))}
 
 
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     if args.record_test:
         return record_test(Path(args.out), Path(args.record_test))
 
-    import image_to_musicnn as I
+    import image_heads as I
 
     from genrekit import GENRES, splits
     from genrekit.metrics import expected_calibration_error, fit_temperature, mean_log_proba
