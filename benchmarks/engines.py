@@ -52,9 +52,9 @@ def main() -> int:
     if not audio.is_dir():
         print(f"{audio}: not found (set GENREKIT_SHARED or --audio)", file=sys.stderr)
         return 1
-    from genrekit.audio import iter_audio_files
+    from genrekit.audio import find_audio
 
-    n = len(list(iter_audio_files([audio])))
+    n = len(find_audio([audio])[0])
     tmp = Path(tempfile.mkdtemp(prefix="genrekit-bench-"))
     model = args.model
     if model is None:

@@ -64,10 +64,10 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
 
 def load_clips(data: Path, limit: int | None) -> tuple[list[Path], np.ndarray, np.ndarray, float]:
     """The shared clips' patches ``(n_clips, 10, 187, 96)``, labels, and CPU s per clip to decode + log-mel."""
-    from genrekit.audio import iter_audio_files, load
+    from genrekit.audio import find_audio, load
     from genrekit.networks import musicnn as E
 
-    files = sorted(iter_audio_files([data]))
+    files = sorted(map(Path, find_audio([data])[0]))
     if limit:  # the first clips of each genre, as evenly as the limit allows (>= 2 per genre for the folds)
         genres = sorted({f.parent.name for f in files})
         per = max(2, limit // len(genres))
@@ -384,7 +384,7 @@ def main() -> int:
 
     import torch
 
-    from genrekit.audio import iter_audio_files, load
+    from genrekit.audio import find_audio, load
 
     warnings.filterwarnings("ignore", message=".*(deprecated|quantize_per_tensor).*")  # torch.ao's notices
     torch.set_num_threads(1)
@@ -402,7 +402,7 @@ def main() -> int:
             cal = x[[i for i, f in enumerate(files) if f.name.rsplit(".", 1)[0] in train]]
             extra = ort_quantized(cal.reshape(-1, *x.shape[2:]) if len(cal) else x[:4].reshape(-1, *x.shape[2:]))
     else:
-        files = sorted(iter_audio_files([args.data]))
+        files = sorted(map(Path, find_audio([args.data])[0]))
     if 1 in sections:
         print("\n1. network, ms per 30 s clip (10 patches), best of 3\n")
         print(table(["backend", "setting", "CPU ms", "wall ms"], network_speed({**run, **extra}, x[0])))

@@ -63,7 +63,7 @@ def main() -> int:
 
     model_args = (["--model", args.model] if args.model else []) + (["--patches", args.patches] if args.patches else [])
     data = Path(args.data)
-    files = sorted(audio.iter_audio_files([data]))
+    files = sorted(map(Path, audio.find_audio([data])[0]))
     print(f"genrekit predict benchmark: model {args.model or 'shipped default'}"
           f"{f', --patches {args.patches}' if args.patches else ''}, {len(files)} clips in {data}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")

@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of genrekit's untrusted-input parsers with atheris (optional; not used by tests).
 
 Targets (pick with --target):
-  audio     bytes -> genrekit.audio.load_bytes under a fuzzed file name (libsndfile and FFmpeg paths)
+  audio     bytes -> genrekit.audio.load under a fuzzed file name (libsndfile and FFmpeg paths)
   file      bytes -> a temporary file with a fuzzed extension -> genrekit.audio.load (streaming reader)
   features  bytes -> float32 samples (any value, NaN/inf included) -> genrekit.features.extract
   model     bytes -> a temporary model file -> genrekit.models.load_model
@@ -41,7 +41,7 @@ def target_audio(data: bytes) -> None:
 
     name = "upload" + EXTENSIONS[data[0] % len(EXTENSIONS)] if data else "upload.wav"
     try:
-        y = audio.load_bytes(data[1:], filename=name)
+        y = audio.load(data[1:], filename=name)
     except GenrekitError:
         return
     _check_finite(y)

@@ -22,7 +22,7 @@ Written into ``--out`` (a run folder; the lead turns it into a model file):
 - ``concat-head.safetensors``: plain safetensors arrays ``mean``, ``scale``, ``coef``, ``intercept`` (float64)
   of a :class:`genrekit.models.linear.LinearModel` (set them as ``mean_`` ... with ``log_columns_ = []``;
   :func:`linear_from_arrays` does it). Not a genrekit model file yet: its input (``recipe.json``'s
-  ``input``, type ``ears-concat``) is one ``models.base.validate_input`` does not know, which the lead adds;
+  ``input``, type ``ears-concat``) is one ``models.inputs.validate_input`` does not know, which the lead adds;
 - ``recipe.json``: members, weights, the head's classes and input, zero-shot maps, temperature, the CV
   figures, the clips used.
 """

@@ -11,7 +11,7 @@ Issue 17, item 5. Everything is chosen on the fault-filtered VALID side; TEST is
 2. Candidates, each fitted on TRAIN and scored on VALID: logistic regression (C 0.03 / 0.1 / 0.3 / 1) and
    an RBF SVM with Platt scaling (C 1 / 10) on the embedding, plain or domain-z (each source domain
    standardised with its own statistics, stored in the head's input; docs/transfer.md), alone and blended by
-   mean log-probability with today's recipe refitted on TRAIN only (``image_to_musicnn.todays_recipe_on_valid``:
+   mean log-probability with today's recipe refitted on TRAIN only (``image_heads.todays_recipe_on_valid``:
    CNN 0.75 + feature logistic regression 0.25), musicnn weight 1 / 0.75 / 0.5 / 0.25. The table shows them
    all; the winner is the best valid track accuracy among those with musicnn weight :data:`CHOSEN_WEIGHT`
    (ties: the first in the table's order), see there for why the weight is fixed.
@@ -67,7 +67,7 @@ def head_model(name: str, params: dict, columns: list[str]):
 
 
 def domain_stats(X: np.ndarray, is_audio: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each domain's mean and std (+1e-6), as ``image_to_musicnn.Statistics`` computes them."""
+    """Each domain's mean and std (+1e-6), as ``image_heads.Statistics`` computes them."""
     return {d: (X[m].mean(axis=0), X[m].std(axis=0) + 1e-6) for d, m in (("audio", is_audio), ("image", ~is_audio))}
 
 
@@ -78,7 +78,7 @@ def standardised(X: np.ndarray, is_audio: np.ndarray, stats) -> np.ndarray:
 
 def fit_head(name: str, params: dict, X: np.ndarray, y: list[str], is_audio: np.ndarray, mode: str):
     """The head fitted on ``X`` (raw embeddings; domain-z: standardised per domain, stats stored in its input)."""
-    from genrekit.models.base import musicnn_input
+    from genrekit.models.inputs import musicnn_input
 
     stats = domain_stats(X, is_audio) if mode == "domain-z" else None
     inp = musicnn_input(model="MSD_musicnn", layer="penultimate", pool="mean", patches_per_block=PATCHES_PER_BLOCK,
@@ -103,7 +103,7 @@ def int8_agreement(model: Path, audio_dir: Path) -> tuple[int, int, float]:
     ref, q = GenreClassifier.load(model), GenreClassifier.load(model)
     q.members = [m._replace(input=m.input.replace(backend=INT8_BACKEND)) if isinstance(m.input, NetworkInput) else m
                  for m in q.members]
-    files = sorted(audio.iter_audio_files([audio_dir]))
+    files = sorted(map(Path, audio.find_audio([audio_dir])[0]))
     same, diff = 0, 0.0
     for f in files:
         a, b = ref.predict(f), q.predict(f)
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     if args.record_test:
         return record_test(Path(args.out), Path(args.record_test))
 
-    import image_to_musicnn as I
+    import image_heads as I
 
     from genrekit import GENRES, splits
     from genrekit.metrics import expected_calibration_error, fit_temperature, mean_log_proba

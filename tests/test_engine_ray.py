@@ -60,9 +60,9 @@ def music(tmp_path_factory) -> Path:
 
 
 def _files(root: Path) -> list[str]:
-    from genrekit.audio import iter_audio_files
+    from genrekit.audio import find_audio
 
-    return [str(f) for f in iter_audio_files([root])]
+    return find_audio([root])[0]
 
 
 def _local(files, model, **kw):

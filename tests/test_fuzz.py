@@ -102,9 +102,9 @@ def test_mutated_real_files(tmp_path_factory, case):
 @FAST
 @given(data=st.one_of(st.binary(max_size=4096), mutated().map(lambda c: c[1])),
        name=st.sampled_from(["upload.wav", "x.mp3", "song.flac", "noext", "a.txt", "../../b.ogg"]))
-def test_load_bytes(data, name):
+def test_load_of_bytes(data, name):
     try:
-        y = audio.load_bytes(data, filename=name)
+        y = audio.load(data, filename=name)
     except GenrekitError:
         return
     _check_waveform(y)
@@ -113,15 +113,15 @@ def test_load_bytes(data, name):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.one_of(st.binary(max_size=4096), mutated().map(lambda c: c[1])),
        name=st.sampled_from(["upload.wav", "x.mp3", "song.flac", "noext", "a.txt", "../../b.ogg", "c.m4a"]))
-def test_stream_bytes_and_its_duration_check(data, name):
+def test_stream_of_bytes_and_its_duration_check(data, name):
     """What the server decodes uploads with obeys the same contract: finite blocks or a GenrekitError."""
     try:
-        for block in audio.stream_bytes(data, filename=name, block_seconds=0.05, max_duration=3600):
+        for block in audio.stream(data, filename=name, block_seconds=0.05, max_duration=3600):
             assert block.dtype == np.float32 and np.isfinite(block).all()
     except GenrekitError:
         pass
     try:
-        assert audio.decoded_seconds_bytes(data, filename=name, max_duration=3600) >= 0
+        assert audio.decoded_seconds(data, filename=name, max_duration=3600) >= 0
     except GenrekitError:
         pass
 
@@ -129,7 +129,7 @@ def test_stream_bytes_and_its_duration_check(data, name):
 def test_seed_files_themselves_decode():
     """The mutation seeds are valid, so the properties above start from real decoder paths."""
     for name, data in SEEDS.items():
-        _check_waveform(audio.load_bytes(data, filename=name))
+        _check_waveform(audio.load(data, filename=name))
 
 
 # ------------------------------------------------------------------------------------ features

@@ -290,9 +290,9 @@ def test_long_files_are_refused_before_any_classification(clf, tmp_path, monkeyp
     y = tone(75.0, freq=110.0)[:, 0]
     path = write_audio(tmp_path / "long.flac", y)
     assert audio.decoded_seconds(path) == pytest.approx(75.0)
-    assert audio.decoded_seconds_bytes(path.read_bytes(), filename="x.flac") == pytest.approx(75.0)
+    assert audio.decoded_seconds(path.read_bytes(), filename="x.flac") == pytest.approx(75.0)
     with pytest.raises(DurationLimitError, match=r"x\.flac: the audio is longer than the limit of 1 min"):
-        audio.decoded_seconds_bytes(path.read_bytes(), filename="x.flac", max_duration=60)
+        audio.decoded_seconds(path.read_bytes(), filename="x.flac", max_duration=60)
     calls = []
     real = clf._block_parts
     monkeypatch.setattr(clf, "_block_parts", lambda *a: calls.append(1) or real(*a))
@@ -324,7 +324,7 @@ def test_cli_max_duration_minutes(model, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------ in-memory decoding
-def test_stream_bytes_equals_stream(tmp_path):
+def test_stream_of_bytes_equals_stream_of_path(tmp_path):
     from helpers import pyav_encode
 
     y = tone(40.0, freq=330.0)[:, 0]
@@ -337,20 +337,20 @@ def test_stream_bytes_equals_stream(tmp_path):
         else:
             path.write_bytes(data)
         streamed = list(audio.stream(path))
-        from_bytes = list(audio.stream_bytes(data, filename=name))
+        from_bytes = list(audio.stream(data, filename=name))
         assert [b.size for b in from_bytes] == [b.size for b in streamed], name
         np.testing.assert_array_equal(np.concatenate(from_bytes), np.concatenate(streamed))
     with pytest.raises(DurationLimitError, match=r"c\.m4a: the audio is longer than the limit of 30 s"):
-        list(audio.stream_bytes(pyav_encode(y), filename="c.m4a", max_duration=30))  # the FFmpeg path too
+        list(audio.stream(pyav_encode(y), filename="c.m4a", max_duration=30))  # the FFmpeg path too
 
 
-def test_stream_bytes_ignores_what_the_header_claims():
+def test_stream_of_bytes_ignores_what_the_header_claims():
     """A WAV whose header claims 4 GB of samples (as streaming tools write it) decodes to what it holds."""
     data = bytearray(io.BytesIO(_wav_bytes(tone(3.0)[:, 0])).getvalue())
     i = data.index(b"data")
     data[i + 4 : i + 8] = (0xFFFFFFFF).to_bytes(4, "little")
     data[4:8] = (0xFFFFFFFF).to_bytes(4, "little")
-    blocks = list(audio.stream_bytes(bytes(data), filename="liar.wav", max_duration=10))
+    blocks = list(audio.stream(bytes(data), filename="liar.wav", max_duration=10))
     assert sum(b.size for b in blocks) == 3 * SR
 
 

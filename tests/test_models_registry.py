@@ -51,13 +51,6 @@ def test_family_restricts_make_model_and_unknown_names_list_the_choices():
     with pytest.raises(ModelError, match="shortchunk"):
         make_model("nope")
     assert make_model("cnn", family="deep").arch == "cnn"
-    # the old import path keeps its tabular-only meaning
-    from genrekit.models.tabular import TABULAR_MODELS
-    from genrekit.models.tabular import make_model as tabular_make_model
-
-    assert TABULAR_MODELS == model_names("tabular")
-    with pytest.raises(ModelError, match="unknown model 'cnn'"):
-        tabular_make_model("cnn")
 
 
 def test_top_k_names_and_params():

@@ -12,8 +12,8 @@ from helpers import tone, write_audio
 
 def _head(tmp_path, *, temperature=None, standardise=False, name="head.safetensors"):
     """A logistic regression on random 200-d vectors as a musicnn head (2 genres), saved as a model file."""
-    from genrekit.models.base import musicnn_input
     from genrekit.models.classic import SklearnModel
+    from genrekit.models.inputs import musicnn_input
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 200))
@@ -28,7 +28,8 @@ def _head(tmp_path, *, temperature=None, standardise=False, name="head.safetenso
 
 
 def _bad_file(tmp_path, **changes):
-    from genrekit.models.base import musicnn_input, save_model_file
+    from genrekit.models.base import save_model_file
+    from genrekit.models.inputs import musicnn_input
 
     inp = musicnn_input()
     inp.update(changes)

@@ -11,6 +11,8 @@ import pytest
 from genrekit import onnx as gonnx
 from genrekit.errors import ModelError
 from genrekit.models.deep import ARCHS
+from genrekit.models.runtime import OnnxModel
+from genrekit.onnx_export import export
 from genrekit.predict import GenreClassifier, default_model_path
 from helpers import tone
 
@@ -139,12 +141,12 @@ def test_graph_cache_is_keyed_on_weights_and_rebuilt_when_damaged(tmp_path, monk
     other = {k: v + 1 if k == "head.0.bias" else v for k, v in t.items()}
     assert gonnx.graph_cache_path(other, meta) != path  # other weights, other key
     assert gonnx.graph_cache_path(t, _meta("cnn-bn", n_mels=128, frames=129)) != path  # other input shape
-    m = gonnx.OnnxModel.from_graph(b"damaged", meta, rebuild=lambda: gonnx.deep_graph_bytes(t, meta, rebuild=True))
+    m = OnnxModel.from_graph(b"damaged", meta, rebuild=lambda: gonnx.deep_graph_bytes(t, meta, rebuild=True))
     assert path.read_bytes() == data  # the damaged file was replaced
     x = np.random.default_rng(2).random((3, 128, 130), dtype=np.float32)
     np.testing.assert_allclose(m.predict_proba(x), _proba(_session(data), x), atol=1e-7)
     with pytest.raises(ModelError, match="not a valid ONNX model"):
-        gonnx.OnnxModel.from_graph(b"damaged", meta)
+        OnnxModel.from_graph(b"damaged", meta)
 
 
 def test_onnx_load_is_torch_free(tmp_path):
@@ -172,7 +174,7 @@ def test_unbuilt_arch_falls_back_to_torch_export(tiny_model, monkeypatch):
     monkeypatch.setattr(gonnx, "GRAPH_ARCHS", ())
     a = GenreClassifier.load(tiny_model, backend="torch")
     b = GenreClassifier.load(tiny_model, backend="onnx")
-    assert isinstance(b.model, gonnx.OnnxModel)
+    assert isinstance(b.model, OnnxModel)
     y = tone(6.0, freq=110.0)[:, 0]
     ra, rb = a.predict(y, sr=22050), b.predict(y, sr=22050)
     assert ra.genre == rb.genre and ra.scores["blues"] == pytest.approx(rb.scores["blues"], abs=1e-5)
@@ -184,7 +186,7 @@ def test_unbuilt_arch_falls_back_to_torch_export(tiny_model, monkeypatch):
 @pytest.fixture(scope="module")
 def musicnn_head(tmp_path_factory):
     """A logistic head on standardised musicnn penultimate vectors, as `train --input musicnn` writes one."""
-    from genrekit.models.base import musicnn_input
+    from genrekit.models.inputs import musicnn_input
     from genrekit.models.linear import LinearModel
     from genrekit.networks import musicnn as embeddings
 
@@ -252,9 +254,9 @@ def test_export_of_a_hybrid_with_a_musicnn_head(musicnn_head, tiny_model, tmp_pa
     head.save(hp)
     path = tmp_path / "hyb.safetensors"
     HybridModel([load_model(hp), load_model(tiny_model)], weights=[0.4, 0.6]).fit().save(path)
-    out = gonnx.export(path, tmp_path / "hyb.onnx")
+    out = export(path, tmp_path / "hyb.onnx")
     a, b = GenreClassifier.load(path), GenreClassifier.load(out)
-    assert isinstance(b.model.members_[1], gonnx.OnnxModel)
+    assert isinstance(b.model.members_[1], OnnxModel)
     _same_predictions(a, b, [tone(7.0, freq=f, seed=2)[:, 0] for f in (110.0, 3000.0)])
 
 
@@ -265,12 +267,12 @@ def test_export_refuses_what_has_no_graph(tmp_path):
     f = tmp_path / "m1.safetensors"
     f.write_bytes(tensors["member1"].tobytes())  # the fast model's feature member: a table model
     with pytest.raises(ModelError, match="only deep"):
-        gonnx.export(f, tmp_path / "x.onnx")
+        export(f, tmp_path / "x.onnx")
     deep = tensors["member0"]
     save_model_file(tmp_path / "two.safetensors", {"member0": deep, "member1": deep},
                     {**meta, "weights": [0.5, 0.5], "member_kinds": ["deep", "deep"]})
     with pytest.raises(ModelError, match="at most one deep member"):
-        gonnx.export(tmp_path / "two.safetensors", tmp_path / "x.onnx")
+        export(tmp_path / "two.safetensors", tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -38,7 +38,6 @@ SHIPPED_MODELS = {
 DEFAULT_MODEL = "genrekit-gtzan-musicnn"
 DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
 N_TAGS_RECORD = 5  # top MSD tags in a prediction record
-BACKENDS = ("onnx", "torch")  # "onnx": onnxruntime, no torch (the default); "torch": the reference
 
 
 class Member(NamedTuple):
@@ -251,8 +250,6 @@ class GenreClassifier:
         from genrekit.run.engines import limit_blas_threads
 
         limit_blas_threads(threads)  # numpy/scipy too: small products, threads only contend
-        if backend not in BACKENDS:
-            raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'onnx'")
         p = model_path(path)
         from genrekit.models import load
 
@@ -379,7 +376,7 @@ class GenreClassifier:
 
     def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False) -> Prediction:
         """Classify a track given as consecutive blocks of samples at ``self.sr`` (e.g. from
-        :func:`genrekit.audio.stream_bytes`), consumed one at a time: whoever makes the blocks can stop
+        :func:`genrekit.audio.stream` of an upload), consumed one at a time: whoever makes the blocks can stop
         the work between two of them (a deadline) or look at the samples (a spectrogram)."""
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")

@@ -3,8 +3,7 @@
 One opener for a path, bytes or a binary file object (:mod:`.source`), one rule that picks the decoder
 and bounds memory per block (:mod:`.decode`), and on them :func:`load`, :func:`stream`,
 :func:`decoded_seconds`, resampling and windows (:mod:`.core`); one file finder for every command that
-walks folders (:mod:`.files`). ``load_bytes`` / ``stream_bytes`` / ``decoded_seconds_bytes`` are the same
-functions under the names they had when paths and bytes had separate code.
+walks folders (:mod:`.files`).
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ from genrekit.audio.core import (
     StreamResampler,
     Window,
     decoded_seconds,
-    decoded_seconds_bytes,
     iter_windows,
     load,
-    load_bytes,
     resample,
     stream,
-    stream_bytes,
     validate,
     windows,
 )
@@ -32,7 +28,7 @@ from genrekit.audio.decode import (
     header_info,
     native_blocks,
 )
-from genrekit.audio.files import find_audio, iter_audio_files
+from genrekit.audio.files import find_audio
 from genrekit.audio.source import (
     AUDIO_EXTENSIONS,
     AV_EXTENSIONS,
@@ -85,20 +81,16 @@ __all__ = [
     "Window",
     "check_path",
     "decoded_seconds",
-    "decoded_seconds_bytes",
     "display_name",
     "find_audio",
     "info",
-    "iter_audio_files",
     "iter_windows",
     "load",
-    "load_bytes",
     "native_blocks",
     "open_source",
     "regular_file_problem",
     "resample",
     "stream",
-    "stream_bytes",
     "text_name",
     "validate",
     "windows",

@@ -156,22 +156,6 @@ def decoded_seconds(source, *, filename: str | None = None, max_duration: float 
     return n / native_sr
 
 
-def load_bytes(data: bytes, *, filename: str = "upload.wav", sr: int = SR, min_samples: int = N_FFT) -> np.ndarray:
-    """:func:`load` of audio held in memory (an upload), named ``filename``."""
-    return load(data, filename=filename, sr=sr, min_samples=min_samples)
-
-
-def stream_bytes(data: bytes, *, filename: str = "upload.wav", sr: int = SR, block_seconds: float = 30.0,
-                 max_duration: float | None = None) -> Iterator[np.ndarray]:
-    """:func:`stream` of audio held in memory (an upload), named ``filename``."""
-    return stream(data, filename=filename, sr=sr, block_seconds=block_seconds, max_duration=max_duration)
-
-
-def decoded_seconds_bytes(data: bytes, *, filename: str = "upload.wav", max_duration: float | None = None) -> float:
-    """:func:`decoded_seconds` of audio held in memory (an upload), named ``filename``."""
-    return decoded_seconds(data, filename=filename, max_duration=max_duration)
-
-
 def _too_long(name: str, max_duration: float, decoded: float) -> DurationLimitError:
     return DurationLimitError(
         f"{name}: the audio is longer than the limit of {_limit_text(max_duration)} (decoding "

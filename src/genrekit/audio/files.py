@@ -86,14 +86,3 @@ def _walk(top: str, extensions: frozenset[str]) -> Iterator[tuple[str, AudioErro
     for exc in errors:  # the top folder itself could not be listed
         where = text_name(exc.filename) if exc.filename is not None else top
         yield where, AudioFileNotFoundError(f"{display_name(where)}: folder cannot be read ({exc.strerror or exc})")
-
-
-def iter_audio_files(paths: Iterable[str | os.PathLike], *, extensions: frozenset[str] = AUDIO_EXTENSIONS) -> Iterator[Path]:
-    """The files of :func:`find_audio` as Paths, for callers that only want what can be read; the first
-    skipped path that does not exist raises :class:`AudioFileNotFoundError`, as before there was
-    :func:`find_audio` (the other skipped paths are left out silently: prefer :func:`find_audio`)."""
-    files, skipped = find_audio(paths, unique=False, extensions=extensions)
-    missing = [e for p, e in skipped if not os.path.lexists(p)]
-    if missing:
-        raise missing[0]
-    yield from (Path(f) for f in files)

@@ -14,7 +14,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import sys
 
-    from genrekit.onnx import export
+    from genrekit.onnx_export import export
     from genrekit.predict import model_path
 
     out = export(model_path(args.model), args.out)

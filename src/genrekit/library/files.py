@@ -55,6 +55,25 @@ def fsync_dir(path: str | os.PathLike) -> None:
             os.close(fd)
 
 
+def lock_now(fd: int, busy: GenrekitError) -> None:
+    """Take an exclusive advisory lock on ``fd`` or raise ``busy`` at once: a batch never waits on
+    another run, it reports the file and goes on (no-op where there are no advisory locks)."""
+    if fcntl is None:  # pragma: no cover
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise busy from None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write less) and fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
 # ============================================================================================ temp copies
 
 
@@ -147,11 +166,7 @@ def file_lock(path: str | os.PathLike, *, name: str | os.PathLike | None = None)
     shown = name if name is not None else path
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise FileBusyError(f"{shown}: another genrekit run is changing this file now; left alone") from None
+        lock_now(fd, FileBusyError(f"{shown}: another genrekit run is changing this file now; left alone"))
         now = os.stat(path, follow_symlinks=False)
         st = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
@@ -169,11 +184,7 @@ def lock_file(path: str | os.PathLike, *, busy: str) -> Iterator[None]:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(p, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise FileBusyError(busy) from None
+        lock_now(fd, FileBusyError(busy))
         yield
     finally:
         os.close(fd)

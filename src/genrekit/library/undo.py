@@ -45,12 +45,13 @@ from genrekit.library.files import (  # noqa: F401 - FileChangedError, FileMeta,
     FileMeta,
     ReadOnlyError,
     check_writable,
-    fcntl,
     file_lock,
     finish_temp,
     fsync_dir,
+    lock_now,
     sweep_leftovers,
     temp_path_for,
+    write_all,
 )
 from genrekit.library.patches import (  # noqa: F401 - part of this module's API
     MAX_FAR,
@@ -109,12 +110,7 @@ def _intact_change(it: dict[str, Any]) -> bool:
 
 def _lock_fd(fd: int, path: Path, doing: str) -> None:
     """Take the journal's exclusive lock on ``fd`` or raise JournalBusyError (never waits)."""
-    if fcntl is None:  # pragma: no cover
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise JournalBusyError(f"{path}: another genrekit run is writing this journal now; {doing}") from None
+    lock_now(fd, JournalBusyError(f"{path}: another genrekit run is writing this journal now; {doing}"))
 
 
 class UndoJournal:
@@ -227,10 +223,7 @@ class UndoJournal:
             raise JournalError(f"{self.path}: cannot create the journal ({exc.strerror or exc})") from None
         try:
             try:
-                view = memoryview(line)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                write_all(fd, line)
             finally:
                 os.close(fd)
             try:
@@ -259,10 +252,7 @@ class UndoJournal:
         fd = self._fd
         size = os.fstat(fd).st_size
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            write_all(fd, data)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, size)

@@ -31,15 +31,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.models.inputs import (  # noqa: F401  (re-exported: their old home)
-    MUSICNN_BACKENDS,
-    MUSICNN_LAYERS,
-    MUSICNN_MODELS,
-    MUSICNN_POOLS,
-    musicnn_input,
-    validate_input,
-    validate_musicnn_input,
-)
+from genrekit.models.inputs import validate_input
 from genrekit.store import atomic_write_bytes, tensors_sha256
 
 FORMAT_VERSION = 1

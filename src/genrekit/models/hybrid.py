@@ -26,11 +26,6 @@ from genrekit.models.registry import load_model
 KIND = "hybrid"
 
 
-def combine_probas(member_probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Old name of :func:`genrekit.metrics.mean_log_proba` with weights, kept while compare.py imports it."""
-    return mean_log_proba(member_probas, weights)
-
-
 class HybridModel(Estimator):
     """Members with their own inputs; ``weights`` (summing to 1) set how much each one counts."""
 

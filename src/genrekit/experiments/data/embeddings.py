@@ -139,7 +139,7 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
     :data:`EMBEDDING_NAMESPACE`), so a second run, or another layer, reads every file from them.
     Unreadable (or silent) files are left out and listed in ``extra["failed"]``."""
     from genrekit import datasets
-    from genrekit.models.base import MUSICNN_LAYERS
+    from genrekit.models.inputs import MUSICNN_LAYERS
     from genrekit.run.cached import cached_map
     from genrekit.run.engines import LocalEngine
     from genrekit.run.items import ItemError
@@ -283,7 +283,7 @@ class EmbeddingSource(FeatureSource):
 
     def input_for(self, train_rows: np.ndarray) -> dict:
         """The input block of a model fitted on ``train_rows``: with its domain statistics from those rows."""
-        from genrekit.models.base import musicnn_input
+        from genrekit.models.inputs import musicnn_input
 
         stats = domain_stats(self.table.X[train_rows], self.domains[train_rows]) if self.standardise == "domain" else None
         return musicnn_input(list(self.table.columns), layer=self.layer, standardise=stats)
