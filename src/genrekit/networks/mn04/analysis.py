@@ -1,7 +1,7 @@
 """One file's mn04 analysis: every 10 s window's features, logits and level, cached by content.
 
 Shaped as ``networks.musicnn.analysis`` and driven the same way by ``genrekit tags`` / ``embed``
-(``genrekit.run.networks``): one cache (:func:`analysis_cache`: namespace ``mn04``, keyed by the file's
+(``genrekit.run.networks``): one cache (``Mn04Settings.cache``: namespace ``mn04``, keyed by the file's
 bytes and :meth:`Mn04Settings.cache_settings`) and THE silence rule of :mod:`genrekit.networks.analysis`
 (a window below ``dsp.SILENCE_DB`` is flagged and left out of the file's summaries and tags; a file with
 no audible window is an error, raised before the network runs).
@@ -35,10 +35,9 @@ from genrekit.networks.mn04.spec import (
     check_model,
     weights_sha256,
 )
-from genrekit.store import Cache
 
-__all__ = ["CACHE_NAMESPACE", "CACHE_VERSION", "Mn04Analysis", "Mn04Settings", "analysis_cache", "audible",
-           "load_analysis", "mn04_analysis", "save_analysis", "settings"]
+__all__ = ["CACHE_NAMESPACE", "CACHE_VERSION", "Mn04Analysis", "Mn04Settings", "audible", "mn04_analysis",
+           "settings"]
 
 CACHE_NAMESPACE = "mn04"
 CACHE_VERSION = 1  # bump when Mn04Analysis's cached content changes
@@ -157,21 +156,6 @@ def mn04_analysis(path: str | os.PathLike, settings: Mn04Settings | None = None)
     if not np.array_equal(e.starts, offsets):
         raise FeatureError(f"{path}: mn04 windows changed while being analysed")
     return Mn04Analysis(settings.model, e.features, e.logits, e.starts, y.size / SR, levels)
-
-
-def analysis_cache(settings: Mn04Settings, *, enabled: bool = True, root: str | os.PathLike | None = None) -> Cache:
-    """The cache of mn04 analyses for ``settings``: every consumer shares it."""
-    return settings.cache(enabled=enabled, root=root)
-
-
-def load_analysis(cache: Cache, key: str) -> Mn04Analysis | None:
-    """The analysis ``cache`` holds under ``key`` (a content digest), or None."""
-    return shared.load_entry(cache, key, Mn04Analysis)
-
-
-def save_analysis(cache: Cache, key: str, analysis: Mn04Analysis) -> None:
-    """Store ``analysis`` under ``key``: the matrix first, the metadata that completes the entry last."""
-    shared.save_entry(cache, key, analysis)
 
 
 def settings(model: str = DEFAULT_MODEL, backend: str = "onnx") -> Mn04Settings:
