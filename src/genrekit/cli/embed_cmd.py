@@ -79,12 +79,9 @@ def run(args) -> int:
             layers = networks.check_layers(asked, settings)
         except GenrekitError as exc:
             problem = str(exc)
-    if problem:
-        print(f"genrekit embed: error: {problem}", file=sys.stderr)
-        return 2
-    found = network_inputs(args, "embed")
-    if found is None:
-        return 1
+    found = network_inputs(args, "embed", problem)
+    if isinstance(found, int):
+        return found
     files, walk_errors = found
     before = [items.Result(p, error=e) for p, e in walk_errors]
     vectors = {x: networks.layer_sizes(settings)[x] for x in layers}

@@ -74,16 +74,20 @@ def check_network_args(args):
         return str(exc), None
 
 
-def network_inputs(args, command: str):
-    """(files, walk errors) under the paths; None when nothing was found (printed)."""
+def network_inputs(args, command: str, problem: str | None = None):
+    """(files, walk errors) under the paths, or the exit code when there is nothing to do: 2 for a usage
+    ``problem`` found while checking the flags, 1 when no audio was found (both printed)."""
     import sys
 
     from genrekit.run import items
 
+    if problem:
+        print(f"genrekit {command}: error: {problem}", file=sys.stderr)
+        return 2
     files, walk_errors = items.find_audio(args.paths, unique=False)
     if not files and not walk_errors:
         print(f"genrekit {command}: error: no audio files found under " + ", ".join(args.paths), file=sys.stderr)
-        return None
+        return 1
     return files, walk_errors
 
 
@@ -153,12 +157,9 @@ def run(args) -> int:
             problem = None if 1 <= args.top_k <= n else f"--top-k must be within 1..{n}"
         except GenrekitError as exc:
             problem = f"--genres: {exc}"
-    if problem:
-        print(f"genrekit tags: error: {problem}", file=sys.stderr)
-        return 2
-    found = network_inputs(args, "tags")
-    if found is None:
-        return 1
+    found = network_inputs(args, "tags", problem)
+    if isinstance(found, int):
+        return found
     files, walk_errors = found
     missing = [sinks.record_result(networks.tag_error_record(p, items.error_text(p, e), model=settings.model,
                                                            segments=args.segments)) for p, e in walk_errors]
