@@ -479,8 +479,9 @@ def write_comparison(out_dir: str | os.PathLike, result: dict[str, Any]) -> None
     from genrekit.reports import pyplot, save_figure, write_json
     from genrekit.store import atomic_write_bytes
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from genrekit.store import claim_folder
+
+    out = claim_folder(out_dir, ours=lambda d: (d / "comparison.json").is_file())  # never a user's folder
     write_json(out / "comparison.json", result)
     atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
     plt = pyplot()

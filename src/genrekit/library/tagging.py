@@ -244,6 +244,7 @@ def _write_locked(link: Path, p: Path, fd: int, values: dict[str, list[str]], *,
 
     from mutagen import MutagenError
 
+    journal.record_folder(str(p.parent))  # before the copy: undo after a kill knows where to sweep
     tmp = temp_path_for(p)
     tmp.unlink(missing_ok=True)  # this process's own copy, left by an earlier failure
     try:

@@ -8,7 +8,8 @@ otherwise the whole original is stored.
 
 The journal is JSON lines, every line flushed and fsynced before the next step:
 
-``header`` (settings) -> per file ``change`` (file, stat and sha256 before, sha256 after, old and new
+``header`` (settings) -> ``folder`` (once per folder, before genrekit's first temporary copy there, so
+undo can remove a copy that a run killed before its first ``change`` left) -> per file ``change`` (file, stat and sha256 before, sha256 after, old and new
 values, the patch) -> the atomic replace -> ``done`` -> ... -> ``finished``.
 
 So a run killed at any moment leaves each file either untouched or completely rewritten, and the journal
@@ -96,6 +97,7 @@ class JournalState:
     done: set[int]
     finished: bool
     skipped: list[int] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
 
 
 def _intact_change(it: dict[str, Any]) -> bool:
@@ -129,6 +131,7 @@ class UndoJournal:
         self.path = Path(path)
         self._fd: int | None = None
         self._seq = 0
+        self._folders: set[str] = set()
 
     # -- reading
     @staticmethod
@@ -161,7 +164,8 @@ class UndoJournal:
         changes = [it for it in items if it.get("type") == "change"]
         done = {it["seq"] for it in items if it.get("type") == "done" and isinstance(it.get("seq"), int)}
         finished = any(it.get("type") == "finished" for it in items)
-        return JournalState(items[0], changes, done, finished, skipped)
+        folders = [it["folder"] for it in items if it.get("type") == "folder" and isinstance(it.get("folder"), str)]
+        return JournalState(items[0], changes, done, finished, skipped, folders)
 
     @staticmethod
     def is_journal(path: str | os.PathLike) -> bool:
@@ -200,6 +204,7 @@ class UndoJournal:
                 if state.finished:
                     raise JournalError(f"{self.path}: that run already finished; pass another --journal")
                 self._seq = max([int(c["seq"]) for c in state.changes], default=0)
+                self._folders = set(state.folders)
                 size = os.fstat(fd).st_size
                 if size:
                     with open(self.path, "rb") as f:
@@ -282,6 +287,13 @@ class UndoJournal:
         self._seq = seq
         return seq
 
+    def record_folder(self, folder: str) -> None:
+        """Record, once per folder, that this run is about to put temporary copies in ``folder``: a run
+        killed before its first change there still leaves undo (and the next run) a folder to sweep."""
+        if folder not in self._folders:
+            self._write({"type": "folder", "folder": folder})
+            self._folders.add(folder)
+
     def record_done(self, seq: int) -> None:
         self._write({"type": "done", "seq": seq})
 
@@ -330,7 +342,8 @@ def undo(path: str | os.PathLike) -> Iterator[UndoResult]:
         for n in state.skipped:
             yield UndoResult(str(p), "skipped line", f"{p}: line {n} is not a complete record (a run killed while "
                              "writing it?); skipped, every intact change is restored")
-        for folder in dict.fromkeys(os.path.dirname(ch["file"]) for ch in state.changes if os.path.isabs(ch["file"])):
+        folders = [os.path.dirname(ch["file"]) for ch in state.changes] + state.folders
+        for folder in dict.fromkeys(f for f in folders if os.path.isabs(f)):
             sweep_leftovers(folder)
         for ch in reversed(state.changes):
             yield _undo_one(ch)
