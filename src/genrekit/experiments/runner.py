@@ -196,6 +196,7 @@ def run(
     from genrekit.reports import json_safe
 
     t_start = time.time()
+    out = claim_run_folder(out) if out is not None else None  # before any work: never a user's folder
     factory = as_factory(model, **(params or {}))
     source = as_source(data, factory, progress=progress)
     reads = getattr(factory, "reads", None)
@@ -211,7 +212,6 @@ def run(
         fold_reports = bool(getattr(factory, "fold_reports", False))
     if final_fit is None:
         final_fit = bool(getattr(factory, "final_fit", True))
-    out = claim_run_folder(out) if out is not None else None  # never a user's folder of other files
     description = {"path": str(source.source), "sha256": source.fingerprint(), "kind": source.kind, **source.describe()}
     result = RunResult(model=name, protocol=protocol, seed=seed, folds=[], data=description, split_seed=split_seed,
                        params=dict(params or {}), refit=refit, aggregate=aggregate, segment_unit=source.segment_unit,
