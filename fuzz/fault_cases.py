@@ -344,3 +344,59 @@ def c10_beets(ctx, d):
     imported[0].write_bytes(imported[0].read_bytes()[:200])  # the item now fails to decode
     run = ctx.cli(["genrekit"], d, argv0=beet, env=env)
     return problems + check(run, rcs=tuple(range(1, 256)))
+
+
+# ==================================================================================== 1 (more): side outputs, folders
+def _bad_library(d: Path) -> Path:
+    lib, _ = library(d, 1)
+    (lib / "broken.wav").write_bytes(b"RIFF" + os.urandom(200))  # one input fails: an error list is due
+    return lib
+
+
+@case(1, "features --out beside the user's own OUT.errors.tsv")
+def c1_errors_tsv(ctx, d):
+    lib = _bad_library(d)
+    mine = d / "table.csv.errors.tsv"
+    mine.write_bytes(b"my own tab-separated notes\n")
+    run = ctx.cli(["features", lib, "--out", d / "table.csv", "--quiet"], d)
+    return check(run, rcs=(1,), mention=("errors.tsv",)) + unchanged({mine: b"my own tab-separated notes\n"})
+
+
+@case(1, "predict --out beside the user's own OUT.partial.jsonl")
+def c1_partial(ctx, d):
+    lib, _ = library(d, 1)
+    mine = d / "preds.json.partial.jsonl"
+    mine.write_bytes(b'{"my": "log"}\n')
+    run = ctx.cli(["predict", lib, "--format", "json", "--out", d / "preds.json", "--no-progress"], d)
+    return check(run, rcs=(1,), mention=("partial.jsonl",)) + unchanged({mine: b'{"my": "log"}\n'})
+
+
+@case(1, "embed --out over the user's own .npz")
+def c1_npz(ctx, d):
+    import io
+    import zipfile
+
+    lib, _ = library(d, 1)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("weights.npy", b"my arrays")
+    mine = d / "vectors.npz"
+    mine.write_bytes(buf.getvalue())
+    run = ctx.cli(["embed", lib, "--out", mine, "--no-progress"], d)
+    return check(run, rcs=(1,), mention=("vectors.npz",)) + unchanged({mine: buf.getvalue()})
+
+
+@case(1, "train --out a folder of the user's own files")
+def c1_run_folder(ctx, d):
+    data = SRC.parents[1] / "shared" / "data" / "gtzan" / "features_30_sec.csv"
+    if not data.is_file():
+        raise Skip(f"needs the GTZAN feature table ({data})")
+    folder = d / "thesis"
+    folder.mkdir()
+    mine = {folder / "metrics.json": b"my own metrics\n", folder / "report.txt": b"my own report\n"}
+    for p, b in mine.items():
+        p.write_bytes(b)
+    run = ctx.cli(["train", "--model", "knn", "--data", data, "--protocol", "random", "--out", folder], d)
+    problems = check(run, rcs=(1,), mention=("thesis",)) + unchanged(mine)
+    extra = sorted(p.name for p in folder.iterdir() if p not in mine)
+    return problems + ([f"written into the user's folder: {', '.join(extra)}"] if extra else [])

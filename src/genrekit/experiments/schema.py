@@ -108,7 +108,12 @@ def segment_record(record: dict[str, Any], unit: str) -> dict[str, Any]:
 
 
 def _legacy_run_folder(d: Path) -> bool:
-    """A run folder genrekit wrote before folders were marked: its metrics.json is genrekit's."""
+    """A run folder genrekit wrote before folders were marked: its metrics.json is genrekit's, or it
+    holds a deep run's checkpoint (a run killed before its metrics, for ``--resume``)."""
+    from genrekit.models.deep import CHECKPOINT_NAME
+
+    if any((f / CHECKPOINT_NAME).is_file() for f in (d, *d.glob("fold*"))):
+        return True
     try:
         m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
