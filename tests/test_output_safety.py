@@ -250,3 +250,22 @@ def test_a_file_swapped_for_a_fifo_or_device_after_it_was_checked_is_refused(tmp
     with pytest.raises(AudioFileNotFoundError, match="not a regular file"):
         list(audio.stream(src))
     assert time.monotonic() - t0 < 5
+
+
+def test_similar_index_never_writes_into_a_user_folder(tmp_path):
+    from genrekit.library import similar
+
+    lib = tmp_path / "lib"
+    write_audio(lib / "a.wav", tone(1.0))
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "manifest.json").write_bytes(USER)
+    calls = []
+
+    def summarise(paths):  # never reached: the folder is refused first
+        calls.append(paths)
+        return []
+
+    with pytest.raises(store.ForeignFileError, match="mine"):
+        similar.update_index(lib, index_dir=user, summarise=summarise, progress=False)
+    assert not calls and (user / "manifest.json").read_bytes() == USER and len(list(user.iterdir())) == 1
