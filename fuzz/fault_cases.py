@@ -400,3 +400,35 @@ def c1_run_folder(ctx, d):
     problems = check(run, rcs=(1,), mention=("thesis",)) + unchanged(mine)
     extra = sorted(p.name for p in folder.iterdir() if p not in mine)
     return problems + ([f"written into the user's folder: {', '.join(extra)}"] if extra else [])
+
+
+# ==================================================================================== 4 (more): special files in undo
+@case(4, "tag --undo of a journal that names a FIFO")
+def c4_undo_names_fifo(ctx, d):
+    fifo = d / "song.flac"
+    os.mkfifo(fifo)
+    j = d / "crafted.jsonl"
+    lines = [{"type": "header", "format": "genrekit-tag-journal", "version": 1, "settings": {}},
+             {"type": "change", "seq": 1, "file": str(fifo), "before": {"sha256": "a" * 64, "mode": 0o644},
+              "after_sha256": "b" * 64, "old": None, "new": "Rock", "patch": {"ops": [], "new_size": 0}}]
+    j.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return check(ctx.cli(["tag", "--undo", j], d), rcs=(1,), mention=("song.flac",))
+
+
+def _special_journal(kind: str):
+    def fn(ctx, d):
+        j = d / "j.jsonl"
+        if kind == "fifo":
+            os.mkfifo(j)
+        else:
+            os.symlink("/dev/zero", j)
+        lib, files = library(d, 1)
+        problems = check(ctx.cli(["tag", "--undo", j], d), rcs=(1,), mention=("j.jsonl",))
+        problems += check(ctx.cli(["tag", lib, "--write", "--journal", j, "--no-progress"], d), rcs=(1,),
+                          mention=("j.jsonl",))
+        return problems + unchanged(files)
+    return fn
+
+
+case(4, "tag --undo / --journal given a FIFO as the journal")(_special_journal("fifo"))
+case(4, "tag --undo / --journal given a link to /dev/zero as the journal")(_special_journal("zero"))

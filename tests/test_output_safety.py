@@ -269,3 +269,40 @@ def test_similar_index_never_writes_into_a_user_folder(tmp_path):
     with pytest.raises(store.ForeignFileError, match="mine"):
         similar.update_index(lib, index_dir=user, summarise=summarise, progress=False)
     assert not calls and (user / "manifest.json").read_bytes() == USER and len(list(user.iterdir())) == 1
+
+
+# ------------------------------------------------------------------------------- special files in the library tools
+def test_undo_never_opens_a_fifo_or_device_named_by_a_journal_or_given_as_one(tmp_path):
+    from genrekit.library import undo
+    from genrekit.library.undo import JournalError
+
+    fifo = tmp_path / "song.flac"
+    os.mkfifo(fifo)  # nobody writes it: a blocking open would hang undo forever
+    j = tmp_path / "crafted.jsonl"
+    change = {"type": "change", "seq": 1, "file": str(fifo), "before": {"sha256": "a" * 64, "mode": 0o644},
+              "after_sha256": "b" * 64, "old": None, "new": "Rock", "patch": {"ops": [], "new_size": 0}}
+    j.write_text("".join(json.dumps(x) + "\n" for x in (
+        {"type": "header", "format": "genrekit-tag-journal", "version": 1, "settings": {}}, change)))
+    t0 = time.monotonic()
+    (res,) = list(undo.undo(j))
+    assert res.status == "error" and "not a regular file" in res.message and time.monotonic() - t0 < 5
+    os.mkfifo(tmp_path / "j.fifo")
+    os.symlink("/dev/zero", tmp_path / "j.zero")  # would read forever
+    for bad, why in ((tmp_path / "j.fifo", "FIFO"), (tmp_path / "j.zero", "character device"), (tmp_path, "folder")):
+        with pytest.raises(JournalError, match=why):
+            list(undo.undo(bad))
+        assert not undo.UndoJournal.is_journal(bad)
+
+
+def test_tag_reading_refuses_a_file_swapped_for_a_fifo(tmp_path):
+    from genrekit.library import files, tagging
+
+    p = tmp_path / "song.flac"
+    os.mkfifo(p)
+    t0 = time.monotonic()
+    with pytest.raises(tagging.TagError, match="not a regular file"):
+        tagging.read_tags(p)
+    with pytest.raises(files.FileChangedError, match="not a regular file"):
+        with files.file_lock(p):
+            pass
+    assert time.monotonic() - t0 < 5

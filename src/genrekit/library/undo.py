@@ -50,6 +50,7 @@ from genrekit.library.files import (  # noqa: F401 - FileChangedError, FileMeta,
     file_lock,
     finish_temp,
     fsync_dir,
+    read_fd,
     sweep_leftovers,
     temp_path_for,
 )
@@ -100,6 +101,29 @@ class JournalState:
     folders: list[str] = field(default_factory=list)
 
 
+def _open_journal(p: Path) -> int:
+    """A read-only descriptor of the journal ``p``, refused unless it is a regular file: opened
+    non-blocking and checked with ``fstat``, so a FIFO or ``/dev/zero`` given as a journal cannot hang
+    undo or make it read forever."""
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise JournalError(f"{p}: no such journal") from None
+    except OSError as exc:
+        raise JournalError(f"{p}: cannot read the journal ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise JournalError(f"{p}: a folder, not a journal")
+        from genrekit.audio.source import file_kind
+
+        raise JournalError(f"{p}: not a regular file but {file_kind(mode)}, not a journal")
+    if getattr(os, "O_NONBLOCK", 0):
+        os.set_blocking(fd, True)
+    return fd
+
+
 def _intact_change(it: dict[str, Any]) -> bool:
     """A change record with every field undo relies on, of the right type."""
     before, patch = it.get("before"), it.get("patch")
@@ -139,14 +163,13 @@ class UndoJournal:
         """Parse a journal. Lines that are not complete records (torn by a kill, or cut by a full disk)
         are skipped and listed in ``skipped``: every intact change stays undoable."""
         p = Path(path)
+        fd = _open_journal(p)
         try:
-            lines = p.read_bytes().split(b"\n")
-        except FileNotFoundError:
-            raise JournalError(f"{p}: no such journal") from None
-        except IsADirectoryError:
-            raise JournalError(f"{p}: a folder, not a journal") from None
+            lines = read_fd(fd).split(b"\n")
         except OSError as exc:
             raise JournalError(f"{p}: cannot read the journal ({exc.strerror or exc})") from None
+        finally:
+            os.close(fd)
         items, skipped = [], []
         for i, raw in enumerate(lines):
             if not raw.strip():
@@ -171,7 +194,11 @@ class UndoJournal:
     def is_journal(path: str | os.PathLike) -> bool:
         """True when ``path`` starts with a genrekit journal header (what may be replaced or resumed)."""
         try:
-            with open(path, "rb") as f:
+            fd = _open_journal(Path(path))
+        except JournalError:
+            return False
+        try:
+            with os.fdopen(fd, "rb") as f:
                 head = json.loads(f.readline(1 << 20))
         except (OSError, ValueError):
             return False
@@ -330,12 +357,7 @@ def undo(path: str | os.PathLike) -> Iterator[UndoResult]:
     bits, never setuid, setgid or sticky ones. Damaged lines are reported and skipped; every intact
     change is restored. Temporary copies that killed runs left beside the files are removed."""
     p = Path(path)
-    try:
-        jfd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise JournalError(f"{p}: no such journal") from None
-    except OSError as exc:
-        raise JournalError(f"{p}: cannot read the journal ({exc.strerror or exc})") from None
+    jfd = _open_journal(p)
     try:
         _lock_fd(jfd, p, "undo it when that run has finished")
         state = UndoJournal.read(p)
