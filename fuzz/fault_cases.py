@@ -344,3 +344,91 @@ def c10_beets(ctx, d):
     imported[0].write_bytes(imported[0].read_bytes()[:200])  # the item now fails to decode
     run = ctx.cli(["genrekit"], d, argv0=beet, env=env)
     return problems + check(run, rcs=tuple(range(1, 256)))
+
+
+# ==================================================================================== 1 (more): side outputs, folders
+def _bad_library(d: Path) -> Path:
+    lib, _ = library(d, 1)
+    (lib / "broken.wav").write_bytes(b"RIFF" + os.urandom(200))  # one input fails: an error list is due
+    return lib
+
+
+@case(1, "features --out beside the user's own OUT.errors.tsv")
+def c1_errors_tsv(ctx, d):
+    lib = _bad_library(d)
+    mine = d / "table.csv.errors.tsv"
+    mine.write_bytes(b"my own tab-separated notes\n")
+    run = ctx.cli(["features", lib, "--out", d / "table.csv", "--quiet"], d)
+    return check(run, rcs=(1,), mention=("errors.tsv",)) + unchanged({mine: b"my own tab-separated notes\n"})
+
+
+@case(1, "predict --out beside the user's own OUT.partial.jsonl")
+def c1_partial(ctx, d):
+    lib, _ = library(d, 1)
+    mine = d / "preds.json.partial.jsonl"
+    mine.write_bytes(b'{"my": "log"}\n')
+    run = ctx.cli(["predict", lib, "--format", "json", "--out", d / "preds.json", "--no-progress"], d)
+    return check(run, rcs=(1,), mention=("partial.jsonl",)) + unchanged({mine: b'{"my": "log"}\n'})
+
+
+@case(1, "embed --out over the user's own .npz")
+def c1_npz(ctx, d):
+    import io
+    import zipfile
+
+    lib, _ = library(d, 1)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("weights.npy", b"my arrays")
+    mine = d / "vectors.npz"
+    mine.write_bytes(buf.getvalue())
+    run = ctx.cli(["embed", lib, "--out", mine, "--no-progress"], d)
+    return check(run, rcs=(1,), mention=("vectors.npz",)) + unchanged({mine: buf.getvalue()})
+
+
+@case(1, "train --out a folder of the user's own files")
+def c1_run_folder(ctx, d):
+    data = SRC.parents[1] / "shared" / "data" / "gtzan" / "features_30_sec.csv"
+    if not data.is_file():
+        raise Skip(f"needs the GTZAN feature table ({data})")
+    folder = d / "thesis"
+    folder.mkdir()
+    mine = {folder / "metrics.json": b"my own metrics\n", folder / "report.txt": b"my own report\n"}
+    for p, b in mine.items():
+        p.write_bytes(b)
+    run = ctx.cli(["train", "--model", "knn", "--data", data, "--protocol", "random", "--out", folder], d)
+    problems = check(run, rcs=(1,), mention=("thesis",)) + unchanged(mine)
+    extra = sorted(p.name for p in folder.iterdir() if p not in mine)
+    return problems + ([f"written into the user's folder: {', '.join(extra)}"] if extra else [])
+
+
+# ==================================================================================== 4 (more): special files in undo
+@case(4, "tag --undo of a journal that names a FIFO")
+def c4_undo_names_fifo(ctx, d):
+    fifo = d / "song.flac"
+    os.mkfifo(fifo)
+    j = d / "crafted.jsonl"
+    lines = [{"type": "header", "format": "genrekit-tag-journal", "version": 1, "settings": {}},
+             {"type": "change", "seq": 1, "file": str(fifo), "before": {"sha256": "a" * 64, "mode": 0o644},
+              "after_sha256": "b" * 64, "old": None, "new": "Rock", "patch": {"ops": [], "new_size": 0}}]
+    j.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return check(ctx.cli(["tag", "--undo", j], d), rcs=(1,), mention=("song.flac",))
+
+
+def _special_journal(kind: str):
+    def fn(ctx, d):
+        j = d / "j.jsonl"
+        if kind == "fifo":
+            os.mkfifo(j)
+        else:
+            os.symlink("/dev/zero", j)
+        lib, files = library(d, 1)
+        problems = check(ctx.cli(["tag", "--undo", j], d), rcs=(1,), mention=("j.jsonl",))
+        problems += check(ctx.cli(["tag", lib, "--write", "--journal", j, "--no-progress"], d), rcs=(1,),
+                          mention=("j.jsonl",))
+        return problems + unchanged(files)
+    return fn
+
+
+case(4, "tag --undo / --journal given a FIFO as the journal")(_special_journal("fifo"))
+case(4, "tag --undo / --journal given a link to /dev/zero as the journal")(_special_journal("zero"))

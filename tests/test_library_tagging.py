@@ -170,7 +170,7 @@ def test_torn_journal_line_and_stale_temp_copy_are_handled(tmp_path):
     stale.write_bytes(b"half a file")
     assert tagging.cleanup_temp(p) and not stale.exists()
     res = list(undo.undo(tmp_path / "undo.jsonl"))
-    assert [r.status for r in res] == ["skipped line", "restored"] and "line 4 " in res[0].message
+    assert [r.status for r in res] == ["skipped line", "restored"] and "line 5 " in res[0].message  # header, folder, change, done, torn
     assert p.read_bytes() == original
 
 

@@ -93,10 +93,9 @@ def plot_distributions(table, path: Path, *, n_cols: int = 6) -> None:
 
 def write_eda(table, out: Path) -> list[Path]:
     """Write correlation.png, tempo_by_genre.png, distributions.png and summary.txt to ``out``."""
-    from genrekit.store import atomic_write_bytes
+    from genrekit.store import atomic_write_bytes, claim_folder
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_folder(out, ours=lambda d: (d / "summary.txt").is_file() and (d / "correlation.png").is_file())
     written = []
     plot_correlation(table, out / "correlation.png")
     written.append(out / "correlation.png")

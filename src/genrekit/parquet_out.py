@@ -266,10 +266,18 @@ def rows_to_table(rows: list[dict[str, Any]], *, vectors: dict[str, int] | None 
 
 def write_parquet(path: str | os.PathLike, rows: list[dict[str, Any]], *, vectors: dict[str, int] | None = None) -> None:
     """One Parquet file of ``rows`` (:func:`rows_to_table`), written atomically: a killed run leaves the
-    old file or the new one, never half of it."""
+    old file or the new one, never half of it. An existing file is replaced only when it is a Parquet
+    file with the same columns (an earlier run's output) or one genrekit wrote: never a user's file."""
     _, pq = require_pyarrow()
     table = rows_to_table(rows, vectors=vectors)
-    with atomic_path(path) as tmp:
+
+    def same_columns(p: Path) -> bool:
+        try:
+            return pq.read_schema(str(p)).names == table.schema.names
+        except Exception:  # noqa: BLE001 - pyarrow raises several kinds for a file that is not Parquet
+            return False
+
+    with atomic_path(path, replace=same_columns) as tmp:
         pq.write_table(table, str(tmp))
 
 

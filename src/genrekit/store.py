@@ -27,8 +27,8 @@ from genrekit.errors import GenrekitError
 
 __all__ = [
     "Cache", "ForeignFileError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_writer",
-    "cache_key", "cache_root", "cached_bytes", "check_replace", "file_digest", "genrekit_wrote", "remember_output",
-    "settings_digest", "state_root", "tensors_sha256", "written_like",
+    "cache_key", "cache_root", "cached_bytes", "check_replace", "claim_folder", "file_digest", "genrekit_wrote",
+    "ours_only", "remember_output", "remove_output", "settings_digest", "state_root", "tensors_sha256", "written_like",
 ]
 
 
@@ -56,6 +56,52 @@ def check_replace(path: str | os.PathLike, replace: bool | Callable[[Path], bool
         return
     raise ForeignFileError(f"{p}: exists and was not written by genrekit; left as it is "
                            "(move it away or choose another name)")
+
+
+def ours_only(path: Path) -> bool:
+    """The :func:`check_replace` policy of outputs with no header to recognise (``.npz``, a
+    side file): nothing is recognised by content, so only a file :func:`genrekit_wrote` (and nobody
+    changed since) may be replaced."""
+    return False
+
+
+def remove_output(path: str | os.PathLike, replace: bool | Callable[[Path], bool] = ours_only) -> bool:
+    """Remove a stale output (an error list, a finished journal) only when ``replace`` allows replacing
+    it: a file of the same name that genrekit did not write stays. True when something was removed."""
+    p = Path(path)
+    if not os.path.lexists(p):
+        return False
+    try:
+        check_replace(p, replace)
+    except ForeignFileError:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        p.unlink()
+    return True
+
+
+FOLDER_MARK = ".genrekit-output"
+
+
+def claim_folder(path: str | os.PathLike, *, ours: Callable[[Path], bool] | None = None) -> Path:
+    """Make ``path`` an output folder (a run folder, a report folder) whose files genrekit may replace:
+    a new or empty folder is claimed (a hidden ``.genrekit-output`` mark), one claimed before or that
+    ``ours(folder)`` recognises (folders written before the mark existed) is taken as it is; any other
+    folder holding files, or a file at that name, raises :class:`ForeignFileError` before any work: the
+    files inside are written with no policy of their own, so a user's folder is never written into."""
+    p = Path(path)
+    if os.path.lexists(p) and not p.is_dir():
+        raise ForeignFileError(f"{p}: exists and is not a folder; left as it is (choose another --out)")
+    if p.is_dir() and not (p / FOLDER_MARK).is_file():
+        if any(True for _ in p.iterdir()) and not (ours is not None and ours(p)):
+            raise ForeignFileError(f"{p}: a folder that genrekit did not write, and not empty; left as it is "
+                                   "(choose a new or empty folder for --out)")
+    p.mkdir(parents=True, exist_ok=True)
+    if not (p / FOLDER_MARK).exists():
+        with contextlib.suppress(OSError):
+            with open(p / FOLDER_MARK, "x", encoding="utf-8") as f:
+                f.write("written by genrekit: it may replace the files in this folder that it wrote\n")
+    return p
 
 
 def _output_record(path: str | os.PathLike) -> tuple[str, Path]:

@@ -45,24 +45,40 @@ class Source:
         """``n`` bytes from ``offset`` (short at the end), without keeping the file open."""
         if self.data is not None:
             return self.data[offset : offset + n]
-        with open(self.path, "rb") as f:
+        with os.fdopen(open_regular(self.path, self.name), "rb") as f:
             f.seek(offset)
             return f.read(n)
 
     def soundfile(self):
         """An open ``soundfile.SoundFile`` (raises RuntimeError / LibsndfileError: not for libsndfile).
-        A path goes as bytes, so a name that is not UTF-8 opens too."""
+        A path is opened here and checked on its descriptor (:func:`open_regular`); libsndfile reads
+        that descriptor natively and closes it."""
         import soundfile as sf
 
         if self.data is not None:
             return sf.SoundFile(SeekClampedBytes(self.data))
-        return sf.SoundFile(os.fsencode(self.path))
+        fd = open_regular(self.path, self.name)
+        try:  # libsndfile owns (and closes, even when it fails) a duplicate; this one is closed here
+            return sf.SoundFile(os.dup(fd), closefd=True)
+        except sf.LibsndfileError as exc:  # its message names the path, as when libsndfile opened it
+            raise sf.LibsndfileError(exc.code, f"Error opening {os.fsencode(self.path)!r}: ") from None
+        finally:
+            os.close(fd)
 
     def container(self):
-        """An open PyAV container (raises ``av.error.FFmpegError``)."""
+        """An open PyAV container (raises ``av.error.FFmpegError``); a path is opened and checked here
+        (:func:`open_regular`) and FFmpeg reads that file, named by the path so probing is unchanged."""
         import av
 
-        return av.open(self.path if self.data is None else io.BytesIO(self.data), metadata_errors="replace")
+        if self.data is not None:
+            return av.open(io.BytesIO(self.data), metadata_errors="replace")
+        f = os.fdopen(open_regular(self.path, self.name), "rb")
+        f.raw.name = self.path
+        try:
+            return _OwnedContainer(av.open(f, metadata_errors="replace"), f)
+        except BaseException:
+            f.close()
+            raise
 
     def looks_mpeg(self) -> bool:
         """Data that starts like MPEG audio (an ID3 tag, a frame sync, or an Xing/Info/VBRI header after
@@ -70,6 +86,55 @@ class Source:
         head = self.read(0, 2)
         return (self.read(0, 3) == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
                 or bool(mp3_declared_samples(mp3_head(self.read))))
+
+
+class _OwnedContainer:
+    """A PyAV container that closes the file it reads when it is closed."""
+
+    def __init__(self, container, file) -> None:
+        self._container, self._file = container, file
+
+    def __getattr__(self, name: str):
+        return getattr(self._container, name)
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        finally:
+            self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_regular(path: str, name: str | None = None) -> int:
+    """A read-only descriptor of ``path``, checked to be a regular file on the descriptor itself.
+
+    :func:`check_path` looked with ``stat``; a file swapped for a FIFO or a device between that look and
+    the open would block the open or flood the reader, so every open goes through here: non-blocking
+    (a FIFO without a writer opens at once), then ``fstat``, then back to blocking reads."""
+    shown = name or display_name(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise AudioFileNotFoundError(f"{shown}: no such file (removed after it was found)") from None
+    except OSError as exc:
+        raise DecodeError(f"{shown}: cannot be opened ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise AudioFileNotFoundError(f"{shown}: not a regular file but {file_kind(st.st_mode)} (replaced after "
+                                         "it was found); only regular files are read")
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def mp3_declared_samples(head: bytes) -> int | None:

@@ -25,14 +25,14 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
     from genrekit.experiments import evaluate_model, write_run
+    from genrekit.experiments.schema import claim_run_folder
     from genrekit.predict import GenreClassifier
 
+    out = claim_run_folder(args.out or f"runs/evaluate-{args.protocol}")  # before the work: never a user's folder
     clf = GenreClassifier.load(args.model, backend=args.backend)
     result = evaluate_model(clf, args.data, protocol=args.protocol, fold=args.fold, seed=args.seed)
-    out = Path(args.out or f"runs/evaluate-{args.protocol}")
     write_run(out, result)
     track, errors = result.track_level, result.metrics["errors"]
     src = ", ".join(f"{v} from {k}" for k, v in result.data["sources"].items() if v)

@@ -477,10 +477,9 @@ def comparison_markdown(result: dict[str, Any]) -> str:
 def write_comparison(out_dir: str | os.PathLike, result: dict[str, Any]) -> None:
     """comparison.json, comparison.md and a bar chart comparison.png (track-level accuracy and macro-F1)."""
     from genrekit.reports import pyplot, save_figure, write_json
-    from genrekit.store import atomic_write_bytes
+    from genrekit.store import atomic_write_bytes, claim_folder
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_folder(out_dir, ours=lambda d: (d / "comparison.json").is_file())  # never a user's folder
     write_json(out / "comparison.json", result)
     atomic_write_bytes(out / "comparison.md", comparison_markdown(result).encode())
     plt = pyplot()

@@ -27,7 +27,7 @@ import numpy as np
 from genrekit.errors import DatasetError, GenrekitError
 from genrekit.experiments.factories import as_factory, factory_name
 from genrekit.experiments.results import FoldResult, FoldSpec, RunResult, score_fold
-from genrekit.experiments.schema import run_record, trained_on_record, write_run
+from genrekit.experiments.schema import claim_run_folder, run_record, trained_on_record, write_run
 
 __all__ = [
     "CV_PROTOCOLS",
@@ -196,6 +196,7 @@ def run(
     from genrekit.reports import json_safe
 
     t_start = time.time()
+    out = claim_run_folder(out) if out is not None else None  # before any work: never a user's folder
     factory = as_factory(model, **(params or {}))
     source = as_source(data, factory, progress=progress)
     reads = getattr(factory, "reads", None)
@@ -211,9 +212,6 @@ def run(
         fold_reports = bool(getattr(factory, "fold_reports", False))
     if final_fit is None:
         final_fit = bool(getattr(factory, "final_fit", True))
-    out = Path(out) if out is not None else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     description = {"path": str(source.source), "sha256": source.fingerprint(), "kind": source.kind, **source.describe()}
     result = RunResult(model=name, protocol=protocol, seed=seed, folds=[], data=description, split_seed=split_seed,
                        params=dict(params or {}), refit=refit, aggregate=aggregate, segment_unit=source.segment_unit,

@@ -34,6 +34,7 @@ __all__ = [
     "run_record",
     "segment_record",
     "trained_on_record",
+    "claim_run_folder",
     "trained_tracks",
     "write_run",
 ]
@@ -104,6 +105,28 @@ def segment_record(record: dict[str, Any], unit: str) -> dict[str, Any]:
                 "macro_f1": seg.get("macro_f1"),
                 "track_level": {k: record[k] for k in ("accuracy", "accuracy_std", "macro_f1") if k in record}})
     return out
+
+
+def _legacy_run_folder(d: Path) -> bool:
+    """A run folder genrekit wrote before folders were marked: its metrics.json is genrekit's, or it
+    holds a deep run's checkpoint (a run killed before its metrics, for ``--resume``)."""
+    from genrekit.models.deep import CHECKPOINT_NAME
+
+    if any((f / CHECKPOINT_NAME).is_file() for f in (d, *d.glob("fold*"))):
+        return True
+    try:
+        m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and any(k in m for k in ("metrics_schema", "genrekit_version", "track_accuracy"))
+
+
+def claim_run_folder(out: str | os.PathLike) -> Path:
+    """``out`` as a run folder genrekit may write into (``store.claim_folder``): new, empty, or a run
+    folder it wrote; a user's folder of other files, or a file at that name, is refused before any work."""
+    from genrekit.store import claim_folder
+
+    return claim_folder(out, ours=_legacy_run_folder)
 
 
 def write_run(out: str | os.PathLike, result, *, history: list | None = None,

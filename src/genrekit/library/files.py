@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,8 +165,17 @@ def file_lock(path: str | os.PathLike, *, name: str | os.PathLike | None = None)
     goes on with the next file), and :class:`FileChangedError` when the name was replaced meanwhile (the
     lock would guard a file that is no longer there). ``name`` is how messages call the file."""
     shown = name if name is not None else path
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    # non-blocking: a FIFO put at the name (or named by a crafted journal) opens at once and is refused
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NONBLOCK", 0))
     try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            from genrekit.audio.source import file_kind
+
+            raise FileChangedError(f"{shown}: not a regular file but {file_kind(mode)}; left alone")
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
         lock_now(fd, FileBusyError(f"{shown}: another genrekit run is changing this file now; left alone"))
         now = os.stat(path, follow_symlinks=False)
         st = os.fstat(fd)

@@ -29,7 +29,7 @@ import numpy as np
 
 from genrekit.errors import GenrekitError
 from genrekit.names import json_escaped
-from genrekit.store import atomic_write_bytes, atomic_write_text
+from genrekit.store import atomic_write_bytes, atomic_write_text, claim_folder
 
 INDEX_FORMAT = "genrekit-similar-index"
 INDEX_VERSION = 2  # 2: vectors are means over the audible patches only (networks.musicnn.analysis)
@@ -184,6 +184,14 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _index_folder(d: Path) -> bool:
+    """An index folder genrekit wrote before folders were marked: its manifest is an index's."""
+    try:
+        return json.loads((d / "manifest.json").read_text(encoding="utf-8")).get("format") == INDEX_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def load_index(index_dir: str | os.PathLike, *, backend: str = "auto") -> SimilarityIndex:
     """The saved index in ``index_dir`` (raises SimilarIndexError when missing or inconsistent)."""
     d = Path(index_dir)
@@ -224,6 +232,7 @@ def update_index(library: str | os.PathLike, *, index_dir: str | os.PathLike | N
 
     t0 = time.perf_counter()
     d = Path(index_dir) if index_dir is not None else default_index_dir(library)
+    d = claim_folder(d, ours=_index_folder)  # before any work: never a user's folder of other files
     model = musicnn.DEFAULT_MODEL
     weights = musicnn.weights_sha256(model) if summarise is None else "custom"
     old: dict[str, dict[str, Any]] = {}

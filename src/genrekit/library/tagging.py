@@ -27,11 +27,13 @@ formats and files without a place for the tag are reported and left alone.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genrekit.audio.source import file_kind
 from genrekit.errors import GenrekitError
 from genrekit.library.files import (  # noqa: F401 - the errors are part of this module's API
     FileBusyError,
@@ -91,12 +93,21 @@ class FileTags:
 def read_tags(path: str | os.PathLike, *, fields: Iterable[str] = ()) -> FileTags:
     """The genre values (and ``fields``) of a supported file; raises a TagError saying why not."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
+    try:  # non-blocking, then fstat: a name swapped for a FIFO or a device since the finder is never read
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise TagError(f"{p}: no such file") from None
     except OSError as exc:
         raise TagError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise TagError(f"{p}: not a regular file but {file_kind(mode)}; only regular files are read")
+        data = read_fd(fd)
+    except OSError as exc:
+        raise TagError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     f, family = open_tags(data, p.name)
     if family == "id3-chunk" and f.tags is None:
         raise UnsupportedTagFormatError(f"{p}: this {type(f).__name__} file has no ID3 chunk; genrekit "
@@ -244,6 +255,7 @@ def _write_locked(link: Path, p: Path, fd: int, values: dict[str, list[str]], *,
 
     from mutagen import MutagenError
 
+    journal.record_folder(str(p.parent))  # before the copy: undo after a kill knows where to sweep
     tmp = temp_path_for(p)
     tmp.unlink(missing_ok=True)  # this process's own copy, left by an earlier failure
     try:

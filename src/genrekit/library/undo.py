@@ -8,7 +8,8 @@ otherwise the whole original is stored.
 
 The journal is JSON lines, every line flushed and fsynced before the next step:
 
-``header`` (settings) -> per file ``change`` (file, stat and sha256 before, sha256 after, old and new
+``header`` (settings) -> ``folder`` (once per folder, before genrekit's first temporary copy there, so
+undo can remove a copy that a run killed before its first ``change`` left) -> per file ``change`` (file, stat and sha256 before, sha256 after, old and new
 values, the patch) -> the atomic replace -> ``done`` -> ... -> ``finished``.
 
 So a run killed at any moment leaves each file either untouched or completely rewritten, and the journal
@@ -49,6 +50,7 @@ from genrekit.library.files import (  # noqa: F401 - FileChangedError, FileMeta,
     finish_temp,
     fsync_dir,
     lock_now,
+    read_fd,
     sweep_leftovers,
     temp_path_for,
     write_all,
@@ -97,6 +99,30 @@ class JournalState:
     done: set[int]
     finished: bool
     skipped: list[int] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+
+def _open_journal(p: Path) -> int:
+    """A read-only descriptor of the journal ``p``, refused unless it is a regular file: opened
+    non-blocking and checked with ``fstat``, so a FIFO or ``/dev/zero`` given as a journal cannot hang
+    undo or make it read forever."""
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise JournalError(f"{p}: no such journal") from None
+    except OSError as exc:
+        raise JournalError(f"{p}: cannot read the journal ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise JournalError(f"{p}: a folder, not a journal")
+        from genrekit.audio.source import file_kind
+
+        raise JournalError(f"{p}: not a regular file but {file_kind(mode)}, not a journal")
+    if getattr(os, "O_NONBLOCK", 0):
+        os.set_blocking(fd, True)
+    return fd
 
 
 def _intact_change(it: dict[str, Any]) -> bool:
@@ -125,6 +151,7 @@ class UndoJournal:
         self.path = Path(path)
         self._fd: int | None = None
         self._seq = 0
+        self._folders: set[str] = set()
 
     # -- reading
     @staticmethod
@@ -132,14 +159,13 @@ class UndoJournal:
         """Parse a journal. Lines that are not complete records (torn by a kill, or cut by a full disk)
         are skipped and listed in ``skipped``: every intact change stays undoable."""
         p = Path(path)
+        fd = _open_journal(p)
         try:
-            lines = p.read_bytes().split(b"\n")
-        except FileNotFoundError:
-            raise JournalError(f"{p}: no such journal") from None
-        except IsADirectoryError:
-            raise JournalError(f"{p}: a folder, not a journal") from None
+            lines = read_fd(fd).split(b"\n")
         except OSError as exc:
             raise JournalError(f"{p}: cannot read the journal ({exc.strerror or exc})") from None
+        finally:
+            os.close(fd)
         items, skipped = [], []
         for i, raw in enumerate(lines):
             if not raw.strip():
@@ -157,13 +183,18 @@ class UndoJournal:
         changes = [it for it in items if it.get("type") == "change"]
         done = {it["seq"] for it in items if it.get("type") == "done" and isinstance(it.get("seq"), int)}
         finished = any(it.get("type") == "finished" for it in items)
-        return JournalState(items[0], changes, done, finished, skipped)
+        folders = [it["folder"] for it in items if it.get("type") == "folder" and isinstance(it.get("folder"), str)]
+        return JournalState(items[0], changes, done, finished, skipped, folders)
 
     @staticmethod
     def is_journal(path: str | os.PathLike) -> bool:
         """True when ``path`` starts with a genrekit journal header (what may be replaced or resumed)."""
         try:
-            with open(path, "rb") as f:
+            fd = _open_journal(Path(path))
+        except JournalError:
+            return False
+        try:
+            with os.fdopen(fd, "rb") as f:
                 head = json.loads(f.readline(1 << 20))
         except (OSError, ValueError):
             return False
@@ -196,6 +227,7 @@ class UndoJournal:
                 if state.finished:
                     raise JournalError(f"{self.path}: that run already finished; pass another --journal")
                 self._seq = max([int(c["seq"]) for c in state.changes], default=0)
+                self._folders = set(state.folders)
                 size = os.fstat(fd).st_size
                 if size:
                     with open(self.path, "rb") as f:
@@ -272,6 +304,13 @@ class UndoJournal:
         self._seq = seq
         return seq
 
+    def record_folder(self, folder: str) -> None:
+        """Record, once per folder, that this run is about to put temporary copies in ``folder``: a run
+        killed before its first change there still leaves undo (and the next run) a folder to sweep."""
+        if folder not in self._folders:
+            self._write({"type": "folder", "folder": folder})
+            self._folders.add(folder)
+
     def record_done(self, seq: int) -> None:
         self._write({"type": "done", "seq": seq})
 
@@ -308,19 +347,15 @@ def undo(path: str | os.PathLike) -> Iterator[UndoResult]:
     bits, never setuid, setgid or sticky ones. Damaged lines are reported and skipped; every intact
     change is restored. Temporary copies that killed runs left beside the files are removed."""
     p = Path(path)
-    try:
-        jfd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise JournalError(f"{p}: no such journal") from None
-    except OSError as exc:
-        raise JournalError(f"{p}: cannot read the journal ({exc.strerror or exc})") from None
+    jfd = _open_journal(p)
     try:
         _lock_fd(jfd, p, "undo it when that run has finished")
         state = UndoJournal.read(p)
         for n in state.skipped:
             yield UndoResult(str(p), "skipped line", f"{p}: line {n} is not a complete record (a run killed while "
                              "writing it?); skipped, every intact change is restored")
-        for folder in dict.fromkeys(os.path.dirname(ch["file"]) for ch in state.changes if os.path.isabs(ch["file"])):
+        folders = [os.path.dirname(ch["file"]) for ch in state.changes] + state.folders
+        for folder in dict.fromkeys(f for f in folders if os.path.isabs(f)):
             sweep_leftovers(folder)
         for ch in reversed(state.changes):
             yield _undo_one(ch)

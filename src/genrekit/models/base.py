@@ -5,7 +5,8 @@ header's metadata. Loading never executes code from the file (no pickle). Two sh
 in the header and checked on load, so a damaged, truncated or hand-edited file is rejected: ``sha256``
 over all tensor bytes and ``sha256_meta`` over the metadata JSON (class names, input settings). Files
 written before ``sha256_meta`` existed (the shipped models among them) carry only ``sha256`` and still
-load: their metadata is bounds-checked like any other. Neither digest is a signature: whoever can edit
+load: their metadata is bounds-checked like any other, and a copy of a shipped model must carry exactly
+its shipped metadata (``SHIPPED_META_SHA256``, pinned by the tensors' digest). Neither digest is a signature: whoever can edit
 a file can recompute both, so a file stripped of ``sha256_meta`` is no weaker than one with a
 recomputed digest; what they catch is damage and edits by tools that know nothing of genrekit.
 
@@ -40,6 +41,17 @@ MAX_META_BYTES = 16 * 1024 * 1024  # the metadata JSON: a long trained_on track 
 MAX_META_DEPTH = 32  # nesting of the metadata JSON (a hybrid's deepest: about 6)
 MAX_CLASSES = 1000
 MAX_CLASS_CHARS = 256
+
+
+# The shipped models predate ``sha256_meta``: their metadata digests are pinned here by their tensors'
+# ``sha256``, so a copy of a shipped model with edited metadata (two class names swapped) is refused
+# although the file itself carries no metadata digest. A rebuilt model has other tensors and its own digest.
+SHIPPED_META_SHA256 = {
+    "f35c6bdc0b279d3991404268aa6f4566a3b9cf0d16e0d30c491bcf866204afe1":  # genrekit-gtzan-default
+        "b8ac3175447fbeeeff1542fa9d8f5fba0db357b98268f594298cc45c63a5f5aa",
+    "16e8b4893031300395837391ac32d8e318473159a42dadfa316a8b8c94385463":  # genrekit-gtzan-musicnn
+        "f063155a4d35488a53731c324c66c03d36c898bd0aad20e55957dd38fed15a75",
+}
 
 
 def meta_sha256(meta_json: str) -> str:
@@ -147,7 +159,8 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     if header.get("sha256") != tensors_sha256(tensors):
         raise ModelError(f"{path}: checksum mismatch: the model file was modified or damaged")
     meta_json = header.get("meta")
-    if "sha256_meta" in header and (not isinstance(meta_json, str) or header["sha256_meta"] != meta_sha256(meta_json)):
+    want_meta = header["sha256_meta"] if "sha256_meta" in header else SHIPPED_META_SHA256.get(header["sha256"])
+    if want_meta is not None and (not isinstance(meta_json, str) or want_meta != meta_sha256(meta_json)):
         raise ModelError(f"{path}: metadata checksum mismatch: the model's metadata (class names, input settings) "
                          "was modified or damaged")
     meta = parse_meta(meta_json, source=path)

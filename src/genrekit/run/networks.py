@@ -242,7 +242,14 @@ def write_embeddings(path: str | os.PathLike, rows: list[dict[str, Any]], *, vec
                        for x, n in vectors.items()})
         import zipfile
 
-        with atomic_writer(p, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        def same_arrays(q: Path) -> bool:  # an earlier run's .npz may be replaced, a user's file never
+            try:
+                with zipfile.ZipFile(q) as old:
+                    return sorted(old.namelist()) == sorted(f"{c}.npy" for c in arrays)
+            except (OSError, zipfile.BadZipFile):
+                return False
+
+        with atomic_writer(p, "wb", replace=same_arrays) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
             for name, arr in arrays.items():  # np.savez's layout; its own signature reserves the name "file"
                 with z.open(f"{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)

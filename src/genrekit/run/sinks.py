@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from genrekit.parquet_out import MANIFEST, PartitionedOutput, input_stat, settings_key
 from genrekit.run.items import ItemError, Result
-from genrekit.store import atomic_write_text, written_like
+from genrekit.store import atomic_write_text, check_replace, remove_output, written_like
 
 __all__ = ["CsvSink", "JournalSink", "ParquetSink", "Sink", "Summary", "TableSink", "record_result", "write"]
 
@@ -116,14 +116,17 @@ class _Ordered:
         return self._extra + [self._got[i] for i in self._inputs if i in self._got]
 
 
+_ERRORS_LIKE = written_like("path\terror\tmessage\n")
+
+
 def _write_error_list(path: Path, errors: list[tuple[str, ItemError]]) -> None:
     """``path`` (``OUT.errors.tsv``) listing the inputs that failed; removed when none did (a stale
     list from an earlier run would be misleading)."""
     if errors:
         lines = ["path\terror\tmessage"] + [f"{p}\t{e.kind}\t{e.message}".replace("\n", " ") for p, e in errors]
-        atomic_write_text(path, "\n".join(lines) + "\n")
-    elif path.exists():
-        path.unlink()
+        atomic_write_text(path, "\n".join(lines) + "\n", replace=_ERRORS_LIKE)
+    else:
+        remove_output(path, _ERRORS_LIKE)  # a user's file of that name stays
 
 
 class TableSink(_Ordered):
@@ -143,6 +146,7 @@ class TableSink(_Ordered):
         self.errors: list[tuple[str, ItemError]] = []
 
     def pending(self, inputs: Sequence[str]) -> list[str]:
+        check_replace(self.errors_path, _ERRORS_LIKE)  # before the work: a user's file there stays
         self._declare(inputs)
         return [str(i) for i in inputs]
 
@@ -191,6 +195,16 @@ class CsvSink(TableSink):
         atomic_write_text(out, buf.getvalue(), replace=written_like(buf.getvalue()))
 
 
+def _is_partial_journal(path: Path) -> bool:
+    """A ``.partial.jsonl`` that a :class:`JournalSink` wrote: its first line is ``{"settings": KEY}``."""
+    try:
+        with open(path, "rb") as f:
+            head = json.loads(f.readline(4096))
+    except (OSError, ValueError):
+        return False
+    return isinstance(head, dict) and list(head) == ["settings"]
+
+
 class JournalSink(_Ordered):
     """Records rendered into one output file at the end (JSON, CSV, a table: ``render`` decides), and
     meanwhile journalled to ``<out>.partial.jsonl``, one fsynced line per record.
@@ -232,6 +246,8 @@ class JournalSink(_Ordered):
         return done
 
     def pending(self, inputs: Sequence[str]) -> list[str]:
+        if self.path is not None:
+            check_replace(self.path, _is_partial_journal)  # before the work: a user's file there stays
         self._declare(inputs)
         old = self._load()
         self._done = {i: e for i in map(str, inputs) if (e := old.get(i)) is not None and e["stat"] == input_stat(i)}
@@ -244,6 +260,7 @@ class JournalSink(_Ordered):
         """Journal one finished record (flushed and fsynced before returning)."""
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_replace(self.path, _is_partial_journal)
             self._fh = open(self.path, "w", encoding="utf-8")  # rewrite: keeps what resumes, drops a torn tail
             self._fh.write(json.dumps({"settings": self.key}) + "\n")
             for k, e in self._done.items():
@@ -263,7 +280,7 @@ class JournalSink(_Ordered):
         self.text = self.render(self.records)
         if self.out is not None:
             atomic_write_text(self.out, self.text, replace=written_like(self.text))
-            self.path.unlink(missing_ok=True)
+            remove_output(self.path, _is_partial_journal)
         return self.text
 
     def abort(self) -> None:
