@@ -94,21 +94,21 @@ ROWS = [{"file": "a.wav", "duration_s": 1.0, "penultimate": np.zeros(200, np.flo
 
 
 def test_npz_never_replaces_a_user_file_but_replaces_its_own(tmp_path):
-    from genrekit.run.musicnn import write_embeddings
+    from genrekit.run.networks import write_embeddings
 
     mine = tmp_path / "mine.npz"
     with zipfile.ZipFile(mine, "w") as z:  # a user's own npz: other arrays
         z.writestr("weights.npy", b"not ours")
     before = mine.read_bytes()
     with pytest.raises(store.ForeignFileError, match="mine.npz"):
-        write_embeddings(mine, ROWS, layers=["penultimate"])
+        write_embeddings(mine, ROWS, vectors={"penultimate": 200})
     assert mine.read_bytes() == before
     (tmp_path / "text.npz").write_bytes(USER)
     with pytest.raises(store.ForeignFileError):
-        write_embeddings(tmp_path / "text.npz", ROWS, layers=["penultimate"])
+        write_embeddings(tmp_path / "text.npz", ROWS, vectors={"penultimate": 200})
     ours = tmp_path / "ours.npz"
-    write_embeddings(ours, ROWS, layers=["penultimate"])
-    write_embeddings(ours, ROWS + ROWS, layers=["penultimate"])  # an earlier run's output is replaced
+    write_embeddings(ours, ROWS, vectors={"penultimate": 200})
+    write_embeddings(ours, ROWS + ROWS, vectors={"penultimate": 200})  # an earlier run's output is replaced
     assert np.load(ours)["penultimate"].shape == (2, 200)
 
 
