@@ -121,10 +121,13 @@ class Prediction:
     segments: list[Segment] = field(default_factory=list)
     file: str | None = None
     tags: list[tuple[str, float]] | None = None  # top MSD tags (models with a musicnn member, or asked for)
+    styles: list[tuple[str, float]] | None = None  # top AudioSet genre classes, calibrated (mn04; styles=True)
 
     def to_dict(self, *, segments: bool = False, min_confidence: float | None = None) -> dict[str, Any]:
-        """The record; ``tags`` only when computed and ``uncertain`` only with ``min_confidence``, so
-        records of models without musicnn stay as they were."""
+        """The record; ``tags`` and ``styles`` only when computed and ``uncertain`` only with
+        ``min_confidence``, so records made without them stay as they were. With styles, ``uncertain``
+        is also true when AudioSet hears a style beyond the ten more strongly than the genre's own family
+        (:func:`genrekit.networks.mn04.styles.uncertain`): the answer is then only the nearest genre."""
         d: dict[str, Any] = {
             "file": self.file,
             "genre": self.genre,
@@ -134,8 +137,17 @@ class Prediction:
         }
         if self.tags is not None:
             d["tags"] = [[t, round(v, 6)] for t, v in self.tags]
+        if self.styles is not None:
+            d["styles"] = [[t, round(v, 6)] for t, v in self.styles]
         if min_confidence is not None:
-            d["uncertain"] = bool(self.scores[self.genre] < min_confidence)
+            score = self.scores[self.genre]
+            if self.styles is None:
+                d["uncertain"] = bool(score < min_confidence)
+            else:
+                from genrekit.networks.mn04.styles import uncertain
+
+                d["uncertain"] = bool(uncertain(self.genre, min(1.0, max(0.0, score)), self.styles,
+                                                min_confidence=min_confidence))
         if segments:
             d["segments"] = [s.to_dict() for s in self.segments]
         d["error"] = None
@@ -171,14 +183,14 @@ def error_record(file: str, error: str, *, segments: bool = False) -> dict[str, 
 
 def record_for(
     clf: GenreClassifier, path: str, *, top_k: int = 3, segments: bool = False, max_duration: float | None = None,
-    min_confidence: float | None = None, tags: bool = False,
+    min_confidence: float | None = None, tags: bool = False, styles: bool = True,
 ) -> dict[str, Any]:
     """One file's ``genrekit predict`` record; any error reading it becomes the record's ``error``
     (a silent file's is "no audible signal", one longer than ``max_duration`` seconds says so).
 
     Every engine (local processes, Ray, the web server) uses this, so their records are identical."""
     try:
-        return clf.predict(path, top_k=top_k, max_duration=max_duration, tags=tags).to_dict(
+        return clf.predict(path, top_k=top_k, max_duration=max_duration, tags=tags, styles=styles).to_dict(
             segments=segments, min_confidence=min_confidence)
     except GenrekitError as exc:
         return error_record(path, str(exc), segments=segments)
@@ -318,10 +330,12 @@ class GenreClassifier:
         ctx = self._context(y, offset)  # members with the same front end (a seed ensemble) share it
         return [self._member_part(m, m.input, ctx) for m in self.members]
 
-    def _source_blocks(self, source, sr: int | None, max_duration: float | None) -> Iterator[np.ndarray]:
-        """Blocks of about 30 s at the model's rate from a file path or an array of samples."""
+    def _source_blocks(self, source, sr: int | None, max_duration: float | None, ear=None) -> Iterator[np.ndarray]:
+        """Blocks of about 30 s at the model's rate from a file path or an array of samples; ``ear``
+        (a :class:`~genrekit.styles_ear.StylesEar`) hears the same decode at its native rate."""
         if isinstance(source, (str, os.PathLike)):
-            return audio.stream(source, sr=self.sr, block_seconds=BLOCK_SECONDS, max_duration=max_duration)
+            return audio.stream(source, sr=self.sr, block_seconds=BLOCK_SECONDS, max_duration=max_duration,
+                                tap=None if ear is None else ear.hear)
         else:
             y = np.asarray(source, dtype=np.float32)
             if y.ndim == 2:  # (frames, channels) or (channels, frames)
@@ -332,6 +346,8 @@ class GenreClassifier:
             if max_duration is not None and y.size > max_duration * sr:
                 raise DurationLimitError(
                     f"samples: the audio ({y.size / sr:.1f} s) is longer than the limit of {max_duration:g} s")
+            if ear is not None:
+                ear.hear_all(y, int(sr))
             y = audio.resample(y, orig_sr=int(sr), target_sr=self.sr)
             n = int(BLOCK_SECONDS * self.sr)
             return (y[i : i + n] for i in range(0, max(1, y.size), n))
@@ -354,14 +370,15 @@ class GenreClassifier:
 
     # ------------------------------------------------------------------------------------ predict
     def predict(self, source, *, sr: int | None = None, top_k: int = 3, max_duration: float | None = None,
-                tags: bool = False) -> Prediction:
+                tags: bool = False, styles: bool = True) -> Prediction:
         """Classify a file path or an array of samples (then give ``sr``) of any length.
 
         Returns the track's genre, every genre's score (summing to 1), the ``top_k`` genres and the
         per-window timeline (``segments``; silent windows are marked and not classified). Raises
         :class:`~genrekit.errors.SilentAudioError` when no window is audible and, with ``max_duration``
         (seconds), :class:`~genrekit.errors.DurationLimitError` as soon as the decoded audio is longer.
-        The top MSD tags come with it when the model has a musicnn member, or with ``tags=True``.
+        The top MSD tags come with it when the model has a musicnn member, or with ``tags=True``; the
+        top AudioSet styles (mn04 on the same decode, :mod:`genrekit.styles_ear`) unless ``styles=False``.
         """
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
@@ -370,17 +387,27 @@ class GenreClassifier:
         is_path = isinstance(source, (str, os.PathLike))
         if is_path and max_duration is not None:  # decode-only first: an hour-long file is skipped in seconds
             audio.decoded_seconds(source, max_duration=max_duration)
-        blocks = self._source_blocks(source, sr, max_duration)
+        ear = self.ear(file=str(source) if is_path else "samples") if styles else None
+        blocks = self._source_blocks(source, sr, max_duration, ear)
         if is_path:  # decode the next block while the models run on this one
             from genrekit.run.engines import prefetch
 
             blocks = prefetch(blocks)
-        return self.predict_blocks(blocks, top_k=top_k, file=str(source) if is_path else None, tags=tags)
+        return self.predict_blocks(blocks, top_k=top_k, file=str(source) if is_path else None, tags=tags, ear=ear)
 
-    def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False) -> Prediction:
+    def ear(self, *, file: str | None = None):
+        """A fresh :class:`~genrekit.styles_ear.StylesEar` for one song (``audio.stream(tap=ear.hear)``,
+        then ``predict_blocks(ear=ear)``), running mn04 with this classifier's threads."""
+        from genrekit.styles_ear import StylesEar
+
+        return StylesEar(threads=self.threads, name=file or "samples")
+
+    def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False,
+                       ear=None) -> Prediction:
         """Classify a track given as consecutive blocks of samples at ``self.sr`` (e.g. from
         :func:`genrekit.audio.stream_bytes`), consumed one at a time: whoever makes the blocks can stop
-        the work between two of them (a deadline) or look at the samples (a spectrogram)."""
+        the work between two of them (a deadline) or look at the samples (a spectrogram). ``ear``: the
+        :meth:`ear` that heard the same decode (``audio.stream(tap=ear.hear)``): the record gets its styles."""
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
         parts = []
@@ -405,6 +432,8 @@ class GenreClassifier:
         pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file)
         if extra_tags:
             pred.tags = self._top_tags(np.concatenate(extra_tags))
+        if ear is not None:
+            pred.styles = ear.styles()
         return pred
 
     @staticmethod
