@@ -34,6 +34,8 @@ SHIPPED_MODELS = {
     "genrekit-gtzan-musicnn": "genrekit-gtzan-musicnn.safetensors",
     "genrekit-gtzan-fast": "genrekit-gtzan-default.safetensors",
     "genrekit-gtzan-default": "genrekit-gtzan-default.safetensors",  # the fast model's old name
+    # musicnn + mn04 head with two zero-shot experts (issue 23; scripts/build_ears_default.py, MODEL_CARD.md)
+    "genrekit-gtzan-ears": "genrekit-gtzan-ears.safetensors",
 }
 DEFAULT_MODEL = "genrekit-gtzan-musicnn"
 DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
@@ -233,6 +235,8 @@ class GenreClassifier:
         self._timeline = next((i for i, inp in enumerate(parts) if inp.makes_timeline), 0)
         self.temperature: float | None = getattr(model, "temperature_", None) or meta.get("temperature")
         self.network = next((inp for inp in parts if isinstance(inp, NetworkInput)), None)
+        # members that read mn04's track means (models.ears): the song's ear must hear the decode
+        self.needs_ear = any(getattr(inp, "hears_mn04", False) for inp in parts)
         self._full_block_frames: dict[str, int] = {}  # log-mel frames of a full block, per front end
         self.threads = 1  # onnxruntime intra-op threads of musicnn (load(threads=) sets it)
         self.patches_per_block: int | str | None = None  # musicnn patches override (load(patches_per_block=))
@@ -320,7 +324,10 @@ class GenreClassifier:
         w = inp.block(ctx)
         audible = w.levels >= SILENCE_DB
         X = w.inputs(audible)
-        proba = self._proba_of(member.model, X) if member is not None else None
+        if getattr(inp, "hears_mn04", False):  # scored in _aggregate, once mn04 has heard the song
+            proba = np.zeros((len(X), len(self.genres)))
+        else:
+            proba = self._proba_of(member.model, X) if member is not None else None
         pooled = inp.pools_vectors
         return MemberPart(proba, w.spans, w.levels, X if pooled else None,
                           None if w.taggram is None else w.taggram[audible])
@@ -387,7 +394,7 @@ class GenreClassifier:
         is_path = isinstance(source, (str, os.PathLike))
         if is_path and max_duration is not None:  # decode-only first: an hour-long file is skipped in seconds
             audio.decoded_seconds(source, max_duration=max_duration)
-        ear = self.ear(file=str(source) if is_path else "samples") if styles else None
+        ear = self.ear(file=str(source) if is_path else "samples", styles=styles) if styles or self.needs_ear else None
         blocks = self._source_blocks(source, sr, max_duration, ear)
         if is_path:  # decode the next block while the models run on this one
             from genrekit.run.engines import prefetch
@@ -395,12 +402,13 @@ class GenreClassifier:
             blocks = prefetch(blocks)
         return self.predict_blocks(blocks, top_k=top_k, file=str(source) if is_path else None, tags=tags, ear=ear)
 
-    def ear(self, *, file: str | None = None):
+    def ear(self, *, file: str | None = None, styles: bool = True):
         """A fresh :class:`~genrekit.styles_ear.StylesEar` for one song (``audio.stream(tap=ear.hear)``,
-        then ``predict_blocks(ear=ear)``), running mn04 with this classifier's threads."""
+        then ``predict_blocks(ear=ear)``), running mn04 with this classifier's threads; ``styles=False``:
+        only for a model whose members read mn04 (:attr:`needs_ear`), the record gets no styles."""
         from genrekit.styles_ear import StylesEar
 
-        return StylesEar(threads=self.threads, name=file or "samples")
+        return StylesEar(threads=self.threads, name=file or "samples", styles=styles)
 
     def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False,
                        ear=None) -> Prediction:
@@ -410,6 +418,9 @@ class GenreClassifier:
         :meth:`ear` that heard the same decode (``audio.stream(tap=ear.hear)``): the record gets its styles."""
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
+        if self.needs_ear and ear is None:
+            raise ModelError(f"{self.path}: this model's members read mn04: give predict_blocks the ear that heard "
+                             "the decode (ear = clf.ear(); audio.stream(..., tap=ear.hear))")
         parts = []
         extra_tags = []  # tags asked of a model without a musicnn member: a separate musicnn pass
         duration = 0.0
@@ -429,10 +440,11 @@ class GenreClassifier:
         if not any(len(part.proba) for b in parts for part in b):
             loudest = max(float(np.max(part.levels)) for b in parts for part in b)
             raise SilentAudioError(f"{name}: no audible signal (RMS {loudest:.1f} dBFS < {SILENCE_DB:g} dBFS)")
-        pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file)
+        pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file,
+                               mn04=ear.means() if self.needs_ear else None)
         if extra_tags:
             pred.tags = self._top_tags(np.concatenate(extra_tags))
-        if ear is not None:
+        if ear is not None and ear.wants_styles:
             pred.styles = ear.styles()
         return pred
 
@@ -463,9 +475,10 @@ class GenreClassifier:
                                     X if m.input.pools_vectors else None, w.taggram))
         return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file)
 
-    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None) -> Prediction:
+    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None, mn04=None) -> Prediction:
         """Mean log-probability over each member's windows, members combined by the model's weights;
-        the timeline is the spectrogram member's windows, blended with the other members' block scores."""
+        the timeline is the spectrogram member's windows, blended with the other members' block scores.
+        ``mn04``: the song's (features mean, sigmoid mean) for members that read it (``models.ears``)."""
 
         def norm(p):  # floored and renormalised: these are also the timeline's scores
             p = np.clip(np.asarray(p, dtype=np.float64), PROBA_FLOOR, 1.0)
@@ -477,6 +490,12 @@ class GenreClassifier:
                 return np.full((1, len(self.genres)), 1.0 / len(self.genres))
             return mean_log_proba(p, floor=None)[None]
 
+        for m, member in enumerate(self.members):
+            if getattr(member.input, "hears_mn04", False):  # per patch: its musicnn vector next to the song's mn04
+                for b in blocks:
+                    X = member.input.rows(b[m].vectors, mn04) if len(b[m].vectors) else None
+                    b[m].proba = (np.full((len(b[m].vectors), len(self.genres)), 1.0 / len(self.genres))
+                                  if X is None else member.model.predict_proba(X))
         per_member = [norm(np.concatenate([b[m].proba for b in blocks])) for m in range(len(self.members))]
         track = [mean_log(p) for p in per_member]
         tags = None
@@ -484,8 +503,11 @@ class GenreClassifier:
             if member.input.pools_vectors:  # the head scores the mean of the audible patches' vectors, as trained
                 vec = np.concatenate([b[m].vectors for b in blocks])
                 tags = self._top_tags(np.concatenate([b[m].taggram for b in blocks]))
-                if len(vec):
-                    track[m] = norm(member.model.predict_proba(vec.mean(axis=0, keepdims=True)))
+                x = vec.mean(axis=0, keepdims=True) if len(vec) else None
+                if x is not None and getattr(member.input, "hears_mn04", False):
+                    x = member.input.rows(x, mn04)
+                if x is not None:
+                    track[m] = norm(member.model.predict_proba(x))
         hybrid = len(self.members) > 1
         scores = calibrate((self.model.combine(track) if hybrid else track[0])[0], self.temperature)
         segments: list[Segment] = []

@@ -32,10 +32,13 @@ class StylesEar:
     One ear per song; :meth:`hear` may run in the decoding thread (``run.engines.prefetch``), :meth:`styles`
     after the stream is exhausted."""
 
-    def __init__(self, *, max_windows: int = MAX_WINDOWS, k: int = N_STYLES, threads: int = 1, name: str = "audio"):
+    def __init__(self, *, max_windows: int = MAX_WINDOWS, k: int = N_STYLES, threads: int = 1, name: str = "audio",
+                 styles: bool = True):
         if isinstance(max_windows, bool) or not isinstance(max_windows, int) or max_windows < 1:
             raise ValueError(f"max_windows must be a positive integer, got {max_windows!r}")
         self.max_windows = max_windows
+        self.wants_styles = styles  # False: heard only for a model's mn04 members, the record gets no styles
+        self._heard: tuple[np.ndarray, np.ndarray] | None = None  # (features, logits), once run
         self.k = k
         self.threads = threads
         self.name = name
@@ -107,18 +110,33 @@ class StylesEar:
             kept = [kept[int(i)] for i in picks]
         return [w for _, w in kept]
 
-    def logits(self) -> np.ndarray | None:
-        """``(windows, 527)`` mn04 logits of the windows heard (None: nothing audible)."""
+    def embedding(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(features (w, 384), logits (w, 527))`` of the windows heard, mn04 run once (None: nothing audible)."""
         from genrekit.networks.mn04.frontend import logmel
         from genrekit.networks.mn04.model import run
 
-        ws = self.windows()
-        if not ws:
-            return None
-        full = [w for w in ws if w.size == WINDOW_SAMPLES]  # one batch; a shorter tail is its own
-        batches = [np.stack([logmel(w, name=self.name) for w in full])[:, None]] if full else []
-        batches += [logmel(w, name=self.name)[None, None] for w in ws if w.size != WINDOW_SAMPLES]
-        return np.concatenate([run(mel, threads=self.threads)[1] for mel in batches])
+        if self._heard is None:
+            ws = self.windows()
+            if not ws:
+                return None
+            full = [w for w in ws if w.size == WINDOW_SAMPLES]  # one batch; a shorter tail is its own
+            batches = [np.stack([logmel(w, name=self.name) for w in full])[:, None]] if full else []
+            batches += [logmel(w, name=self.name)[None, None] for w in ws if w.size != WINDOW_SAMPLES]
+            outs = [run(mel, threads=self.threads) for mel in batches]
+            self._heard = (np.concatenate([f for f, _ in outs]), np.concatenate([z for _, z in outs]))
+        return self._heard
+
+    def logits(self) -> np.ndarray | None:
+        """``(windows, 527)`` mn04 logits of the windows heard (None: nothing audible)."""
+        e = self.embedding()
+        return None if e is None else e[1]
+
+    def means(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The song's mn04 ``(features mean (384), sigmoid mean (527))`` for a model's members (``models.ears``)."""
+        from genrekit.networks.mn04.model import sigmoid
+
+        e = self.embedding()
+        return None if e is None else (e[0].mean(axis=0), sigmoid(e[1]).mean(axis=0))
 
     def styles(self) -> list[tuple[str, float]] | None:
         """The song's top ``k`` calibrated AudioSet genre classes (``networks.mn04.styles``), or None."""

@@ -421,6 +421,10 @@ INPUT_TYPES: dict[str, type[ModelInput]] = {c.type: c for c in (FeatureInput, Lo
 def input_from_meta(desc: Any, *, source: str | os.PathLike | Any = "model") -> ModelInput:
     """The typed input a model file's ``input`` block describes; :class:`ModelError` naming ``source``
     when it is malformed or asks for more memory or time than a real model needs."""
+    if isinstance(desc, dict) and desc.get("type") == "ears" and "ears" not in INPUT_TYPES:
+        from genrekit.models.ears import EarsInput  # the second ears' members (musicnn + mn04 rows)
+
+        INPUT_TYPES["ears"] = EarsInput
     cls = INPUT_TYPES.get(desc.get("type")) if isinstance(desc, dict) else None
     if cls is None:
         got = desc.get("type") if isinstance(desc, dict) else desc

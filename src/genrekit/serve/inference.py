@@ -83,7 +83,7 @@ def classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_sp
         # fraction of a second of work, before it holds a worker for the classification of 20 minutes.
         with _decoder_errors(name):
             audio.decoded_seconds(data, filename=name, max_duration=max_duration)
-    ear = clf.ear(file=name) if styles else None
+    ear = clf.ear(file=name, styles=styles) if styles or clf.needs_ear else None
     decoded = _decoded(audio.stream(data, filename=name, sr=clf.sr, block_seconds=BLOCK_SECONDS,
                                     max_duration=max_duration, tap=None if ear is None else ear.hear), name)
     timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=clf.sr)
