@@ -1,6 +1,7 @@
 """Measure prediction speed and memory (prints; asserts nothing).
 
-    python benchmarks/predict.py [--model M] [--patches N|all] [--data ../shared/data/gtzan/audio] [--skip-folder]
+    python benchmarks/predict.py [--model M] [--patches N|all] [--no-styles] [--data ../shared/data/gtzan/audio]
+                                 [--skip-folder] [--skip-torch]
 
 - throughput: `genrekit predict DIR --format json` over a folder as a fresh process, jobs 1 and 2
   (wall time includes start-up and model load; clips/s = files / wall), and warm (workers started first);
@@ -54,18 +55,23 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--patches", default=None, metavar="N|all",
                    help="musicnn patches per 30 s block, as `genrekit predict --patches` (default: the model's own)")
+    p.add_argument("--no-styles", action="store_true", help="as `genrekit predict --no-styles` (no mn04 pass "
+                   "for styles; a model whose members read mn04 still runs it)")
+    p.add_argument("--skip-torch", action="store_true", help="skip the torch-backend agreement check")
     args = p.parse_args()
+    styles = not args.no_styles
 
     import soundfile as sf
 
     from genrekit import audio
     from genrekit.predict import GenreClassifier
 
-    model_args = (["--model", args.model] if args.model else []) + (["--patches", args.patches] if args.patches else [])
+    model_args = ((["--model", args.model] if args.model else []) + (["--patches", args.patches] if args.patches else [])
+                  + ([] if styles else ["--no-styles"]))
     data = Path(args.data)
     files = sorted(map(Path, audio.find_audio([data])[0]))
     print(f"genrekit predict benchmark: model {args.model or 'shipped default'}"
-          f"{f', --patches {args.patches}' if args.patches else ''}, {len(files)} clips in {data}, "
+          f"{f', --patches {args.patches}' if args.patches else ''}{'' if styles else ', --no-styles'}, {len(files)} clips in {data}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     if not args.skip_folder:
@@ -81,7 +87,7 @@ def main() -> int:
 
     from genrekit.run.predict import PredictTask
 
-    task = PredictTask(model=args.model, top_k=3, segments=False, patches_per_block=args.patches)  # what `genrekit predict` runs (default backend)
+    task = PredictTask(model=args.model, top_k=3, segments=False, patches_per_block=args.patches, styles=styles)  # what `genrekit predict` runs (default backend)
     for jobs in (1, 2):
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("forkserver"), initializer=task.classifier) as ex:
             list(ex.map(task, [str(f) for f in files[:jobs * 2]]))
@@ -94,40 +100,41 @@ def main() -> int:
 
     clf = GenreClassifier.load(args.model, patches_per_block=args.patches)
     clip = next((f for f in files if f.suffix == ".flac"), files[0])
-    clf.predict(clip)
+    clf.predict(clip, styles=styles)
     times = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        clf.predict(clip)
+        clf.predict(clip, styles=styles)
         times.append(time.perf_counter() - t0)
     print(f"warm latency, 30 s clip ({clip.name}): median {1000 * statistics.median(times):.0f} ms over {args.repeat}")
 
-    torch_clf = GenreClassifier.load(args.model, backend="torch", patches_per_block=args.patches)
-    agree, diff = 0, 0.0
-    for f in files:
-        a, b = clf.predict(f), torch_clf.predict(f)
-        agree += a.genre == b.genre
-        diff = max(diff, max(abs(a.scores[g] - b.scores[g]) for g in a.scores))
-    print(f"default backend ({clf.backend}) vs torch: same top-1 on {agree}/{len(files)} clips, "
-          f"max score difference {diff:.1e}")
+    if not args.skip_torch:
+        torch_clf = GenreClassifier.load(args.model, backend="torch", patches_per_block=args.patches)
+        agree, diff = 0, 0.0
+        for f in files:
+            a, b = clf.predict(f, styles=False), torch_clf.predict(f, styles=False)
+            agree += a.genre == b.genre
+            diff = max(diff, max(abs(a.scores[g] - b.scores[g]) for g in a.scores))
+        print(f"default backend ({clf.backend}) vs torch: same top-1 on {agree}/{len(files)} clips, "
+              f"max score difference {diff:.1e}")
 
     with tempfile.TemporaryDirectory() as d:
         y = np.concatenate([audio.load(f) for f in files[:10]])  # 10 real clips = 5 minutes
         five = Path(d) / "five-minutes.flac"
         sf.write(str(five), y, audio.SR)
         t0 = time.perf_counter()
-        r = clf.predict(five)
+        r = clf.predict(five, styles=styles)
         print(f"warm latency, 5-minute file: {time.perf_counter() - t0:.2f} s ({len(r.segments)} windows)")
         real = sorted((Path(args.data).parents[1] / "realworld").glob("**/*.mp3"))[:8]
         if len(real) == 8:
             song = Path(d) / "four-minutes.mp3"
             sf.write(str(song), np.concatenate([sf.read(str(f), dtype="float32")[0] for f in real]), 44100,
                      format="MP3")
-            clf.predict(song)
+            clf.predict(song, styles=styles)
             times = []
             for _ in range(3):
                 t0 = time.perf_counter()
-                r = clf.predict(song)
+                r = clf.predict(song, styles=styles)
                 times.append(time.perf_counter() - t0)
             print(f"warm latency, 4-minute 44.1 kHz stereo mp3 ({r.duration:.0f} s): median "
                   f"{statistics.median(times):.2f} s over 3 (runs: {', '.join(f'{t:.2f}' for t in times)})")

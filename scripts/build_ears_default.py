@@ -1,7 +1,7 @@
-"""Draft: fit the recommended "second ears" recipe (issue 23, item 5) and save its arrays into a run folder.
+"""Fit the recommended "second ears" recipe (issue 23, item 5) and write it as a genrekit model file.
 
     python scripts/image_to_musicnn.py embed --kinds audio     # musicnn means of the 124 clips (cached)
-    python scripts/build_ears_default.py                        # -> runs/ears-default/
+    python scripts/build_ears_default.py                        # -> runs/ears-default/ and the shipped file
 
 The recipe, chosen on 10 x 5-fold CV of the shared GTZAN audio clips (scripts/ears_study.py; the rule:
 the head must reach 0.90 stratified top-1 alone (the issue's bar: concat 0.902); the blend is the one with
@@ -18,7 +18,13 @@ The head is fitted on the shared clips outside the fault-filtered TEST side (113
 for all 124) so that a test figure of the result stays honest. ``T`` is fitted (minimum NLL) on the
 artist-grouped out-of-fold probabilities of the recipe (10 x 5 folds pooled): what an unseen artist sees.
 
-Written into ``--out`` (a run folder; the lead turns it into a model file):
+The model file (``--model-out``, default ``src/genrekit/pretrained/genrekit-gtzan-ears.safetensors``) is a
+``hybrid`` of three members with typed inputs (``models.ears``): the concat head as a ``linear`` model
+reading an ``ears`` input (parts ``musicnn_penultimate`` + ``mn04_features``), and two ``zero-shot`` models
+reading ``musicnn_taggram`` + ``mn04_sigmoid`` / ``mn04_sigmoid``; weights and ``temperature`` in its metadata.
+It is checked to give the study's recipe probabilities on the study's own per-clip inputs.
+
+Also written into ``--out`` (a run folder, the study's record):
 - ``concat-head.safetensors``: plain safetensors arrays ``mean``, ``scale``, ``coef``, ``intercept`` (float64)
   of a :class:`genrekit.models.linear.LinearModel` (set them as ``mean_`` ... with ``log_columns_ = []``;
   :func:`linear_from_arrays` does it). Not a genrekit model file yet: its input (``recipe.json``'s
@@ -128,6 +134,47 @@ def oof_temperature(g: dict, E) -> tuple[float, float, float]:
     return T, nll(P), nll(calibrate(P, T))
 
 
+def zero_shot_member(mapping: dict, parts: list[str]):
+    """A :class:`~genrekit.models.ears.ZeroShotModel` for ``mapping`` (genre -> ("msd" | "as", name))."""
+    from genrekit import GENRES
+    from genrekit.models.ears import EarsInput, ZeroShotModel
+    from genrekit.networks.mn04.spec import labels
+    from genrekit.networks.musicnn.spec import tag_names
+
+    inp = EarsInput.create(parts)
+    offsets, at = {}, 0
+    for p in parts:
+        offsets[p] = at
+        at += {"musicnn_taggram": 50, "mn04_sigmoid": 527}[p]
+    msd, aset = list(tag_names("MSD_musicnn")), list(labels())
+    index = [offsets["musicnn_taggram"] + msd.index(name) if src == "msd" else offsets["mn04_sigmoid"] + aset.index(name)
+             for src, name in (mapping[g] for g in GENRES)]
+    return ZeroShotModel(list(GENRES), index, inp.to_meta(), [f"{s}:{n}" for s, n in (mapping[g] for g in GENRES)]).fit()
+
+
+def model_file(lin, E, T: float, trained_on: list[str], path: Path, cv: dict) -> Path:
+    """The recipe as one genrekit model file (a hybrid of typed members; see the module docstring)."""
+    from genrekit.models.ears import EarsInput
+    from genrekit.models.hybrid import HybridModel
+    from genrekit.models.linear import KIND, LinearModel
+
+    head = LinearModel()
+    head.mean_, head.scale_, head.coef_, head.intercept_ = lin.mean_, lin.scale_, lin.coef_, lin.intercept_
+    head.classes_, head.log_columns_ = lin.classes_, []
+    head.input_ = EarsInput.create(["musicnn_penultimate", "mn04_features"]).to_meta()
+    head.meta_ = {"kind": KIND, "classes": [str(c) for c in lin.classes_], "input": head.input_,
+                  "source": {"name": "logreg", "params": {"C": C}}}
+    members = [head, zero_shot_member(E.ZERO_SHOT, ["musicnn_taggram", "mn04_sigmoid"]),
+               zero_shot_member(E.ZERO_SHOT_AS, ["mn04_sigmoid"])]
+    model = HybridModel(members, weights=list(WEIGHTS.values())).fit()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return model.save(path, extra_meta={
+        "name": "genrekit-gtzan-ears", "temperature": T, "recipe": CV_NAME, "cv": cv,
+        "trained_on": {"protocol": "fault-filtered", "side": "shared audio clips outside test",
+                       "tracks": trained_on, "train_tracks": trained_on},
+        "build": "python scripts/build_ears_default.py"})
+
+
 def main(argv=None) -> int:
     import ears_study as E
 
@@ -137,6 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=E.DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "ears-default")
     ap.add_argument("--all-clips", action="store_true", help="fit on all 124 clips (test clips included)")
+    ap.add_argument("--model-out", type=Path, default=ROOT / "src" / "genrekit" / "pretrained"
+                    / "genrekit-gtzan-ears.safetensors", help="the model file to write")
     ap.add_argument("--study", type=Path, default=ROOT / "runs" / "ears" / "study.json",
                     help="ears_study.py's JSON, for the CV figures recorded in recipe.json")
     args = ap.parse_args(argv)
@@ -185,6 +234,20 @@ def main(argv=None) -> int:
         "build": "python scripts/build_ears_default.py" + (" --all-clips" if args.all_clips else ""),
     }
     (args.out / "recipe.json").write_text(json.dumps(recipe, indent=1))
+    if not args.all_clips:
+        from genrekit.metrics import mean_log_proba
+        from genrekit.models import load
+        from genrekit.predict import calibrate
+
+        path = model_file(lin, E, T, recipe["trained_on"], args.model_out, cv)
+        m = load(path, backend="onnx")
+        rows = [np.hstack([g["penultimate"], g["mn04_features"]]), np.hstack([g["taggram"], g["mn04_probs"]]),
+                g["mn04_probs"]]
+        got = calibrate(m.predict_proba(rows), T)
+        want = calibrate(mean_log_proba([lin.predict_proba(X), E.zero_shot(g, E.ZERO_SHOT), E.zero_shot(g, E.ZERO_SHOT_AS)],
+                                        weights=list(WEIGHTS.values())), T)
+        np.testing.assert_allclose(got, want, atol=1e-9)  # the file is the recipe
+        print(f"wrote {path} ({path.stat().st_size} bytes)", file=sys.stderr)
     print(json.dumps({k: recipe[k] for k in ("temperature", "oof_nll_before", "oof_nll_after", "test_clips_left_out")}))
     print(f"head fitted on {int(keep.sum())} clips; wrote {head_path} and {args.out / 'recipe.json'}", file=sys.stderr)
     return 0

@@ -100,17 +100,21 @@ def main(argv: list[str] | None = None) -> int:
 
     table, top1, top3, outside, flagged = [], 0, 0, 0, 0
     n_styled, family_hits = 0, 0
+    rec_flagged, lab_flagged = 0, 0
     for row in rows:
         r = clf.predict(str(root / row["file"]), top_k=3, tags=True)
         top = [g for g, _ in r.top]
         best = float(r.scores[r.genre])
         tags = [t for t, _ in (r.tags or [])][: args.tags_k]
-        uncertain = best < args.min_confidence  # the record's "uncertain" under --min-confidence
+        uncertain = best < args.min_confidence  # the score rule alone
+        # the record's own flag: the score rule, and with styles a style beyond the ten outvoting the family
+        said_record = bool(r.to_dict(min_confidence=args.min_confidence)["uncertain"])
         beyond = sorted(set(tags) & BEYOND_TEN)
         want = row["gtzan_genre"]
         rec = {"file": row["file"], "label": want or row["style"] or "", "genre": r.genre, "score": round(best, 3),
-               "top3": top, "tags": tags, "uncertain": uncertain}
+               "top3": top, "tags": tags, "uncertain": uncertain, "record_uncertain": said_record}
         if want:
+            lab_flagged += said_record
             top1 += r.genre == want
             top3 += want in top
             rec["hit"] = "top1" if r.genre == want else ("top3" if want in top else "miss")
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             outside += 1
             said = uncertain or bool(beyond)
             flagged += said
+            rec_flagged += said_record
             rec["outside_said"] = said
         style = row["style"]
         line_styles = ""
@@ -141,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"labelled clips: top-1 {top1}/{n_lab}, top-3 {top3}/{n_lab}")
     print(f"outside styles flagged uncertain (< {args.min_confidence}) or tagged beyond the ten "
           f"(top {args.tags_k} MSD tags): {flagged}/{outside}")
+    print(f"the record's own \"uncertain\" (--min-confidence {args.min_confidence} and, with styles, the styles rule): "
+          f"outside styles {rec_flagged}/{outside}, labelled clips {lab_flagged}/{n_lab}")
     print(f"style clips with their family among the top {args.styles_k} styles: {family_hits}/{n_styled}")
     if args.out:
         args.out.write_text(json.dumps({"rows": table, "top1": top1, "top3": top3, "n_labelled": n_lab,
                                         "outside_flagged": flagged, "n_outside": outside,
+                                        "outside_record_uncertain": rec_flagged, "labelled_record_uncertain": lab_flagged,
                                         "family_hits": family_hits, "n_styled": n_styled}, indent=1))
     return 0
 

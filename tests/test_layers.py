@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "genrekit.datasets": 2, "genrekit.splits": 2,
     "genrekit.models": 3,
     "genrekit.experiments": 4, "genrekit.reports": 4, "genrekit.predict": 4, "genrekit.run": 4,
-    "genrekit.onnx": 3, "genrekit.onnx_export": 4, "genrekit.parquet_out": 4, "genrekit.eda": 4,
+    "genrekit.onnx": 3, "genrekit.onnx_export": 4, "genrekit.parquet_out": 4, "genrekit.eda": 4, "genrekit.styles_ear": 4,
     "genrekit.cli": 5, "genrekit.serve": 5, "genrekit.library": 5,
     "genrekit.__main__": 5, "beetsplug": 5,
 }

@@ -162,11 +162,12 @@ def test_shipped_model_names_resolve(tmp_path, capsys, tiny_model):
     with pytest.raises(ModelError, match="unknown shipped model"):
         default_model_path("nope")
     f = write_audio(tmp_path / "c.wav", tone(4.0))
-    assert main(["predict", str(f), "--model", "genrekit-gtzan-fast", "--format", "json", "--no-progress"]) == 0
+    assert main(["predict", str(f), "--model", "genrekit-gtzan-fast", "--format", "json", "--no-progress",
+                 "--no-styles"]) == 0
     rec = json.loads(capsys.readouterr().out)[0]
-    assert list(rec) == ["file", "genre", "scores", "top", "duration_s", "error"]  # no tags, no uncertain
+    assert list(rec) == ["file", "genre", "scores", "top", "duration_s", "error"]  # no tags, no uncertain, no styles
     assert main(["predict", str(f), "--model", str(tiny_model), "--format", "json", "--no-progress",
-                 "--min-confidence", "0.99", "--tags"]) == 0
+                 "--min-confidence", "0.99", "--tags", "--no-styles"]) == 0  # the score rule alone
     rec = json.loads(capsys.readouterr().out)[0]
     assert list(rec) == ["file", "genre", "scores", "top", "duration_s", "tags", "uncertain", "error"]
     assert rec["uncertain"] is (max(rec["scores"].values()) < 0.99) and len(rec["tags"]) == 5

@@ -317,7 +317,8 @@ def tag_structs(pairs: list | None) -> list[dict[str, Any]] | None:
 
 def predict_row(record: dict[str, Any]) -> dict[str, Any]:
     """A prediction record as one flat row: genre, duration, one ``score_<genre>`` column each, top-k,
-    and, when the record has them, ``tags`` (:func:`tag_structs`) and ``uncertain`` (``--min-confidence``).
+    and, when the record has them, ``tags`` and ``styles`` (:func:`tag_structs`) and ``uncertain``
+    (``--min-confidence``).
 
     Flat columns keep a 100,000-row table easy to query (``df.groupby("genre")``); the per-window
     timeline, when asked for, is kept losslessly as JSON text."""
@@ -328,6 +329,8 @@ def predict_row(record: dict[str, Any]) -> dict[str, Any]:
     row["top"] = [g for g, _ in record.get("top") or []]
     if "tags" in record:
         row["tags"] = tag_structs(record["tags"])
+    if "styles" in record:  # the same list<struct<tag, score>> as tags: AudioSet genre classes, calibrated
+        row["styles"] = tag_structs(record["styles"])
     if "uncertain" in record:
         row["uncertain"] = record["uncertain"]
     if "segments" in record:

@@ -34,6 +34,8 @@ SHIPPED_MODELS = {
     "genrekit-gtzan-musicnn": "genrekit-gtzan-musicnn.safetensors",
     "genrekit-gtzan-fast": "genrekit-gtzan-default.safetensors",
     "genrekit-gtzan-default": "genrekit-gtzan-default.safetensors",  # the fast model's old name
+    # musicnn + mn04 head with two zero-shot experts (issue 23; scripts/build_ears_default.py, MODEL_CARD.md)
+    "genrekit-gtzan-ears": "genrekit-gtzan-ears.safetensors",
 }
 DEFAULT_MODEL = "genrekit-gtzan-musicnn"
 DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
@@ -120,10 +122,13 @@ class Prediction:
     segments: list[Segment] = field(default_factory=list)
     file: str | None = None
     tags: list[tuple[str, float]] | None = None  # top MSD tags (models with a musicnn member, or asked for)
+    styles: list[tuple[str, float]] | None = None  # top AudioSet genre classes, calibrated (mn04; styles=True)
 
     def to_dict(self, *, segments: bool = False, min_confidence: float | None = None) -> dict[str, Any]:
-        """The record; ``tags`` only when computed and ``uncertain`` only with ``min_confidence``, so
-        records of models without musicnn stay as they were."""
+        """The record; ``tags`` and ``styles`` only when computed and ``uncertain`` only with
+        ``min_confidence``, so records made without them stay as they were. With styles, ``uncertain``
+        is also true when AudioSet hears a style beyond the ten more strongly than the genre's own family
+        (:func:`genrekit.networks.mn04.styles.uncertain`): the answer is then only the nearest genre."""
         d: dict[str, Any] = {
             "file": self.file,
             "genre": self.genre,
@@ -133,8 +138,17 @@ class Prediction:
         }
         if self.tags is not None:
             d["tags"] = [[t, round(v, 6)] for t, v in self.tags]
+        if self.styles is not None:
+            d["styles"] = [[t, round(v, 6)] for t, v in self.styles]
         if min_confidence is not None:
-            d["uncertain"] = bool(self.scores[self.genre] < min_confidence)
+            score = self.scores[self.genre]
+            if self.styles is None:
+                d["uncertain"] = bool(score < min_confidence)
+            else:
+                from genrekit.networks.mn04.styles import uncertain
+
+                d["uncertain"] = bool(uncertain(self.genre, min(1.0, max(0.0, score)), self.styles,
+                                                min_confidence=min_confidence))
         if segments:
             d["segments"] = [s.to_dict() for s in self.segments]
         d["error"] = None
@@ -170,14 +184,14 @@ def error_record(file: str, error: str, *, segments: bool = False) -> dict[str, 
 
 def record_for(
     clf: GenreClassifier, path: str, *, top_k: int = 3, segments: bool = False, max_duration: float | None = None,
-    min_confidence: float | None = None, tags: bool = False,
+    min_confidence: float | None = None, tags: bool = False, styles: bool = True,
 ) -> dict[str, Any]:
     """One file's ``genrekit predict`` record; any error reading it becomes the record's ``error``
     (a silent file's is "no audible signal", one longer than ``max_duration`` seconds says so).
 
     Every engine (local processes, Ray, the web server) uses this, so their records are identical."""
     try:
-        return clf.predict(path, top_k=top_k, max_duration=max_duration, tags=tags).to_dict(
+        return clf.predict(path, top_k=top_k, max_duration=max_duration, tags=tags, styles=styles).to_dict(
             segments=segments, min_confidence=min_confidence)
     except GenrekitError as exc:
         return error_record(path, str(exc), segments=segments)
@@ -220,6 +234,8 @@ class GenreClassifier:
         self._timeline = next((i for i, inp in enumerate(parts) if inp.makes_timeline), 0)
         self.temperature: float | None = getattr(model, "temperature_", None) or meta.get("temperature")
         self.network = next((inp for inp in parts if isinstance(inp, NetworkInput)), None)
+        # members that read mn04's track means (models.ears): the song's ear must hear the decode
+        self.needs_ear = any(getattr(inp, "hears_mn04", False) for inp in parts)
         self._full_block_frames: dict[str, int] = {}  # log-mel frames of a full block, per front end
         self.threads = 1  # onnxruntime intra-op threads of musicnn (load(threads=) sets it)
         self.patches_per_block: int | str | None = None  # musicnn patches override (load(patches_per_block=))
@@ -305,7 +321,10 @@ class GenreClassifier:
         w = inp.block(ctx)
         audible = w.levels >= SILENCE_DB
         X = w.inputs(audible)
-        proba = self._proba_of(member.model, X) if member is not None else None
+        if getattr(inp, "hears_mn04", False):  # scored in _aggregate, once mn04 has heard the song
+            proba = np.zeros((len(X), len(self.genres)))
+        else:
+            proba = self._proba_of(member.model, X) if member is not None else None
         pooled = inp.pools_vectors
         return MemberPart(proba, w.spans, w.levels, X if pooled else None,
                           None if w.taggram is None else w.taggram[audible])
@@ -315,10 +334,12 @@ class GenreClassifier:
         ctx = self._context(y, offset)  # members with the same front end (a seed ensemble) share it
         return [self._member_part(m, m.input, ctx) for m in self.members]
 
-    def _source_blocks(self, source, sr: int | None, max_duration: float | None) -> Iterator[np.ndarray]:
-        """Blocks of about 30 s at the model's rate from a file path or an array of samples."""
+    def _source_blocks(self, source, sr: int | None, max_duration: float | None, ear=None) -> Iterator[np.ndarray]:
+        """Blocks of about 30 s at the model's rate from a file path or an array of samples; ``ear``
+        (a :class:`~genrekit.styles_ear.StylesEar`) hears the same decode at its native rate."""
         if isinstance(source, (str, os.PathLike)):
-            return audio.stream(source, sr=self.sr, block_seconds=BLOCK_SECONDS, max_duration=max_duration)
+            return audio.stream(source, sr=self.sr, block_seconds=BLOCK_SECONDS, max_duration=max_duration,
+                                tap=None if ear is None else ear.hear)
         else:
             y = np.asarray(source, dtype=np.float32)
             if y.ndim == 2:  # (frames, channels) or (channels, frames)
@@ -329,6 +350,8 @@ class GenreClassifier:
             if max_duration is not None and y.size > max_duration * sr:
                 raise DurationLimitError(
                     f"samples: the audio ({y.size / sr:.1f} s) is longer than the limit of {max_duration:g} s")
+            if ear is not None:
+                ear.hear_all(y, int(sr))
             y = audio.resample(y, orig_sr=int(sr), target_sr=self.sr)
             n = int(BLOCK_SECONDS * self.sr)
             return (y[i : i + n] for i in range(0, max(1, y.size), n))
@@ -351,14 +374,15 @@ class GenreClassifier:
 
     # ------------------------------------------------------------------------------------ predict
     def predict(self, source, *, sr: int | None = None, top_k: int = 3, max_duration: float | None = None,
-                tags: bool = False) -> Prediction:
+                tags: bool = False, styles: bool = True) -> Prediction:
         """Classify a file path or an array of samples (then give ``sr``) of any length.
 
         Returns the track's genre, every genre's score (summing to 1), the ``top_k`` genres and the
         per-window timeline (``segments``; silent windows are marked and not classified). Raises
         :class:`~genrekit.errors.SilentAudioError` when no window is audible and, with ``max_duration``
         (seconds), :class:`~genrekit.errors.DurationLimitError` as soon as the decoded audio is longer.
-        The top MSD tags come with it when the model has a musicnn member, or with ``tags=True``.
+        The top MSD tags come with it when the model has a musicnn member, or with ``tags=True``; the
+        top AudioSet styles (mn04 on the same decode, :mod:`genrekit.styles_ear`) unless ``styles=False``.
         """
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
@@ -367,19 +391,33 @@ class GenreClassifier:
         is_path = isinstance(source, (str, os.PathLike))
         if is_path and max_duration is not None:  # decode-only first: an hour-long file is skipped in seconds
             audio.decoded_seconds(source, max_duration=max_duration)
-        blocks = self._source_blocks(source, sr, max_duration)
+        ear = self.ear(file=str(source) if is_path else "samples", styles=styles) if styles or self.needs_ear else None
+        blocks = self._source_blocks(source, sr, max_duration, ear)
         if is_path:  # decode the next block while the models run on this one
             from genrekit.run.engines import prefetch
 
             blocks = prefetch(blocks)
-        return self.predict_blocks(blocks, top_k=top_k, file=str(source) if is_path else None, tags=tags)
+        return self.predict_blocks(blocks, top_k=top_k, file=str(source) if is_path else None, tags=tags, ear=ear)
 
-    def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False) -> Prediction:
+    def ear(self, *, file: str | None = None, styles: bool = True):
+        """A fresh :class:`~genrekit.styles_ear.StylesEar` for one song (``audio.stream(tap=ear.hear)``,
+        then ``predict_blocks(ear=ear)``), running mn04 with this classifier's threads; ``styles=False``:
+        only for a model whose members read mn04 (:attr:`needs_ear`), the record gets no styles."""
+        from genrekit.styles_ear import StylesEar
+
+        return StylesEar(threads=self.threads, name=file or "samples", styles=styles)
+
+    def predict_blocks(self, blocks, *, top_k: int = 3, file: str | None = None, tags: bool = False,
+                       ear=None) -> Prediction:
         """Classify a track given as consecutive blocks of samples at ``self.sr`` (e.g. from
         :func:`genrekit.audio.stream` of an upload), consumed one at a time: whoever makes the blocks can stop
-        the work between two of them (a deadline) or look at the samples (a spectrogram)."""
+        the work between two of them (a deadline) or look at the samples (a spectrogram). ``ear``: the
+        :meth:`ear` that heard the same decode (``audio.stream(tap=ear.hear)``): the record gets its styles."""
         if top_k < 1:
             raise GenrekitError("top_k must be >= 1")
+        if self.needs_ear and ear is None:
+            raise ModelError(f"{self.path}: this model's members read mn04: give predict_blocks the ear that heard "
+                             "the decode (ear = clf.ear(); audio.stream(..., tap=ear.hear))")
         parts = []
         extra_tags = []  # tags asked of a model without a musicnn member: a separate musicnn pass
         duration = 0.0
@@ -399,9 +437,12 @@ class GenreClassifier:
         if not any(len(part.proba) for b in parts for part in b):
             loudest = max(float(np.max(part.levels)) for b in parts for part in b)
             raise SilentAudioError(f"{name}: no audible signal (RMS {loudest:.1f} dBFS < {SILENCE_DB:g} dBFS)")
-        pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file)
+        pred = self._aggregate(parts, top_k=top_k, duration=duration, file=file,
+                               mn04=ear.means() if self.needs_ear else None)
         if extra_tags:
             pred.tags = self._top_tags(np.concatenate(extra_tags))
+        if ear is not None and ear.wants_styles:
+            pred.styles = ear.styles()
         return pred
 
     @staticmethod
@@ -431,9 +472,10 @@ class GenreClassifier:
                                     X if m.input.pools_vectors else None, w.taggram))
         return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file)
 
-    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None) -> Prediction:
+    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None, mn04=None) -> Prediction:
         """Mean log-probability over each member's windows, members combined by the model's weights;
-        the timeline is the spectrogram member's windows, blended with the other members' block scores."""
+        the timeline is the spectrogram member's windows, blended with the other members' block scores.
+        ``mn04``: the song's (features mean, sigmoid mean) for members that read it (``models.ears``)."""
 
         def norm(p):  # floored and renormalised: these are also the timeline's scores
             p = np.clip(np.asarray(p, dtype=np.float64), PROBA_FLOOR, 1.0)
@@ -445,6 +487,12 @@ class GenreClassifier:
                 return np.full((1, len(self.genres)), 1.0 / len(self.genres))
             return mean_log_proba(p, floor=None)[None]
 
+        for m, member in enumerate(self.members):
+            if getattr(member.input, "hears_mn04", False):  # per patch: its musicnn vector next to the song's mn04
+                for b in blocks:
+                    X = member.input.rows(b[m].vectors, mn04) if len(b[m].vectors) else None
+                    b[m].proba = (np.full((len(b[m].vectors), len(self.genres)), 1.0 / len(self.genres))
+                                  if X is None else member.model.predict_proba(X))
         per_member = [norm(np.concatenate([b[m].proba for b in blocks])) for m in range(len(self.members))]
         track = [mean_log(p) for p in per_member]
         tags = None
@@ -452,8 +500,11 @@ class GenreClassifier:
             if member.input.pools_vectors:  # the head scores the mean of the audible patches' vectors, as trained
                 vec = np.concatenate([b[m].vectors for b in blocks])
                 tags = self._top_tags(np.concatenate([b[m].taggram for b in blocks]))
-                if len(vec):
-                    track[m] = norm(member.model.predict_proba(vec.mean(axis=0, keepdims=True)))
+                x = vec.mean(axis=0, keepdims=True) if len(vec) else None
+                if x is not None and getattr(member.input, "hears_mn04", False):
+                    x = member.input.rows(x, mn04)
+                if x is not None:
+                    track[m] = norm(member.model.predict_proba(x))
         hybrid = len(self.members) > 1
         scores = calibrate((self.model.combine(track) if hybrid else track[0])[0], self.temperature)
         segments: list[Segment] = []

@@ -8,7 +8,7 @@ librosa-computed tables. Long files: :func:`stream` and :func:`iter_windows` rea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +120,7 @@ def stream(
     duration: float | None = None,
     block_seconds: float = 30.0,
     max_duration: float | None = None,
+    tap: Callable[[np.ndarray, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield consecutive mono float32 blocks (about ``block_seconds`` each) at ``sr`` from ``source``
     (a path, bytes, or a binary file object named by ``filename``).
@@ -128,6 +129,8 @@ def stream(
     channel count declare: native reads are at most ``block_seconds`` long. Non-finite or absurdly loud
     samples raise. ``max_duration`` (seconds) raises :class:`DurationLimitError` as soon as the decoded
     audio (after ``offset``) runs past it, without decoding the rest; the header's length is not consulted.
+    ``tap(native_block, native_sr)`` sees each checked native block before it is resampled: a second
+    consumer at another rate (``predict``'s styles at 32 kHz) shares the one decode.
     """
     _check_span(offset, duration)
     _check_max_duration(max_duration)
@@ -135,7 +138,7 @@ def stream(
     native_sr, blocks = native_blocks(src, offset=offset, duration=duration, block_seconds=block_seconds)
     empty = f"{src.name}: no audio samples" + (f" after offset {offset} s" if offset else "")
     yield from _resampled(blocks, native_sr=native_sr, sr=sr, block_seconds=block_seconds, name=src.name,
-                          max_duration=max_duration, empty=empty)
+                          max_duration=max_duration, empty=empty, tap=tap)
 
 
 def decoded_seconds(source, *, filename: str | None = None, max_duration: float | None = None) -> float:
@@ -178,7 +181,7 @@ def _limit_text(seconds: float) -> str:
 
 def _resampled(
     blocks: Iterable[np.ndarray], *, native_sr: int, sr: int, block_seconds: float, name: str,
-    max_duration: float | None, empty: str,
+    max_duration: float | None, empty: str, tap: Callable[[np.ndarray, int], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Native-rate mono blocks -> blocks of ``block_seconds`` at ``sr`` (seamless streaming resampling),
     checking each native block's samples and the running duration against ``max_duration``."""
@@ -194,6 +197,8 @@ def _resampled(
         if limit is not None and decoded > limit:
             raise _too_long(name, max_duration, decoded / native_sr)
         check_samples(native, name)
+        if tap is not None:
+            tap(native, native_sr)
         out = rs(native)
         if out.size:
             pending.append(out)

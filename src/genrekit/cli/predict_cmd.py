@@ -2,7 +2,7 @@
 
 Parses the flags, renders and prints; the work is ``genrekit.run.predict.predict_records`` written through a
 ``JournalSink`` (``--out FILE``: resumable, rendered once at the end) or a ``ParquetSink`` (``--out DIR/``:
-``parquet_out.predict_row``'s columns, with ``tags`` and ``uncertain`` when the records carry them).
+``parquet_out.predict_row``'s columns, with ``tags``, ``styles`` and ``uncertain`` when the records carry them).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def add_arguments(p) -> None:
                         "shipped default scores 3: 'all' is ~2x slower and a little more accurate, MODEL_CARD.md)")
     p.add_argument("--tags", action="store_true",
                    help="top MSD tags for models without a musicnn member too (models with one always give them)")
+    p.add_argument("--no-styles", dest="styles", action="store_false",
+                   help="skip the styles (the top 3 AudioSet music-genre classes, calibrated, heard by mn04 on "
+                        "at most 6 10 s windows of each song): faster, and records exactly as before")
 
 
 def make_engine(args):
@@ -67,11 +70,13 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["file", "genre", *genres, "error"])
+        styles = any("styles" in r for r in records)  # a JSON column, only when the records carry them
+        w.writerow(["file", "genre", *genres, *(["styles"] if styles else []), "error"])
         for r in records:
             scores = r.get("scores") or {}
+            extra = [json.dumps(r["styles"]) if r.get("styles") is not None else ""] if styles else []
             w.writerow([r["file"], r["genre"] or "", *[f"{scores[g]:.6f}" if g in scores else "" for g in genres],
-                        r["error"] or ""])
+                        *extra, r["error"] or ""])
         return buf.getvalue()
     from genrekit.names import display_name  # the terminal form: control bytes escaped, any name printable
 
@@ -88,6 +93,8 @@ def _render(records, fmt: str, top_k: int, genres: list[str]) -> str:
             more = "  uncertain" if r.get("uncertain") else ""
             if r.get("tags"):
                 more += "  tags: " + ", ".join(t for t, _ in r["tags"][:3])
+            if r.get("styles"):
+                more += "  styles: " + ", ".join(f"{t} {p * 100:.0f}%" for t, p in r["styles"])
             lines.append(f"{name:<{width}}  {r['genre']:<10} {tops}{more}")
         for s in r.get("segments") or []:
             if s.get("silent"):
@@ -131,7 +138,7 @@ def run(args) -> int:
     parquet = is_dataset_target(args.out)
     # what decides the output's content: an earlier run with the same settings resumes, any other is redone
     settings = predict.predict_settings(clf, segments=args.segments, top_k=args.top_k, max_duration=max_duration,
-                                        min_confidence=args.min_confidence, tags=args.tags)
+                                        min_confidence=args.min_confidence, tags=args.tags, styles=args.styles)
     if parquet:  # a folder: Parquet parts + manifest, resumable at any size
         sink = sinks.ParquetSink(args.out, kind="predict", part_size=args.part_size, to_rows=lambda r: [predict_row(r)],
                                  settings=settings)
@@ -144,7 +151,7 @@ def run(args) -> int:
         print(f"resuming: {sink.summary.resumed} of {len(files)} files already done{where}", file=sys.stderr)
     records = predict.predict_records(todo, clf, make_engine(args), top_k=args.top_k, segments=args.segments,
                                     max_duration=max_duration, min_confidence=args.min_confidence,
-                                    tags=args.tags)
+                                    tags=args.tags, styles=args.styles)
     sinks.write(map(sinks.record_result, records), sink, before=missing)
     if parquet:
         for line in sink.describe(total=len(files) + len(missing)):

@@ -35,6 +35,10 @@ def add_arguments(p) -> None:
     p.add_argument("--tags", nargs="?", type=int, const=5, default=0, metavar="N",
                    help="also write the N (default 5) most probable musicnn tags (electronic, House, ...) "
                         "into GENREKIT_TAGS (TXXX:GENREKIT_TAGS in ID3), genrekit's own field")
+    p.add_argument("--styles", action="store_true",
+                   help="also write the 3 most probable AudioSet styles (House music, Salsa music, ...: predict's "
+                        "`styles`) into GENREKIT_STYLES (TXXX:GENREKIT_STYLES in ID3), genrekit's own field; "
+                        "undone by --undo like the genres")
     p.add_argument("--labels", choices=("display", "model"), default="display",
                    help="display: Hip-Hop, Rock, ... as tags spell them (default); model: the model's labels")
     p.add_argument("--touch", action="store_true", help="let the modification time change (default: kept)")
@@ -66,27 +70,33 @@ def render(rows, fmt: str) -> str:
         buf = io.StringIO()
         w = csv.writer(buf)
         tags = any(r.new_tags is not None for r in rows)
+        styles = any(r.new_styles is not None for r in rows)
         w.writerow(["file", "current", "proposed", "confidence", "action", "reason", "new"]
-                   + (["current_tags", "new_tags"] if tags else []))
+                   + (["current_tags", "new_tags"] if tags else [])
+                   + (["current_styles", "new_styles"] if styles else []))
         for r in rows:
             w.writerow([r.file, _fmt_values(r.current), _fmt_values(r.proposed),
                         "" if r.confidence is None else f"{r.confidence:.4f}", r.action, r.reason,
                         _fmt_values(r.new)]
-                       + ([_fmt_values(r.current_tags), _fmt_values(r.new_tags)] if tags else []))
+                       + ([_fmt_values(r.current_tags), _fmt_values(r.new_tags)] if tags else [])
+                       + ([_fmt_values(r.current_styles), _fmt_values(r.new_styles)] if styles else []))
         return buf.getvalue()
     width = min(max([len(display_name(r.file)) for r in rows] + [4]), 50)
     cw = min(max([len(_fmt_values(r.current)) for r in rows] + [7]), 24)
     pw = min(max([len(_fmt_values(r.proposed)) for r in rows] + [8]), 24)
     tags = any(r.new_tags is not None for r in rows)
     tw = min(max([len(_fmt_values(r.new_tags)) for r in rows] + [4]), 40) if tags else 0
+    styles = any(r.new_styles is not None for r in rows)
+    sw = min(max([len(_fmt_values(r.new_styles)) for r in rows] + [6]), 50) if styles else 0
     lines = [f"{'file':<{width}}  {'current':<{cw}}  {'proposed':<{pw}}  {'conf':>5}  "
-             + (f"{'tags':<{tw}}  " if tags else "") + "action"]
+             + (f"{'tags':<{tw}}  " if tags else "") + (f"{'styles':<{sw}}  " if styles else "") + "action"]
     for r in rows:
         shown = display_name(r.file)  # the terminal form: control bytes escaped
         name = shown if len(shown) <= width else "…" + shown[-(width - 1):]
         conf = "" if r.confidence is None else f"{r.confidence * 100:4.0f}%"
         act = display_name(r.action + (f" ({r.reason})" if r.reason else ""))
         tag_col = f"{_fmt_values(r.new_tags)[:tw]:<{tw}}  " if tags else ""
+        tag_col += f"{_fmt_values(r.new_styles)[:sw]:<{sw}}  " if styles else ""
         lines.append(f"{name:<{width}}  {_fmt_values(r.current)[:cw]:<{cw}}  {_fmt_values(r.proposed)[:pw]:<{pw}}  "
                      f"{conf:>5}  {tag_col}{act}")
     return "\n".join(lines) + "\n"
@@ -196,9 +206,9 @@ def _run(args, held) -> int:
 
     clf = GenreClassifier.load(args.model, backend=args.backend)
     settings = tagging.TagSettings(policy=args.policy, min_confidence=args.min_confidence, top_k=args.top_k,
-                                   labels=args.labels, touch=args.touch, tags=args.tags)
+                                   labels=args.labels, touch=args.touch, tags=args.tags, styles=args.styles)
     jset = settings.journal_settings(model_sha256=clf.identity.get("sha256"))
-    cache = tagging.prediction_cache(clf, enabled=not args.no_cache)
+    cache = tagging.prediction_cache(clf, enabled=not args.no_cache, styles=args.styles)
     tag_cache = None
     if args.tags:
         try:

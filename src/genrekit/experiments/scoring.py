@@ -102,7 +102,7 @@ def score_tracks(clf, found: dict, tracks, *, desc: str = "score", progress: boo
         label, kind, payload = found[tid]
         try:
             if kind == "audio":
-                r = clf.predict(payload)
+                r = clf.predict(payload, styles=False)  # the genre only: styles cost a second network
             elif kind == "image":
                 r = clf.predict_precomputed(levels=spectrogram.invert_image_cached(payload), file=str(payload))
             elif kind == "image+features":

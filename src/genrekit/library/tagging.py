@@ -330,27 +330,30 @@ def cleanup_temp(path: str | os.PathLike) -> bool:
 # ============================================================================================ predictions
 
 
-def prediction_cache(clf, *, enabled: bool = True):
+def prediction_cache(clf, *, enabled: bool = True, styles: bool = False):
     """The content-addressed cache of ``predict`` records for one model file (shared by tag, beets and
-    playlists, so a dry run's predictions are reused by the ``--write`` run that follows it)."""
+    playlists, so a dry run's predictions are reused by the ``--write`` run that follows it); records
+    with ``styles`` are kept apart (a record cached without them cannot answer for them)."""
     from genrekit.store import Cache
 
-    return Cache("library-predict", {"model_sha256": clf.identity.get("sha256"), "backend": clf.backend,
-                                     "record": 1}, enabled=enabled)
+    key = {"model_sha256": clf.identity.get("sha256"), "backend": clf.backend, "record": 1}
+    if styles:
+        key["styles"] = True
+    return Cache("library-predict", key, enabled=enabled)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def predict_files(paths: list[str], *, clf, jobs: int = 1, cache=None,
-                  progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def predict_files(paths: list[str], *, clf, jobs: int = 1, cache=None, progress: bool = True,
+                  styles: bool = False) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(path, sha256, record)`` for each path (``genrekit predict``'s record, top 3), in completion
     order, classified by ``genrekit.run.predict`` on ``jobs`` local processes.
 
     The content digest is taken before classifying and the file is checked unchanged after, so a
     prediction always belongs to known bytes; records are cached by that digest (``cache``), and a
-    cached file is not decoded again."""
+    cached file is not decoded again. ``styles``: the records carry them (``prediction_cache(styles=True)``)."""
     from genrekit.predict import error_record
     from genrekit.run.cached import cached_map
     from genrekit.run.engines import LocalEngine
@@ -363,7 +366,7 @@ def predict_files(paths: list[str], *, clf, jobs: int = 1, cache=None,
             cache.put(digest, rec)
 
     engine = LocalEngine(jobs=jobs, progress=progress)
-    with predict_task(clf, engine, top_k=3) as task:
+    with predict_task(clf, engine, top_k=3, styles=styles) as task:
         for r in cached_map(task, paths, cache, engine=engine, desc="predict", key=file_digest, save=save,
                             unchanged="changed while being classified"):
             if r.error is not None:
@@ -383,6 +386,7 @@ def remember_prediction(cache, sha256: str, record: dict[str, Any]) -> None:
 
 
 TAGS_FIELD = "GENREKIT_TAGS"  # TXXX:GENREKIT_TAGS in ID3, ----:com.apple.iTunes:GENREKIT_TAGS in MP4
+STYLES_FIELD = "GENREKIT_STYLES"  # the record's AudioSet styles (mn04), the same way: genrekit's own field
 
 
 @dataclass
@@ -398,11 +402,15 @@ class TagRow:
     new: list[str] = field(default_factory=list)
     current_tags: list[str] | None = None  # with --tags: GENREKIT_TAGS now, and what it becomes
     new_tags: list[str] | None = None
+    current_styles: list[str] | None = None  # with --styles: GENREKIT_STYLES now, and what it becomes
+    new_styles: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if self.new_tags is None and self.current_tags is None:
             del d["current_tags"], d["new_tags"]
+        if self.new_styles is None and self.current_styles is None:
+            del d["current_styles"], d["new_styles"]
         return d
 
 
@@ -414,25 +422,29 @@ class TagSettings:
     labels: str = "display"
     touch: bool = False
     tags: int = 0  # write this many musicnn (MSD) tags into TAGS_FIELD; 0: none
+    styles: bool = False  # write the record's styles (top 3 AudioSet genre classes) into STYLES_FIELD
 
     def journal_settings(self, *, model_sha256: str | None) -> dict[str, Any]:
         d = {"policy": self.policy, "min_confidence": self.min_confidence, "top_k": self.top_k,
              "labels": self.labels, "model_sha256": model_sha256}
         if self.tags:
             d["tags"] = self.tags
+        if self.styles:
+            d["styles"] = True
         return d
 
 
 def analyse_files(todo: list[tuple[str, bool]], *, tags: bool, clf, jobs: int = 1, cache=None, tag_cache=None,
-                  progress: bool = True) -> Iterator[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None,
+                  progress: bool = True, styles: bool = False) -> Iterator[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None,
                                                           str | None]]:
     """``(path, sha256, genre record, musicnn summary, error)`` for each ``(path, classify the genre?)``
     of ``todo``, in completion order: the genres first (:func:`predict_files`), then, with ``tags``, the
     musicnn summaries of the files whose genre did not fail (``musicnn.summaries``). A file whose bytes
-    differ between the two is an error: the row's tags and genre must describe the same bytes."""
+    differ between the two is an error: the row's tags and genre must describe the same bytes. With
+    ``styles`` the records carry styles (``todo``'s second item then says: classify this file)."""
     records: dict[str, tuple[str, dict[str, Any]]] = {}
     for path, digest, rec in predict_files([p for p, genre in todo if genre], clf=clf, jobs=jobs, cache=cache,
-                                           progress=progress):
+                                           progress=progress, styles=styles):
         if rec.get("error"):
             yield path, digest, rec, None, str(rec["error"])
         elif not tags:
@@ -462,11 +474,12 @@ def tag_files(files: list[str], *, settings: TagSettings, clf, write: bool = Fal
     ``resumed`` holds the files an interrupted run with the same journal already finished: they are
     reported, not redone. Nothing is written without ``write`` and a ``journal``. With
     ``settings.tags`` the top musicnn tags go into :data:`TAGS_FIELD`, genrekit's own field, which is
-    brought up to date whatever the genre policy decides (nothing of the user's is replaced)."""
+    brought up to date whatever the genre policy decides (nothing of the user's is replaced); so do,
+    with ``settings.styles``, the record's styles into :data:`STYLES_FIELD`. Undo restores both."""
     if write and journal is None:
         raise GenrekitError("writing tags needs an undo journal")
     resumed = resumed or set()
-    fields = [TAGS_FIELD] if settings.tags else []
+    fields = ([TAGS_FIELD] if settings.tags else []) + ([STYLES_FIELD] if settings.styles else [])
     if settings.tags:
         from genrekit.library.musicnn import top_tags
     todo: list[tuple[str, bool]] = []
@@ -482,27 +495,30 @@ def tag_files(files: list[str], *, settings: TagSettings, clf, write: bool = Fal
             yield TagRow(path, [], [], None, "error", str(exc))
             continue
         cur_tags = info.extra.get(TAGS_FIELD) if settings.tags else None
+        cur_styles = info.extra.get(STYLES_FIELD) if settings.styles else None
         try:  # in a dry run too: it shows what --write would do
             check_writable(real)
         except (TagError, OSError) as exc:
-            yield TagRow(path, info.genres, [], None, "error", str(exc), info.genres, cur_tags)
+            yield TagRow(path, info.genres, [], None, "error", str(exc), info.genres, cur_tags, None, cur_styles)
             continue
         current[path] = info
-        genre = needs_prediction(info.genres, policy=settings.policy)
+        genre = needs_prediction(info.genres, policy=settings.policy) or settings.styles  # styles need the record
         if real in resumed:
             yield TagRow(path, info.genres, [], None, "done earlier", "written by the interrupted run", info.genres,
-                         cur_tags, cur_tags)
+                         cur_tags, cur_tags, cur_styles, cur_styles)
         elif not genre and not settings.tags:
             d = decide(info.genres, None, policy=settings.policy)
             yield TagRow(path, info.genres, [], None, "skipped", d.reason)
         else:
             todo.append((path, genre))
     for path, digest, rec, summary, err in analyse_files(todo, tags=bool(settings.tags), clf=clf, jobs=jobs,
-                                                         cache=cache, tag_cache=tag_cache, progress=progress):
+                                                         cache=cache, tag_cache=tag_cache, progress=progress,
+                                                         styles=settings.styles):
         info = current[path]
         cur_tags = info.extra.get(TAGS_FIELD) if settings.tags else None
+        cur_styles = info.extra.get(STYLES_FIELD) if settings.styles else None
         if err:
-            yield TagRow(path, info.genres, [], None, "error", err, info.genres, cur_tags)
+            yield TagRow(path, info.genres, [], None, "error", err, info.genres, cur_tags, None, cur_styles)
             continue
         if rec is not None:
             d = decide(info.genres, rec, policy=settings.policy, min_confidence=settings.min_confidence,
@@ -517,12 +533,18 @@ def tag_files(files: list[str], *, settings: TagSettings, clf, write: bool = Fal
             new_tags = [t for t, _ in top_tags(summary, settings.tags)]
             if new_tags != cur_tags:
                 values[TAGS_FIELD] = new_tags
+        new_styles = cur_styles
+        if settings.styles and rec is not None and rec.get("styles"):  # none heard (all silent): left as is
+            new_styles = [str(name) for name, _ in rec["styles"]]
+            if new_styles != cur_styles:
+                values[STYLES_FIELD] = new_styles
         reason = d.reason
         if values and "genre" not in values:
-            reason = f"tags only; genre {'kept' if d.action == 'skip' else d.action}"
+            what = " and ".join(w for w, f in (("tags", TAGS_FIELD), ("styles", STYLES_FIELD)) if f in values)
+            reason = f"{what} only; genre {'kept' if d.action == 'skip' else d.action}"
         action = "would write" if values else {"skip": "skipped"}.get(d.action, d.action)
         row = TagRow(path, info.genres, d.proposed, d.confidence, action, reason,
-                     d.values if "genre" in values else info.genres, cur_tags, new_tags)
+                     d.values if "genre" in values else info.genres, cur_tags, new_tags, cur_styles, new_styles)
         if values and write:
             assert journal is not None
             try:

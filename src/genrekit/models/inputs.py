@@ -2,7 +2,8 @@
 
 One class per input kind: :class:`LogmelInput` (log-mel slices of a CNN), :class:`FeatureInput` (a GTZAN
 feature row), :class:`NetworkInput` (a pretrained network's embedding: musicnn today, any registered
-network and layer next) and :class:`HybridInput` (the members' inputs of a hybrid). Each one knows its
+network and layer next), :class:`HybridInput` (the members' inputs of a hybrid) and :class:`EarsInput`
+(a per-track row of musicnn and mn04 means: ``genrekit.models.ears``). Each one knows its
 validation (the bounds a real model needs, so a model file cannot make prediction allocate without
 bound), its windows over a block of samples (:meth:`ModelInput.block`) and its precomputed form
 (:meth:`ModelInput.precomputed`: a log-mel matrix, a feature row or an embedding), so that
@@ -28,7 +29,7 @@ from genrekit.networks import BACKENDS
 from genrekit.networks.musicnn import spec as musicnn_spec
 
 __all__ = [
-    "BlockContext", "FeatureInput", "HybridInput", "LogmelInput", "ModelInput", "NetworkInput", "Precomputed",
+    "BlockContext", "EarsInput", "FeatureInput", "HybridInput", "LogmelInput", "ModelInput", "NetworkInput", "Precomputed",
     "Windows", "check_X", "features_input", "input_from_meta", "log_columns", "log_transform", "musicnn_input",
     "validate_input", "validate_musicnn_input", "MUSICNN_BACKENDS", "MUSICNN_LAYERS", "MUSICNN_MODELS",
     "MUSICNN_POOLS", "NETWORK_LAYERS",
@@ -415,7 +416,78 @@ class HybridInput(ModelInput):
         return list(self._members)
 
 
-INPUT_TYPES: dict[str, type[ModelInput]] = {c.type: c for c in (FeatureInput, LogmelInput, NetworkInput, HybridInput)}
+EARS_PARTS: dict[str, int] = {"musicnn_penultimate": 200, "musicnn_taggram": 50, "mn04_features": 384,
+                              "mn04_sigmoid": 527}
+EARS_PATCH_WIDTH = EARS_PARTS["musicnn_penultimate"] + EARS_PARTS["musicnn_taggram"]  # block() per patch
+
+
+class EarsInput(ModelInput):
+    """A per-track row of musicnn and mn04 means (module docstring); ``patches_per_block``: musicnn's
+    3 s patches scored per 30 s block (None: all of them, as the study's heads were fitted)."""
+
+    type = "ears"
+    pools_vectors = True
+    hears_mn04: ClassVar[bool] = True
+
+    def __init__(self, meta: dict[str, Any], *, source: Any = "model"):
+        parts = meta.get("parts")
+        if (not isinstance(parts, list) or not parts or any(p not in EARS_PARTS for p in parts)
+                or len(set(parts)) != len(parts)):
+            raise ModelError(f"{source}: model metadata 'input.parts' must list distinct parts of {', '.join(EARS_PARTS)}")
+        cols = meta.get("columns")
+        if not isinstance(cols, list) or len(cols) != sum(EARS_PARTS[p] for p in parts):
+            raise ModelError(f"{source}: model metadata 'input.columns' must name the {sum(EARS_PARTS[p] for p in parts)} "
+                             "columns of its parts")
+        k = meta.get("patches_per_block")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not NETWORK_PATCHES[0] <= k <= NETWORK_PATCHES[1]):
+            raise ModelError(f"{source}: model metadata 'input.patches_per_block' must be None or 1..10, got {k!r}")
+        super().__init__(meta)
+        self.parts: list[str] = list(parts)
+        self.patches_per_block: int | None = k
+        self.columns = list(cols)
+
+    @classmethod
+    def create(cls, parts: list[str], *, patches_per_block: int | None = None) -> EarsInput:
+        cols = [f"{p}_mean_{i}" for p in parts for i in range(EARS_PARTS[p])]
+        return cls({"type": "ears", "parts": list(parts), "columns": cols, "patches_per_block": patches_per_block})
+
+    def block(self, ctx: BlockContext) -> Windows:
+        from genrekit.networks import musicnn as embeddings
+
+        k = self.patches_per_block if ctx.patches_per_block is None else (
+            None if ctx.patches_per_block == "all" else int(ctx.patches_per_block))
+        key = f"ears-musicnn-{k}"
+        e = ctx.made.get(key)
+        if e is None:  # members of one model share the block's musicnn run
+            e = ctx.made[key] = embeddings.embed(ctx.y, sr=ctx.sr, model="MSD_musicnn", patches_per_block=k,
+                                                 backend="onnx", threads=ctx.threads)
+        y, sr, offset = ctx.y, ctx.sr, ctx.offset
+        spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
+                 for s in e.starts]
+        vec = np.concatenate([np.asarray(e.penultimate, np.float64), np.asarray(e.taggram, np.float64)], axis=1)
+        return Windows(spans, window_levels(y, spans, offset=offset, sr=sr), lambda m: _all(vec, m), taggram=e.taggram)
+
+    def rows(self, patches: np.ndarray, mn04: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
+        """``(n, columns)``: this input's parts from ``n`` musicnn vectors ``[penultimate | taggram]`` (the
+        patches, or their track mean) next to mn04's track ``(features mean, sigmoid mean)``; None when a
+        part is missing (mn04 heard nothing audible)."""
+        patches = np.atleast_2d(np.asarray(patches, np.float64))
+        n = patches.shape[0]
+        got = {"musicnn_penultimate": patches[:, :200], "musicnn_taggram": patches[:, 200:EARS_PATCH_WIDTH]}
+        if mn04 is not None:
+            got["mn04_features"], got["mn04_sigmoid"] = (np.broadcast_to(np.asarray(v, np.float64), (n, np.size(v)))
+                                                         for v in mn04)
+        if any(p not in got for p in self.parts):
+            return None
+        return np.concatenate([got[p] for p in self.parts], axis=1)
+
+    def precomputed(self, given: Precomputed, *, source: Any) -> Windows:
+        raise ModelError(f"{source}: this model hears audio only (mn04 reads 32 kHz up to 15 kHz; a Kaggle image "
+                         "stops at 11 kHz): give it the audio file")
+
+
+INPUT_TYPES: dict[str, type[ModelInput]] = {c.type: c for c in (FeatureInput, LogmelInput, NetworkInput, HybridInput,
+                                                                  EarsInput)}
 
 
 def input_from_meta(desc: Any, *, source: str | os.PathLike | Any = "model") -> ModelInput:

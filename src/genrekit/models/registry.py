@@ -51,6 +51,7 @@ KINDS: dict[str, str] = {
     "deep": "genrekit.models.deep:DeepModel",  # CNN / ResNet on log-mel slices
     "hybrid": "genrekit.models.hybrid:HybridModel",  # product of experts over members with different inputs
     "linear": "genrekit.models.linear:LinearModel",  # numpy-only logistic regression (fast to load and serve)
+    "zero-shot": "genrekit.models.ears:ZeroShotModel",  # untrained expert: named tags / classes -> classes
 }
 
 

@@ -62,8 +62,9 @@ class PredictTask:
 
     def __init__(self, *, model: str | os.PathLike | None, backend: str = "onnx", top_k: int = 3,
                  segments: bool = False, max_duration: float | None = None, min_confidence: float | None = None,
-                 tags: bool = False, patches_per_block: int | str | None = None):
+                 tags: bool = False, patches_per_block: int | str | None = None, styles: bool = True):
         self.model = None if model is None else str(model)
+        self.styles = bool(styles)
         self.patches_per_block = patches_per_block  # musicnn override (GenreClassifier.load)
         self.min_confidence = min_confidence
         self.tags = bool(tags)
@@ -100,14 +101,15 @@ class PredictTask:
         from genrekit.predict import record_for
 
         return record_for(self.classifier(), path, top_k=self.top_k, segments=self.segments,
-                          max_duration=self.max_duration, min_confidence=self.min_confidence, tags=self.tags)
+                          max_duration=self.max_duration, min_confidence=self.min_confidence, tags=self.tags,
+                          styles=self.styles)
 
 
 @contextlib.contextmanager
 def predict_task(
     classifier: GenreClassifier | str | os.PathLike | None, engine: Engine, *, top_k: int = 3, segments: bool = False,
     backend: str = "onnx", max_duration: float | None = None, min_confidence: float | None = None,
-    tags: bool = False, patches_per_block: int | str | None = None,
+    tags: bool = False, patches_per_block: int | str | None = None, styles: bool = True,
 ) -> Iterator[PredictTask]:
     """The :class:`PredictTask` for ``classifier`` on ``engine`` (arguments as :func:`predict_records`):
     while the block runs, a loaded classifier serves this process's files itself (not loaded twice)."""
@@ -121,11 +123,11 @@ def predict_task(
                              "save the model and load it from its file, or use one job")
         fn = PredictTask(model=loaded.path, backend=loaded.backend, top_k=top_k, segments=segments,
                          max_duration=max_duration, min_confidence=min_confidence, tags=tags,
-                         patches_per_block=loaded.patches_per_block)
+                         patches_per_block=loaded.patches_per_block, styles=styles)
     else:
         fn = PredictTask(model=classifier, backend=backend, top_k=top_k, segments=segments,
                          max_duration=max_duration, min_confidence=min_confidence, tags=tags,
-                         patches_per_block=patches_per_block)
+                         patches_per_block=patches_per_block, styles=styles)
     registered = loaded is not None and fn.key not in _CLASSIFIERS
     if registered:
         _CLASSIFIERS[fn.key] = loaded
@@ -141,6 +143,7 @@ def predict_records(
     engine: Engine | None = None, *, top_k: int = 3, segments: bool = False, backend: str = "onnx",
     max_duration: float | None = None, task: Callable[[str], dict[str, Any]] | None = None,
     min_confidence: float | None = None, tags: bool = False, patches_per_block: int | str | None = None,
+    styles: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """``genrekit predict``'s record for each file, as they complete (``engine`` default: this process).
 
@@ -151,12 +154,14 @@ def predict_records(
     replaces the per-file function (tests use it to crash a worker on purpose). ``min_confidence``: records
     whose top score is below it carry ``"uncertain": true`` (false above); ``tags``: top MSD tags also for
     models without a musicnn member (those with one always carry them); ``patches_per_block``: as
-    :meth:`GenreClassifier.load <genrekit.predict.GenreClassifier.load>` (a loaded classifier's own wins)."""
+    :meth:`GenreClassifier.load <genrekit.predict.GenreClassifier.load>` (a loaded classifier's own wins);
+    ``styles``: the top AudioSet styles on every record (mn04 on the same decode; False skips the cost)."""
     from genrekit.predict import error_record
 
     engine = engine or LocalEngine()
     with predict_task(classifier, engine, top_k=top_k, segments=segments, backend=backend, max_duration=max_duration,
-                      min_confidence=min_confidence, tags=tags, patches_per_block=patches_per_block) as fn:
+                      min_confidence=min_confidence, tags=tags, patches_per_block=patches_per_block,
+                      styles=styles) as fn:
         for path, res in engine.map(task or fn, [str(f) for f in files], desc="predict"):
             if isinstance(res, ItemError):
                 res = error_record(path, f"{path}: {res}", segments=segments)
@@ -165,11 +170,12 @@ def predict_records(
 
 def predict_settings(classifier: GenreClassifier, *, segments: bool, top_k: int,
                      max_duration: float | None = None, min_confidence: float | None = None,
-                     tags: bool = False) -> dict[str, Any]:
+                     tags: bool = False, styles: bool = True) -> dict[str, Any]:
     """What decides a prediction output's content, for resuming it: the model (by its bytes, not where
     it lies, so an output folder can move), the timeline, top-k, the duration limit (seconds), the
-    ``uncertain`` threshold and ``tags`` (the last three only when given, so outputs written before the
-    options existed still resume, and a rerun with other values never mixes rows with and without them)."""
+    ``uncertain`` threshold, ``tags`` and ``styles`` (the last four only when given, so outputs written
+    before the options existed still resume (with ``styles=False``), and a rerun with other values never
+    mixes rows with and without them)."""
     from genrekit.store import file_digest
 
     model = dict(classifier.identity)
@@ -182,6 +188,8 @@ def predict_settings(classifier: GenreClassifier, *, segments: bool, top_k: int,
         settings["min_confidence"] = float(min_confidence)
     if tags:
         settings["tags"] = True
+    if styles:
+        settings["styles"] = True
     if classifier.patches_per_block is not None:
         settings["patches_per_block"] = classifier.patches_per_block
     return settings
@@ -201,6 +209,7 @@ def predict_ray(
     max_retries: int = DEFAULT_MAX_RETRIES,
     task: Callable[[str], dict[str, Any]] | None = None,
     max_duration: float | None = None,
+    styles: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Records for ``files`` in input order, computed as Ray tasks: the local engine's records exactly
     (:func:`predict_records` on a :class:`~genrekit.run.engines.RayEngine`).
@@ -209,6 +218,7 @@ def predict_ray(
     ``max_duration`` (seconds) as in :meth:`GenreClassifier.predict`."""
     engine = RayEngine(address=address, num_cpus=num_cpus, batch_size=batch_size, max_retries=max_retries,
                        progress=progress)
-    fn = task or PredictTask(model=model, backend=backend, top_k=top_k, segments=segments, max_duration=max_duration)
+    fn = task or PredictTask(model=model, backend=backend, top_k=top_k, segments=segments, max_duration=max_duration,
+                             styles=styles)
     yield from predict_records(files, model, engine, top_k=top_k, segments=segments, backend=backend,
-                               max_duration=max_duration, task=fn)
+                               max_duration=max_duration, task=fn, styles=styles)

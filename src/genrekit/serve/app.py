@@ -173,6 +173,7 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
                 "file": {"type": "string", "format": "binary"},
                 "top_k": {"type": "integer", "minimum": 1},
                 "segments": {"type": "boolean"}, "spectrogram": {"type": "boolean"},
+                "styles": {"type": "boolean"},
             }}}}}},
     )
     async def predict(
@@ -184,6 +185,8 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
                                     "similar library tracks (musicnn embeddings, cosine) in `similar`"),
         min_confidence: float | None = Query(None, ge=0.0, le=1.0, description="mark the record `uncertain` "
                                              "when its top (calibrated) score is below this"),
+        styles: bool | None = Query(None, description="the top 3 AudioSet styles (mn04) in `styles` "
+                                    "(default true; false: faster, and the record as before)"),
     ) -> JSONResponse:
         state = request.app.state
         async with state.pending.hold() as slot:
@@ -193,6 +196,7 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
                 seg = segments if segments is not None else parse_bool(up.fields.get("segments"), name="segments")
                 spec = spectrogram if spectrogram is not None else parse_bool(
                     up.fields.get("spectrogram"), name="spectrogram")
+                sty = styles if styles is not None else parse_bool(up.fields.get("styles"), name="styles")
                 if up.file_data is None:
                     raise ApiError(422, "no file: send the audio in the multipart form field 'file'")
                 name = up.file_name or "upload"
@@ -207,7 +211,8 @@ def create_app(model=None, *, max_upload_mb: float = 50, workers: int = 2, backe
                 job = functools.partial(state.memory.run, classify, state.clf, up.file_data, name,
                                         top_k=k or 3, segments=bool(seg), want_spectrogram=bool(spec),
                                         max_duration=max_duration, deadline=deadline, budget=time_budget,
-                                        similar_k=similar or 0, library=lib, min_confidence=min_confidence)
+                                        similar_k=similar or 0, library=lib, min_confidence=min_confidence,
+                                        styles=sty is not False)
                 try:
                     rec = await loop.run_in_executor(state.pool, job)
                 except DurationLimitError as exc:

@@ -72,8 +72,9 @@ def within_budget(blocks, *, deadline: float | None, budget: float | None, name:
 def classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_spectrogram: bool,
               max_duration: float | None = None, deadline: float | None = None,
               budget: float | None = None, similar_k: int = 0, library=None,
-              min_confidence: float | None = None) -> dict:
-    """Decode an upload from memory as a stream and classify it block by block (runs in a worker thread)."""
+              min_confidence: float | None = None, styles: bool = True) -> dict:
+    """Decode an upload from memory as a stream and classify it block by block (runs in a worker thread);
+    with ``styles`` mn04 hears the same decode (``predict``'s ear), so the record equals the CLI's."""
     from genrekit.predict import BLOCK_SECONDS
 
     _check_budget(deadline, budget, name, 0.0)  # it may have waited for a worker past its budget
@@ -82,13 +83,14 @@ def classify(clf, data: bytes, name: str, *, top_k: int, segments: bool, want_sp
         # fraction of a second of work, before it holds a worker for the classification of 20 minutes.
         with _decoder_errors(name):
             audio.decoded_seconds(data, filename=name, max_duration=max_duration)
+    ear = clf.ear(file=name, styles=styles) if styles or clf.needs_ear else None
     decoded = _decoded(audio.stream(data, filename=name, sr=clf.sr, block_seconds=BLOCK_SECONDS,
-                                    max_duration=max_duration), name)
+                                    max_duration=max_duration, tap=None if ear is None else ear.hear), name)
     timed = within_budget(decoded, deadline=deadline, budget=budget, name=name, sr=clf.sr)
     acc = SpectrogramAccumulator(sr=clf.sr) if want_spectrogram else None
     blocks = acc.tap(timed) if acc is not None else timed
     try:
-        pred = clf.predict_blocks(blocks, top_k=top_k, file=name)
+        pred = clf.predict_blocks(blocks, top_k=top_k, file=name, ear=ear)
     finally:  # on any error too: close the decoder now, not when the garbage collector gets to it
         blocks.close()
         timed.close()

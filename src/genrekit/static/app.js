@@ -149,8 +149,10 @@ function render(row) {
   g.textContent = rec.genre;
   g.dataset.genre = rec.genre;
   const tags = tagText(rec);
+  const styles = styleText(rec, true);
   $("meta").textContent = `${rec.file} · ${fmtTime(rec.duration_s)} · ` +
-    `${(rec.segments || []).length} windows` + (tags ? ` · tags: ${tags}` : "");
+    `${(rec.segments || []).length} windows` + (tags ? ` · tags: ${tags}` : "") +
+    (styles ? ` · styles: ${styles}` : "") + (rec.uncertain ? " · uncertain (nearest GTZAN genre)" : "");
   drawBars(rec);
   drawSpectrogram(rec);
   drawTimeline(rec);
@@ -256,6 +258,13 @@ function tagText(rec) {
   return tags.slice(0, 5).map((t) => (Array.isArray(t) ? t[0] : (t.tag || t.name || t))).join(", ");
 }
 
+// the record's AudioSet styles ([[name, p], ...], calibrated), with percentages on the result card
+function styleText(rec, withP = false) {
+  const styles = rec && rec.styles;
+  if (!styles) return "";
+  return styles.map((s) => (withP ? `${s[0]} ${Math.round(100 * s[1])}%` : s[0])).join(", ");
+}
+
 function confidence(rec) {
   return rec && rec.scores ? Math.max(...Object.values(rec.scores)) : null;
 }
@@ -340,14 +349,14 @@ function exportRecords() {
 
 function toCsv() {
   const gs = genres.length ? genres : [...new Set(rows.flatMap((r) => Object.keys((r.rec && r.rec.scores) || {})))];
-  const head = ["file", "genre", "confidence", "duration_s", ...gs, "tags", "error"];
+  const head = ["file", "genre", "confidence", "duration_s", ...gs, "tags", "styles", "error"];
   const lines = [head.map(csvCell).join(",")];
   for (const r of rows) {
     const rec = r.rec;
     const c = confidence(rec);
     lines.push([r.name, rec ? rec.genre : "", c === null ? "" : c.toFixed(6), rec ? rec.duration_s : "",
                 ...gs.map((g) => (rec && rec.scores && g in rec.scores ? rec.scores[g].toFixed(6) : "")),
-                tagText(rec), r.status === "error" ? r.error : ""].map(csvCell).join(","));
+                tagText(rec), styleText(rec), r.status === "error" ? r.error : ""].map(csvCell).join(","));
   }
   return lines.join("\r\n") + "\r\n";
 }

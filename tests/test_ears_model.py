@@ -1,0 +1,114 @@
+"""The second-ears model kinds (models.ears): typed input, zero-shot experts, a hybrid file, predict on audio."""
+
+import json
+
+import numpy as np
+import pytest
+
+from genrekit import GENRES
+from genrekit.errors import ModelError
+from genrekit.models import load
+from genrekit.models.ears import PARTS, EarsInput, ZeroShotModel
+from genrekit.models.hybrid import HybridModel
+from genrekit.models.inputs import input_from_meta
+from genrekit.models.linear import LinearModel
+from genrekit.networks.mn04.spec import labels
+from genrekit.predict import GenreClassifier, default_model_path
+from helpers import write_audio
+
+
+def _music(seconds: float, sr: int = 44100, f0: float = 220.0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    y = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (f0, f0 * 1.26, f0 * 1.5))
+    return (y * (0.6 + 0.4 * (np.sin(2 * np.pi * 2.0 * t) > 0))).astype(np.float32)
+
+
+def _head(parts, seed=0) -> LinearModel:
+    inp = EarsInput.create(parts)
+    n = len(inp.columns)
+    rng = np.random.default_rng(seed)
+    m = LinearModel()
+    m.mean_, m.scale_ = np.zeros(n), np.ones(n)
+    m.coef_, m.intercept_ = 0.05 * rng.standard_normal((len(GENRES), n)), np.zeros(len(GENRES))
+    m.classes_, m.log_columns_, m.input_ = np.asarray(GENRES), [], inp.to_meta()
+    m.meta_ = {"kind": "linear", "classes": list(GENRES), "input": m.input_}
+    return m
+
+
+def _zero_shot() -> ZeroShotModel:
+    inp = EarsInput.create(["mn04_sigmoid"])
+    names = ["Blues", "Classical music", "Country", "Disco", "Hip hop music", "Jazz", "Heavy metal", "Pop music",
+             "Reggae", "Rock music"]
+    return ZeroShotModel(list(GENRES), [labels().index(n) for n in names], inp.to_meta(), names).fit()
+
+
+@pytest.fixture(scope="module")
+def ears_file(tmp_path_factory):
+    model = HybridModel([_head(["musicnn_penultimate", "mn04_features"]), _zero_shot()], weights=[0.4, 0.6]).fit()
+    return model.save(tmp_path_factory.mktemp("ears") / "ears.safetensors", extra_meta={"temperature": 0.9})
+
+
+def test_ears_input_round_trips_and_refuses_bad_blocks():
+    inp = EarsInput.create(["musicnn_taggram", "mn04_sigmoid"])
+    assert input_from_meta(inp.to_meta()) == inp and len(inp.columns) == PARTS["musicnn_taggram"] + PARTS["mn04_sigmoid"]
+    for bad in ({**inp.to_meta(), "parts": ["musicnn_taggram", "nope"]}, {**inp.to_meta(), "columns": ["a"]},
+                {**inp.to_meta(), "parts": []}, {**inp.to_meta(), "patches_per_block": 11}):
+        with pytest.raises(ModelError, match="bad.safetensors"):
+            input_from_meta(bad, source="bad.safetensors")
+    row = inp.rows(np.arange(250.0), (np.zeros(384), np.full(527, 0.5)))
+    assert row.shape == (1, 50 + 527) and row[0, 0] == 200.0 and row[0, -1] == 0.5
+    assert inp.rows(np.zeros((4, 250)), None) is None  # mn04 heard nothing: no row
+
+
+def test_zero_shot_model_divides_its_columns_by_their_sum(tmp_path):
+    zs = _zero_shot()
+    X = np.full((2, 527), 0.01)
+    X[0, labels().index("Jazz")] = 0.9
+    p = zs.predict_proba(X)
+    assert np.allclose(p.sum(axis=1), 1.0) and GENRES[int(p[0].argmax())] == "jazz"
+    back = load(zs.save(tmp_path / "zs.safetensors"))
+    assert np.array_equal(back.predict_proba(X), p)
+    with pytest.raises(ModelError):
+        ZeroShotModel(list(GENRES), [0] * 9, zs.input_).fit()  # one column per class
+
+
+def test_ears_model_predicts_on_audio_with_and_without_styles(ears_file, tmp_path):
+    clf = GenreClassifier.load(ears_file)
+    assert clf.needs_ear and clf.temperature == 0.9
+    song = write_audio(tmp_path / "song.wav", _music(40.0), sr=44100)
+    r = clf.predict(song)
+    assert set(r.scores) == set(GENRES) and sum(r.scores.values()) == pytest.approx(1.0)
+    assert len(r.styles) == 3 and r.tags  # the musicnn member's taggram gives the tags
+    plain = clf.predict(song, styles=False)  # mn04 still runs for the members, the record has no styles
+    assert plain.styles is None and plain.scores == r.scores
+    assert all(not s.silent for s in r.segments) and len(r.segments) > 2
+    # the zero-shot member hears mn04: two different songs get different scores
+    other = clf.predict(write_audio(tmp_path / "other.wav", _music(40.0, f0=880.0), sr=44100), styles=False)
+    assert other.scores != plain.scores
+
+
+def test_ears_model_needs_the_ear_and_audio(ears_file, tmp_path):
+    from genrekit import audio
+
+    clf = GenreClassifier.load(ears_file)
+    song = write_audio(tmp_path / "song.wav", _music(12.0), sr=44100)
+    with pytest.raises(ModelError, match="ear"):
+        clf.predict_blocks(audio.stream(song, sr=clf.sr))
+    ear = clf.ear(styles=False)
+    r = clf.predict_blocks(audio.stream(song, sr=clf.sr, tap=ear.hear), file=str(song), ear=ear)
+    assert r.scores == clf.predict(song, styles=False).scores
+    with pytest.raises(ModelError, match="audio only"):
+        clf.predict_precomputed(levels=np.zeros((128, 1300)), embedding=None)
+
+
+def test_the_shipped_ears_model_loads_by_name_and_stays_out_of_the_default():
+    from genrekit.predict import DEFAULT_MODEL, SHIPPED_MODELS
+
+    assert DEFAULT_MODEL == "genrekit-gtzan-musicnn" and "genrekit-gtzan-ears" in SHIPPED_MODELS
+    path = default_model_path("genrekit-gtzan-ears")
+    m = load(path, backend="onnx")
+    assert list(m.classes_) == list(GENRES) and len(m.members_) == 3
+    assert [type(x).__name__ for x in m.members_] == ["LinearModel", "ZeroShotModel", "ZeroShotModel"]
+    assert m.meta_["weights"] == [0.25, 0.375, 0.375] and 0.9 < m.meta_["temperature"] < 1.0
+    assert len(m.meta_["trained_on"]["tracks"]) == 113
+    json.dumps(m.meta_)  # plain JSON metadata
