@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import DatasetError, GenrekitError, LeakageError, ModelError, SplitError
-from genrekit.experiments.factories import as_factory
+from genrekit.experiments.factories import INPUTS, as_factory
 from genrekit.experiments.results import FoldResult, FoldSpec, RunResult, score_fold, summarise
 from genrekit.experiments.runner import HOLDOUT_PROTOCOLS, as_source, fit_fold, protocol_folds
 
@@ -104,16 +104,16 @@ def compare_models(
     factories = [as_factory(name) for name in model_names]  # fail fast on a typo, before minutes of fitting
     if any(f.reads != "features" for f in factories):
         raise GenrekitError("compare fits tabular models by name; name deep models as saved run folders")
-    if input not in ("features", "musicnn"):
-        raise GenrekitError(f"unknown input {input!r}: use 'features' or 'musicnn'")
-    if input == "musicnn" and image_root is not None:
-        raise GenrekitError("image features are GTZAN-feature columns; they do not apply to musicnn input")
+    if input not in INPUTS:
+        raise GenrekitError(f"unknown input {input!r}: use {', '.join(repr(i) for i in INPUTS)}")
+    if input != "features" and image_root is not None:
+        raise GenrekitError(f"image features are GTZAN-feature columns; they do not apply to {input} input")
     options: dict[str, Any] = {}
     if isinstance(data, (str, os.PathLike)):
         if image_root is not None:
             options["image_root"] = image_root
-        if input == "musicnn":
-            options.update(input="musicnn", layer=layer, standardise=standardise, jobs=jobs)
+        if input != "features":
+            options.update(input=input, layer=layer, standardise=standardise, jobs=jobs)
     source = as_source(data, factories[0], progress=progress, **options)
     folds = protocol_folds(protocol, source, seed=seed, k=k)
     t0 = time.time()
@@ -149,6 +149,8 @@ def compare_models(
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 2),
         "results": rows,
     }
+    if input in ("mn04", "musicnn+mn04") and source.failed:  # files left out (e.g. image-only GTZAN tracks)
+        result["failed"] = [{"path": p, "error": e} for p, e in source.failed]
     if out_dir is not None:
         write_comparison(out_dir, result)
     return result
@@ -160,6 +162,8 @@ def input_record(source) -> dict[str, Any]:
     desc = source.describe()
     if "musicnn" in desc:
         return {"type": "musicnn", **desc["musicnn"]}
+    if "network" in desc:  # mn04 or musicnn+mn04 means
+        return {"type": desc["network"]["input"], **desc["network"]}
     return {"type": "features", "n_columns": len(desc.get("columns", [])),
             **({"image_features": True} if "image_features" in desc else {})}
 
@@ -172,6 +176,9 @@ def input_label(record: dict[str, Any] | None) -> str:
         doms = ", ".join(f"{n} {d}" for d, n in sorted((record.get("domains") or {}).items()))
         std = "domain-standardised" if record.get("standardise") == "domain" else "not standardised"
         return f"musicnn {record.get('layer', 'penultimate')} embeddings (per-track mean, {std}; {doms})"
+    if record.get("type") in ("mn04", "musicnn+mn04"):
+        left = f"; {record['left_out']} files left out" if record.get("left_out") else ""
+        return f"{' + '.join(record.get('parts') or [record['type']])} (per-track means of audio{left})"
     return f"GTZAN features ({record.get('n_columns', '?')} columns{', + image bands' if record.get('image_features') else ''})"
 
 
@@ -189,8 +196,11 @@ class Member:
 
 
 def _is_tabular(name: str) -> bool:
+    from genrekit.experiments.data import ZERO_SHOT_MAPS
     from genrekit.models.registry import make_model
 
+    if name in ZERO_SHOT_MAPS:  # an untrained expert, fitted (checked) per fold like a tabular name
+        return True
     try:
         make_model(name, family="tabular")
     except ModelError:
