@@ -111,6 +111,16 @@ def test_zero_shot_member_is_scored_on_the_same_folds(data, tmp_path):
         assert np.allclose(f.track_proba, sig[rows] / sig[rows].sum(axis=1, keepdims=True))
     acc = [r["accuracy"] for r in res["results"] if r["model"] == "zeroshot-audioset"][0]
     assert acc == pytest.approx(zs.track_level["accuracy"])
+    # blends of names are fitted per fold too; a zero weight leaves the head's scores as they are
+    from genrekit.experiments import compare
+
+    blend = compare(["logreg", "logreg@1+zeroshot-audioset@0", "logreg@0.5+zeroshot-audioset@0.5"], data, "kfold",
+                    k=2, input="musicnn+mn04", progress=False)
+    rows = {r["model"]: r for r in blend["results"]}
+    assert rows["logreg@1+zeroshot-audioset@0"]["members"] == [{"member": "logreg", "weight": 1.0},
+                                                               {"member": "zeroshot-audioset", "weight": 0.0}]
+    assert rows["logreg@1+zeroshot-audioset@0"]["fold_accuracies"] == rows["logreg"]["fold_accuracies"]
+    assert len(rows["logreg@0.5+zeroshot-audioset@0.5"]["fold_accuracies"]) == 2
     # the mixed expert reads MSD tags too: musicnn+mn04 only
     assert ZeroShotFactory("zeroshot").name == "zeroshot"
     with pytest.raises(Exception, match="musicnn_taggram"):

@@ -46,7 +46,7 @@ def run(args) -> int:
     import sys
 
     from genrekit import experiments
-    from genrekit.experiments.compare import is_saved_entry
+    from genrekit.experiments.compare import is_saved_entry, names_only
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(
         experiments.DEFAULT_COMPARE_MODELS)
@@ -54,6 +54,8 @@ def run(args) -> int:
         print("genrekit compare: error: --models is empty", file=sys.stderr)
         return 2
     saved = any(is_saved_entry(m) for m in models)
+    if args.input in ("mn04", "musicnn+mn04") and all(names_only(m) for m in models):
+        saved = False  # blends of names (logreg@0.25+zeroshot-audioset@0.75): fitted per fold on the network input
     if saved and (args.image_features or args.folds or args.input not in (None, "features")):
         print("genrekit compare: error: --image-features, --input and --folds apply to tabular model "
               "names only; saved models bring their own input and folds", file=sys.stderr)

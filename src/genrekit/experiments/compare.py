@@ -101,6 +101,11 @@ def compare_models(
     from genrekit.run.engines import run_local, safe_start_method
     from genrekit.run.items import ItemError
 
+    entries = {e: parse_entry(e) if _is_blend(e) else [] for e in model_names}
+    if any(m.path is not None for ms in entries.values() for m in ms):
+        raise GenrekitError("compare_models blends model names only; saved members go to compare()")
+    # every name fitted per fold once, however many blends it is a member of
+    model_names = list(dict.fromkeys(n for e, ms in entries.items() for n in ([m.name for m in ms] if ms else [e])))
     factories = [as_factory(name) for name in model_names]  # fail fast on a typo, before minutes of fitting
     if any(f.reads != "features" for f in factories):
         raise GenrekitError("compare fits tabular models by name; name deep models as saved run folders")
@@ -126,13 +131,18 @@ def compare_models(
             raise GenrekitError(f"compare: {task[0]} on {protocol} fold {task[2].index}: {r}")
         done[task[0]][r.index] = r
     rows = []
-    for name in model_names:
-        parts = [done[name][f.index] for f in folds]
-        result = RunResult(model=name, protocol=protocol, seed=seed, folds=parts, data={})
-        rows.append(comparison_row(
-            result, seconds=round(sum(p.seconds for p in parts), 2),
+    for entry, members in entries.items():
+        names = [m.name for m in members] or [entry]
+        parts = ([_blend_fold(entry, [done[n][f.index] for n in names], [m.weight for m in members]) for f in folds]
+                 if members else [done[entry][f.index] for f in folds])
+        result = RunResult(model=entry, protocol=protocol, seed=seed, folds=parts, data={})
+        row = comparison_row(
+            result, seconds=round(sum(done[n][f.index].seconds for n in set(names) for f in folds), 2),
             # CPU time of the fits themselves: less disturbed than wall time on a shared machine
-            cpu_seconds=round(sum(p.cpu_seconds for p in parts), 2)))
+            cpu_seconds=round(sum(done[n][f.index].cpu_seconds for n in set(names) for f in folds), 2))
+        if members:
+            row = {"model": entry, "members": [{"member": m.spec, "weight": m.weight} for m in members], **row}
+        rows.append(row)
     result = {
         "protocol": protocol,
         "protocol_description": splits.PROTOCOL_DESCRIPTIONS.get(protocol, protocol),
@@ -154,6 +164,35 @@ def compare_models(
     if out_dir is not None:
         write_comparison(out_dir, result)
     return result
+
+
+def _is_blend(entry: str) -> bool:
+    return "+" in entry or "@" in entry
+
+
+def names_only(entry: str) -> bool:
+    """True when ``entry`` is model names only (``logreg``, ``logreg@0.25+zeroshot-audioset@0.75``): a blend
+    of names is fitted per fold by :func:`compare_models` on a network input, like a single name."""
+    try:
+        return all(m.path is None for m in parse_entry(entry))
+    except GenrekitError:
+        return False
+
+
+def _blend_fold(entry: str, parts: list[FoldResult], weights: list[float]) -> FoldResult:
+    """One fold of a blend of names: its members' track probabilities (the same fold, the same test
+    tracks) combined by the weighted mean log-probability, scored as a fold of its own."""
+    from genrekit.metrics import mean_log_proba
+
+    first = parts[0]
+    for p in parts[1:]:
+        if list(p.track_ids) != list(first.track_ids) or list(p.classes) != list(first.classes):
+            raise GenrekitError(f"{entry!r}: fold {first.index}: members scored different tracks or classes")
+    both = mean_log_proba([p.track_proba for p in parts], weights)
+    r = FoldResult(first.index, first.train_tracks, first.valid_tracks, first.test_tracks, list(first.classes),
+                   first.track_ids, first.track_true, both, {})
+    r.scores = score_fold(r)
+    return r
 
 
 def input_record(source) -> dict[str, Any]:
@@ -447,7 +486,8 @@ def compare(
     entries = list(entries)
     if not entries:
         raise GenrekitError("nothing to compare: name at least one model")
-    if any(is_saved_entry(e) for e in entries):
+    blends = input in ("mn04", "musicnn+mn04") and all(names_only(e) for e in entries)  # fitted per fold
+    if any(is_saved_entry(e) for e in entries) and not blends:
         if image_root is not None or k or input != "features":
             raise GenrekitError("image features, musicnn input and the fold count apply to tabular models only "
                                 "(names); saved models bring their own input and folds")
