@@ -13,7 +13,7 @@ from audio_folders import write_label_folders
 from genrekit.errors import DatasetError, ModelError
 from genrekit.experiments import compare_models, run
 from genrekit.experiments.data import NetworkSource, network_table, zero_shot_model
-from genrekit.experiments.factories import TabularFactory, ZeroShotFactory, as_factory
+from genrekit.experiments.factories import HybridFactory, TabularFactory, ZeroShotFactory, as_factory
 from genrekit.models import load_model
 from helpers import tone, write_audio
 
@@ -154,3 +154,27 @@ def test_gtzan_track_without_audio_is_left_out(data, tmp_path):
     assert all("no audio" in why for _, why in t.extra["failed"])
     res = run("random", TabularFactory("logreg", input="mn04"), root, out=tmp_path / "r", progress=False)
     assert {f["path"].rsplit("/", 1)[-1] for f in res.metrics["failed"]} == {"blues00003.png", "metal00003.png"}
+
+
+def test_hybrid_of_a_head_and_a_zero_shot_expert(data, tmp_path):
+    """A concat head and an untrained expert as one hybrid file, as the shipped ears model is made."""
+    from genrekit.predict import GenreClassifier
+
+    f = HybridFactory([TabularFactory("logreg", input="musicnn+mn04"), "zeroshot-audioset"], weights=[0.75, 0.25])
+    assert f.name == "musicnn-mn04:logreg+zeroshot-audioset" and f.parts == ["network", "network"]
+    res = run("random", f, data, out=tmp_path / "hyb", progress=False)
+    assert [x["path"].rsplit("/", 1)[-1] for x in res.metrics["failed"]] == ["broken.wav"]
+    hyb = load_model(tmp_path / "hyb" / "model.safetensors")
+    head, expert = hyb.members_
+    table = network_table(data, input="musicnn+mn04", progress=False)
+    from genrekit.metrics import mean_log_proba
+
+    sig = table.extra["parts"]["mn04_sigmoid"][:1]
+    want = mean_log_proba([head.predict_proba(table.X[:1]), expert.predict_proba(sig)], [0.75, 0.25])[0]
+    clf = GenreClassifier.load(tmp_path / "hyb" / "model.safetensors")
+    assert [m.input.type for m in clf.members] == ["ears", "ears"]
+    got = clf.predict(table.filenames[0], styles=False).scores
+    assert all(abs(got[c] - w) < 1e-3 for c, w in zip(head.classes_, want, strict=True)), (got, want)
+    with pytest.raises(DatasetError, match="share one --input"):
+        HybridFactory([TabularFactory("logreg", input="mn04"), TabularFactory("svm", input="musicnn+mn04")]
+                      ).open_data(data, progress=False)

@@ -69,12 +69,12 @@ class TabularFactory:
     @property
     def label(self) -> str:
         """The member's name in a hybrid's name: ``logreg``, or ``musicnn:logreg`` on embeddings."""
-        return self.name if self.input == "features" else f"{self.input}:{self.name}"
+        return self.name if self.input == "features" else f"{self.input.replace('+', '-')}:{self.name}"
 
     @property
     def part(self) -> str:
         """Which part of a :class:`~genrekit.experiments.data.HybridSource` this member reads."""
-        return self.input
+        return "network" if self.input in ("mn04", "musicnn+mn04") else self.input
 
     def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
         from genrekit.models.registry import make_model
@@ -119,6 +119,11 @@ class ZeroShotFactory(TabularFactory):
         self.name, self.params, self.input = name, {}, input
         self.data_options = {"input": input, "layer": layer} if input in ("mn04", "musicnn+mn04") else {}
 
+    @property
+    def label(self) -> str:
+        """Its name in a hybrid's name: it reads its own parts, whatever the input."""
+        return self.name
+
     def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
         import numpy as np
 
@@ -139,7 +144,7 @@ def _deep_options() -> set[str]:
 
 
 def member_part(factory) -> str:
-    """The part of a hybrid's data a member factory reads: ``logmel``, ``features`` or ``musicnn``."""
+    """The part of a hybrid's data a member factory reads: ``logmel``, ``features``, ``musicnn`` or ``network``."""
     return str(getattr(factory, "part", None) or factory.reads)
 
 
@@ -235,7 +240,7 @@ class HybridFactory:
         ``options`` go to the log-mel part."""
         from genrekit import datasets
         from genrekit.errors import DatasetError
-        from genrekit.experiments.data import EmbeddingSource, FeatureSource, HybridSource
+        from genrekit.experiments.data import EmbeddingSource, FeatureSource, HybridSource, NetworkSource
 
         parts: dict[str, Any] = {}
         if "logmel" in self.parts:
@@ -252,6 +257,13 @@ class HybridFactory:
             if len(heads) > 1:
                 raise DatasetError("a hybrid's musicnn members must share one layer and standardisation")
             parts["musicnn"] = EmbeddingSource.load(path, progress=progress, **dict(next(iter(heads))))
+        if "network" in self.parts:  # heads on mn04 / musicnn+mn04 and zero-shot experts: one table of every part
+            nets = [m for m, p in zip(self.members, self.parts, strict=True) if p == "network"]
+            heads = {tuple(sorted(m.data_options.items())) for m in nets if not isinstance(m, ZeroShotFactory)}
+            if len(heads) > 1:
+                raise DatasetError("a hybrid's mn04 / musicnn+mn04 heads must share one --input and layer")
+            opts = dict(next(iter(heads))) if heads else {"input": "musicnn+mn04", "layer": "penultimate"}
+            parts["network"] = NetworkSource.load(path, progress=progress, **opts)
         return HybridSource(**parts)
 
     def record(self, model) -> dict[str, Any]:
