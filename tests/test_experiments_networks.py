@@ -87,6 +87,13 @@ def test_train_logreg_and_predict_with_the_saved_file(data, tmp_path, kind):
         got = clf.predict(table.filenames[i], styles=False).scores
         assert all(abs(got[c] - expect[c]) < 1e-3 for c in expect), (got, expect)
     assert clf.predict(write_audio(tmp_path / "q.wav", tone(3.5, freq=610.0)), styles=False).genre == "metal"
+    assert main(["predict", "--model", str(out / "model.safetensors"), str(tmp_path / "q.wav")]) == 0
+    held = tmp_path / "held"  # new clips for evaluate (other track ids than the training files')
+    write_audio(held / "blues" / "new_blues.wav", tone(3.5, freq=205.0, seed=3))
+    write_audio(held / "metal" / "new_metal.wav", tone(3.5, freq=615.0, seed=4))
+    assert main(["evaluate", "--model", str(out / "model.safetensors"), "--data", str(held), "--protocol", "all",
+                 "--out", str(tmp_path / "ev")]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n_tracks"] == 2
     # export: the head hears mn04, which has no exported graph here: a clear refusal
     assert main(["export", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "m.onnx")]) == 1
     assert not (tmp_path / "m.onnx").exists()
