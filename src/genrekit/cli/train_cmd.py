@@ -9,7 +9,8 @@ DESCRIPTION = (
     "macro-F1, per-genre precision/recall/F1, confusion matrix, fold scores), report.txt, confusion.png, "
     "pr_curves.png, importance.png, curves.png (iterative models) and model.safetensors. "
     "Tabular models: rf, extratrees, svm, knn, logreg, hgb, rf-top30 (or <model>-top<k>), mlp, mlp-512, "
-    "mlp-512-sgd, mlp-1024-rmsprop, cnn1d, ensemble, stacking. Deep log-mel models (cnn, cnn-bn, resnet, "
+    "mlp-512-sgd, mlp-1024-rmsprop, cnn1d, ensemble, stacking; on --input mn04 or musicnn+mn04 also the untrained "
+    "zero-shot experts zeroshot-audioset and zeroshot (musicnn+mn04 only). Deep log-mel models (cnn, cnn-bn, resnet, "
     "shortchunk, ...; see genrekit.experiments) take a GTZAN root, audio or image folder as PATH. Figures are "
     "track-level; segment tables (3 s rows) and log-mel slices are split by track and also scored per segment."
 )
