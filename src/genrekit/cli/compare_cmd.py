@@ -15,7 +15,10 @@ DESCRIPTION = (
     "A@0.75+B@0.25 (weighted mean log-probability): with --data a GTZAN root, saved models are scored on the "
     "tracks they never trained on, on their own folds (a k-fold run folder's fold<i>/), and tabular names are "
     "fitted per fold on the same training tracks. --input musicnn: the tabular models learn from musicnn "
-    "embeddings of --data (audio folders, a GTZAN root or an .npz table) instead of GTZAN features."
+    "embeddings of --data (audio folders, a GTZAN root or an .npz table) instead of GTZAN features; --input mn04 "
+    "or musicnn+mn04: from per-track network means of its audio, where --models may also name the zero-shot "
+    "experts zeroshot-audioset (ten AudioSet classes) and zeroshot (musicnn+mn04: MSD tags and AudioSet classes), "
+    "scored on the same folds."
 )
 
 
@@ -43,7 +46,7 @@ def run(args) -> int:
     import sys
 
     from genrekit import experiments
-    from genrekit.experiments.compare import is_saved_entry
+    from genrekit.experiments.compare import is_saved_entry, names_only
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else list(
         experiments.DEFAULT_COMPARE_MODELS)
@@ -51,17 +54,18 @@ def run(args) -> int:
         print("genrekit compare: error: --models is empty", file=sys.stderr)
         return 2
     saved = any(is_saved_entry(m) for m in models)
-    if saved and (args.image_features or args.folds or args.input == "musicnn"):
-        print("genrekit compare: error: --image-features, --input musicnn and --folds apply to tabular model "
+    if args.input in ("mn04", "musicnn+mn04") and all(names_only(m) for m in models):
+        saved = False  # blends of names (logreg@0.25+zeroshot-audioset@0.75): fitted per fold on the network input
+    if saved and (args.image_features or args.folds or args.input not in (None, "features")):
+        print("genrekit compare: error: --image-features, --input and --folds apply to tabular model "
               "names only; saved models bring their own input and folds", file=sys.stderr)
         return 2
     options = musicnn_options(args, command="compare")
     if options is None:
         return 2
-    options.pop("input", None)
+    kind = options.pop("input", None) or "features"
     result = experiments.compare(models, args.data, args.protocol, args.out, args.seed, k=args.folds,
-                                 image_root=args.image_features, aggregate=args.aggregate,
-                                 input=args.input or ("musicnn" if options else "features"), **options,
+                                 image_root=args.image_features, aggregate=args.aggregate, input=kind, **options,
                                  jobs=args.jobs or min(2, os.cpu_count() or 1), progress=not args.no_progress)
     print(experiments.comparison_markdown(result), end="")
     if saved:

@@ -36,6 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("--head", default=None, metavar="NAME",
                    help="few-shot transfer instead: a tabular head (logreg, svm, mlp ...) on frozen musicnn "
                         "embeddings of your audio (--from, --freeze and the training flags do not apply)")
+    p.add_argument("--input", choices=("musicnn", "mn04", "musicnn+mn04"), default="musicnn",
+                   help="--head: which frozen network(s) the head learns from: musicnn (default), mn04 (AudioSet "
+                        "features) or both per-track means side by side")
     p.add_argument("--layer", choices=("penultimate", "pooled", "taggram"), default="penultimate",
                    help="--head: which musicnn layer's per-track mean the head learns from (default penultimate)")
     p.add_argument("--standardise", choices=("none", "domain"), default="none",
@@ -91,7 +94,8 @@ def _musicnn_head(args) -> int:
         return 2
     try:
         result = finetune_musicnn(args.data, args.out, head=args.head, layer=args.layer, standardise=args.standardise,
-                                  valid_size=args.valid_size, seed=args.seed, progress=not args.no_progress)
+                                  valid_size=args.valid_size, seed=args.seed, progress=not args.no_progress,
+                                  input=args.input)
     except GenrekitError as exc:
         print(f"genrekit finetune: error: {exc}", file=sys.stderr)
         return 1
@@ -99,9 +103,9 @@ def _musicnn_head(args) -> int:
         print(f"genrekit finetune: skipped {f['path']}: {f['error']}", file=sys.stderr)
     fold = result.folds[0]
     if fold.scored:
-        print(f"musicnn + {args.head} on {len(result.classes)} labels: hold-out track-level accuracy "
+        print(f"{args.input} + {args.head} on {len(result.classes)} labels: hold-out track-level accuracy "
               f"{result.track_level['accuracy']:.3f} ({len(fold.track_ids)} tracks)")
     else:
-        print(f"musicnn + {args.head} on {len(result.classes)} labels ({len(fold.train_tracks)} tracks, no hold-out)")
+        print(f"{args.input} + {args.head} on {len(result.classes)} labels ({len(fold.train_tracks)} tracks, no hold-out)")
     print(f"wrote {result.model_file}")
     return 1 if result.metrics.get("failed") else 0

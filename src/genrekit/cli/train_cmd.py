@@ -9,12 +9,14 @@ DESCRIPTION = (
     "macro-F1, per-genre precision/recall/F1, confusion matrix, fold scores), report.txt, confusion.png, "
     "pr_curves.png, importance.png, curves.png (iterative models) and model.safetensors. "
     "Tabular models: rf, extratrees, svm, knn, logreg, hgb, rf-top30 (or <model>-top<k>), mlp, mlp-512, "
-    "mlp-512-sgd, mlp-1024-rmsprop, cnn1d, ensemble, stacking. Deep log-mel models (cnn, cnn-bn, resnet, "
+    "mlp-512-sgd, mlp-1024-rmsprop, cnn1d, ensemble, stacking; on --input mn04 or musicnn+mn04 also the untrained "
+    "zero-shot experts zeroshot-audioset and zeroshot (musicnn+mn04 only). Deep log-mel models (cnn, cnn-bn, resnet, "
     "shortchunk, ...; see genrekit.experiments) take a GTZAN root, audio or image folder as PATH. Figures are "
     "track-level; segment tables (3 s rows) and log-mel slices are split by track and also scored per segment."
 )
 
 PROTOCOL_CHOICES = ("random", "kfold", "fault-filtered", "artist3")
+INPUT_CHOICES = ("features", "musicnn", "mn04", "musicnn+mn04")
 
 
 def add_arguments(p) -> None:
@@ -50,12 +52,15 @@ def add_arguments(p) -> None:
 
 def add_musicnn_arguments(p) -> None:
     """--input, --layer, --standardise: shared by train and compare."""
-    p.add_argument("--input", choices=("features", "musicnn"), default=None,
-                   help="tabular models: what they learn from: GTZAN features (default) or musicnn embeddings "
+    p.add_argument("--input", choices=INPUT_CHOICES, default=None,
+                   help="tabular models: what they learn from: GTZAN features (default), musicnn embeddings "
                         "(of audio folders, a GTZAN root (audio, Kaggle images where a track has none) or an "
-                        ".npz embedding table given as --data)")
+                        ".npz embedding table given as --data), mn04 features (AudioSet, 384 values) or "
+                        "musicnn+mn04 (both per-track means side by side); mn04 hears audio only: a GTZAN track "
+                        "with only an image is left out and listed in metrics.json")
     p.add_argument("--layer", choices=("penultimate", "pooled", "taggram"), default=None,
-                   help="--input musicnn: which musicnn layer's per-track mean (default penultimate, 200 values)")
+                   help="--input musicnn (or musicnn+mn04: penultimate or taggram): which musicnn layer's "
+                        "per-track mean (default penultimate, 200 values)")
     p.add_argument("--standardise", choices=("none", "domain"), default=None,
                    help="--input musicnn: 'domain' centres and scales audio- and image-derived embeddings each with "
                         "its own mean/std, computed on the training tracks only and stored in the model for "
@@ -63,9 +68,20 @@ def add_musicnn_arguments(p) -> None:
 
 
 def musicnn_options(args, *, command: str, deep: bool = False) -> dict | None:
-    """The data options of --input musicnn (None: a usage error, printed)."""
+    """The data options of --input musicnn, mn04 or musicnn+mn04 (None: a usage error, printed)."""
     import sys
 
+    if args.input in ("mn04", "musicnn+mn04"):
+        bad = [f for f, v, ok in (("--layer", args.layer, args.input != "mn04" and args.layer != "pooled"),
+                                  ("--standardise", args.standardise, args.standardise in (None, "none")),
+                                  ("--image-features", args.image_features, False)) if v and not ok]
+        if bad or deep:
+            print(f"genrekit {command}: error: --input {args.input} applies to tabular models and takes "
+                  f"{'--layer penultimate or taggram only' if args.input != 'mn04' else 'no --layer'}, no "
+                  f"--standardise domain, no --image-features (given: {', '.join(bad) or 'a deep model'})",
+                  file=sys.stderr)
+            return None
+        return {"input": args.input, "layer": args.layer or "penultimate"}
     musicnn = args.input == "musicnn" or (args.input is None and str(args.data).lower().endswith(".npz"))
     if not musicnn:
         given = [f for f, v in (("--layer", args.layer), ("--standardise", args.standardise)) if v is not None]

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import DatasetError, GenrekitError, LeakageError, ModelError, SplitError
-from genrekit.experiments.factories import as_factory
+from genrekit.experiments.factories import INPUTS, as_factory
 from genrekit.experiments.results import FoldResult, FoldSpec, RunResult, score_fold, summarise
 from genrekit.experiments.runner import HOLDOUT_PROTOCOLS, as_source, fit_fold, protocol_folds
 
@@ -101,19 +101,24 @@ def compare_models(
     from genrekit.run.engines import run_local, safe_start_method
     from genrekit.run.items import ItemError
 
+    entries = {e: parse_entry(e) if _is_blend(e) else [] for e in model_names}
+    if any(m.path is not None for ms in entries.values() for m in ms):
+        raise GenrekitError("compare_models blends model names only; saved members go to compare()")
+    # every name fitted per fold once, however many blends it is a member of
+    model_names = list(dict.fromkeys(n for e, ms in entries.items() for n in ([m.name for m in ms] if ms else [e])))
     factories = [as_factory(name) for name in model_names]  # fail fast on a typo, before minutes of fitting
     if any(f.reads != "features" for f in factories):
         raise GenrekitError("compare fits tabular models by name; name deep models as saved run folders")
-    if input not in ("features", "musicnn"):
-        raise GenrekitError(f"unknown input {input!r}: use 'features' or 'musicnn'")
-    if input == "musicnn" and image_root is not None:
-        raise GenrekitError("image features are GTZAN-feature columns; they do not apply to musicnn input")
+    if input not in INPUTS:
+        raise GenrekitError(f"unknown input {input!r}: use {', '.join(repr(i) for i in INPUTS)}")
+    if input != "features" and image_root is not None:
+        raise GenrekitError(f"image features are GTZAN-feature columns; they do not apply to {input} input")
     options: dict[str, Any] = {}
     if isinstance(data, (str, os.PathLike)):
         if image_root is not None:
             options["image_root"] = image_root
-        if input == "musicnn":
-            options.update(input="musicnn", layer=layer, standardise=standardise, jobs=jobs)
+        if input != "features":
+            options.update(input=input, layer=layer, standardise=standardise, jobs=jobs)
     source = as_source(data, factories[0], progress=progress, **options)
     folds = protocol_folds(protocol, source, seed=seed, k=k)
     t0 = time.time()
@@ -126,13 +131,18 @@ def compare_models(
             raise GenrekitError(f"compare: {task[0]} on {protocol} fold {task[2].index}: {r}")
         done[task[0]][r.index] = r
     rows = []
-    for name in model_names:
-        parts = [done[name][f.index] for f in folds]
-        result = RunResult(model=name, protocol=protocol, seed=seed, folds=parts, data={})
-        rows.append(comparison_row(
-            result, seconds=round(sum(p.seconds for p in parts), 2),
+    for entry, members in entries.items():
+        names = [m.name for m in members] or [entry]
+        parts = ([_blend_fold(entry, [done[n][f.index] for n in names], [m.weight for m in members]) for f in folds]
+                 if members else [done[entry][f.index] for f in folds])
+        result = RunResult(model=entry, protocol=protocol, seed=seed, folds=parts, data={})
+        row = comparison_row(
+            result, seconds=round(sum(done[n][f.index].seconds for n in set(names) for f in folds), 2),
             # CPU time of the fits themselves: less disturbed than wall time on a shared machine
-            cpu_seconds=round(sum(p.cpu_seconds for p in parts), 2)))
+            cpu_seconds=round(sum(done[n][f.index].cpu_seconds for n in set(names) for f in folds), 2))
+        if members:
+            row = {"model": entry, "members": [{"member": m.spec, "weight": m.weight} for m in members], **row}
+        rows.append(row)
     result = {
         "protocol": protocol,
         "protocol_description": splits.PROTOCOL_DESCRIPTIONS.get(protocol, protocol),
@@ -149,9 +159,40 @@ def compare_models(
         "cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 2),
         "results": rows,
     }
+    if input in ("mn04", "musicnn+mn04") and source.failed:  # files left out (e.g. image-only GTZAN tracks)
+        result["failed"] = [{"path": p, "error": e} for p, e in source.failed]
     if out_dir is not None:
         write_comparison(out_dir, result)
     return result
+
+
+def _is_blend(entry: str) -> bool:
+    return "+" in entry or "@" in entry
+
+
+def names_only(entry: str) -> bool:
+    """True when ``entry`` is model names only (``logreg``, ``logreg@0.25+zeroshot-audioset@0.75``): a blend
+    of names is fitted per fold by :func:`compare_models` on a network input, like a single name."""
+    try:
+        return all(m.path is None for m in parse_entry(entry))
+    except GenrekitError:
+        return False
+
+
+def _blend_fold(entry: str, parts: list[FoldResult], weights: list[float]) -> FoldResult:
+    """One fold of a blend of names: its members' track probabilities (the same fold, the same test
+    tracks) combined by the weighted mean log-probability, scored as a fold of its own."""
+    from genrekit.metrics import mean_log_proba
+
+    first = parts[0]
+    for p in parts[1:]:
+        if list(p.track_ids) != list(first.track_ids) or list(p.classes) != list(first.classes):
+            raise GenrekitError(f"{entry!r}: fold {first.index}: members scored different tracks or classes")
+    both = mean_log_proba([p.track_proba for p in parts], weights)
+    r = FoldResult(first.index, first.train_tracks, first.valid_tracks, first.test_tracks, list(first.classes),
+                   first.track_ids, first.track_true, both, {})
+    r.scores = score_fold(r)
+    return r
 
 
 def input_record(source) -> dict[str, Any]:
@@ -160,6 +201,8 @@ def input_record(source) -> dict[str, Any]:
     desc = source.describe()
     if "musicnn" in desc:
         return {"type": "musicnn", **desc["musicnn"]}
+    if "network" in desc:  # mn04 or musicnn+mn04 means
+        return {"type": desc["network"]["input"], **desc["network"]}
     return {"type": "features", "n_columns": len(desc.get("columns", [])),
             **({"image_features": True} if "image_features" in desc else {})}
 
@@ -172,6 +215,9 @@ def input_label(record: dict[str, Any] | None) -> str:
         doms = ", ".join(f"{n} {d}" for d, n in sorted((record.get("domains") or {}).items()))
         std = "domain-standardised" if record.get("standardise") == "domain" else "not standardised"
         return f"musicnn {record.get('layer', 'penultimate')} embeddings (per-track mean, {std}; {doms})"
+    if record.get("type") in ("mn04", "musicnn+mn04"):
+        left = f"; {record['left_out']} files left out" if record.get("left_out") else ""
+        return f"{' + '.join(record.get('parts') or [record['type']])} (per-track means of audio{left})"
     return f"GTZAN features ({record.get('n_columns', '?')} columns{', + image bands' if record.get('image_features') else ''})"
 
 
@@ -189,8 +235,11 @@ class Member:
 
 
 def _is_tabular(name: str) -> bool:
+    from genrekit.experiments.data import ZERO_SHOT_MAPS
     from genrekit.models.registry import make_model
 
+    if name in ZERO_SHOT_MAPS:  # an untrained expert, fitted (checked) per fold like a tabular name
+        return True
     try:
         make_model(name, family="tabular")
     except ModelError:
@@ -437,7 +486,8 @@ def compare(
     entries = list(entries)
     if not entries:
         raise GenrekitError("nothing to compare: name at least one model")
-    if any(is_saved_entry(e) for e in entries):
+    blends = input in ("mn04", "musicnn+mn04") and all(names_only(e) for e in entries)  # fitted per fold
+    if any(is_saved_entry(e) for e in entries) and not blends:
         if image_root is not None or k or input != "features":
             raise GenrekitError("image features, musicnn input and the fold count apply to tabular models only "
                                 "(names); saved models bring their own input and folds")

@@ -26,7 +26,10 @@ from typing import Any
 
 from genrekit.errors import DatasetError, GenrekitError, ModelError
 
-__all__ = ["DeepFactory", "HybridFactory", "TabularFactory", "as_factory", "factory_name", "member_part"]
+__all__ = ["DeepFactory", "HybridFactory", "TabularFactory", "ZeroShotFactory", "as_factory", "factory_name",
+           "member_part"]
+
+INPUTS = ("features", "musicnn", "mn04", "musicnn+mn04")  # what a tabular model learns from
 
 
 class TabularFactory:
@@ -40,31 +43,38 @@ class TabularFactory:
 
     def __init__(self, name: str, *, input: str = "features", layer: str = "penultimate", standardise: str = "none",
                  **params: Any):
-        """``params`` go to the model; ``input`` ("features" or "musicnn") is what :meth:`open_data` opens a
+        """``params`` go to the model; ``input`` (:data:`INPUTS`) is what :meth:`open_data` opens a
         path as by default, and what a hybrid feeds this member (``layer`` / ``standardise``: musicnn's)."""
-        from genrekit.experiments.data import EMBEDDING_LAYERS, STANDARDISE_MODES
         from genrekit.models.registry import make_model
 
         make_model(name, family="tabular", **params)  # a typo fails here, before any fitting
-        if input not in ("features", "musicnn"):
-            raise DatasetError(f"unknown model input {input!r}: use 'features' or 'musicnn'")
-        if layer not in EMBEDDING_LAYERS or standardise not in STANDARDISE_MODES:
-            raise DatasetError(f"musicnn layer {layer!r} / standardisation {standardise!r}: choose from "
-                               f"{', '.join(EMBEDDING_LAYERS)} / {', '.join(STANDARDISE_MODES)}")
+        self._check_input(input, layer, standardise)
         self.name = name
         self.params = dict(params)
         self.input = input
         self.data_options = {"layer": layer, "standardise": standardise} if input == "musicnn" else {}
+        if input in ("mn04", "musicnn+mn04"):
+            self.data_options = {"input": input, "layer": layer}
+
+    @staticmethod
+    def _check_input(input: str, layer: str, standardise: str) -> None:
+        from genrekit.experiments.data import EMBEDDING_LAYERS, STANDARDISE_MODES
+
+        if input not in INPUTS:
+            raise DatasetError(f"unknown model input {input!r}: use {', '.join(repr(i) for i in INPUTS)}")
+        if layer not in EMBEDDING_LAYERS or standardise not in STANDARDISE_MODES:
+            raise DatasetError(f"musicnn layer {layer!r} / standardisation {standardise!r}: choose from "
+                               f"{', '.join(EMBEDDING_LAYERS)} / {', '.join(STANDARDISE_MODES)}")
 
     @property
     def label(self) -> str:
         """The member's name in a hybrid's name: ``logreg``, or ``musicnn:logreg`` on embeddings."""
-        return f"musicnn:{self.name}" if self.input == "musicnn" else self.name
+        return self.name if self.input == "features" else f"{self.input.replace('+', '-')}:{self.name}"
 
     @property
     def part(self) -> str:
         """Which part of a :class:`~genrekit.experiments.data.HybridSource` this member reads."""
-        return self.input
+        return "network" if self.input in ("mn04", "musicnn+mn04") else self.input
 
     def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
         from genrekit.models.registry import make_model
@@ -74,19 +84,55 @@ class TabularFactory:
     def open_data(self, path: str | os.PathLike, *, progress: bool = True, **options: Any):
         """A feature CSV or audio folders featurised on the way (``image_root=``, ``segment_seconds=``);
         with ``input="musicnn"`` (or an ``.npz`` embedding table) musicnn embeddings instead
-        (:class:`~genrekit.experiments.data.EmbeddingSource`, ``layer=``)."""
-        from genrekit.experiments.data import EmbeddingSource, FeatureSource
+        (:class:`~genrekit.experiments.data.EmbeddingSource`, ``layer=``); with ``"mn04"`` or
+        ``"musicnn+mn04"`` per-track network means (:class:`~genrekit.experiments.data.NetworkSource`)."""
+        from genrekit.experiments.data import EmbeddingSource, FeatureSource, NetworkSource
 
-        default = "musicnn" if self.input == "musicnn" or str(path).lower().endswith(".npz") else "features"
+        default = self.input if self.input != "features" or not str(path).lower().endswith(".npz") else "musicnn"
         kind = options.pop("input", None) or default
         if kind == "musicnn":
             return EmbeddingSource.load(path, progress=progress, **{**self.data_options, **options})
+        if kind in ("mn04", "musicnn+mn04"):
+            return NetworkSource.load(path, progress=progress, **{**self.data_options, **options, "input": kind})
         if kind != "features":
-            raise DatasetError(f"unknown model input {kind!r}: use 'features' or 'musicnn'")
+            raise DatasetError(f"unknown model input {kind!r}: use {', '.join(repr(i) for i in INPUTS)}")
         return FeatureSource.load(path, progress=progress, **options)
 
     def record(self, model) -> dict[str, Any]:
         return {}
+
+
+class ZeroShotFactory(TabularFactory):
+    """An untrained expert by name (``zeroshot-audioset``: the ten same-named AudioSet classes; ``zeroshot``:
+    MSD tags where musicnn has the genre, AudioSet's classes for the rest; docs/ears.md) on ``mn04`` or
+    ``musicnn+mn04`` input: scored on the same folds as the heads, it learns nothing from them."""
+
+    def __init__(self, name: str, *, input: str = "musicnn+mn04", layer: str = "penultimate",
+                 standardise: str = "none", **params: Any):
+        from genrekit.experiments.data import ZERO_SHOT_MAPS
+
+        if name not in ZERO_SHOT_MAPS:
+            raise ModelError(f"unknown zero-shot expert {name!r}; choose from {', '.join(ZERO_SHOT_MAPS)}")
+        if params:
+            raise GenrekitError(f"{name} takes no parameters (it is never trained), got {', '.join(sorted(params))}")
+        self._check_input(input, layer, standardise)
+        self.name, self.params, self.input = name, {}, input
+        self.data_options = {"input": input, "layer": layer} if input in ("mn04", "musicnn+mn04") else {}
+
+    @property
+    def label(self) -> str:
+        """Its name in a hybrid's name: it reads its own parts, whatever the input."""
+        return self.name
+
+    def __call__(self, *, seed: int = 0, workdir: Path | None = None, data=None, progress: bool = False):
+        import numpy as np
+
+        from genrekit.experiments.data import zero_shot_model
+
+        if data is None or not hasattr(data, "parts"):
+            raise DatasetError(f"{self.name} reads mn04's (and musicnn's) per-track means: use --input mn04 or "
+                               "musicnn+mn04 with audio")
+        return zero_shot_model(self.name, [str(c) for c in np.unique(data.labels)])
 
 
 def _deep_options() -> set[str]:
@@ -98,7 +144,7 @@ def _deep_options() -> set[str]:
 
 
 def member_part(factory) -> str:
-    """The part of a hybrid's data a member factory reads: ``logmel``, ``features`` or ``musicnn``."""
+    """The part of a hybrid's data a member factory reads: ``logmel``, ``features``, ``musicnn`` or ``network``."""
     return str(getattr(factory, "part", None) or factory.reads)
 
 
@@ -194,7 +240,7 @@ class HybridFactory:
         ``options`` go to the log-mel part."""
         from genrekit import datasets
         from genrekit.errors import DatasetError
-        from genrekit.experiments.data import EmbeddingSource, FeatureSource, HybridSource
+        from genrekit.experiments.data import EmbeddingSource, FeatureSource, HybridSource, NetworkSource
 
         parts: dict[str, Any] = {}
         if "logmel" in self.parts:
@@ -211,6 +257,13 @@ class HybridFactory:
             if len(heads) > 1:
                 raise DatasetError("a hybrid's musicnn members must share one layer and standardisation")
             parts["musicnn"] = EmbeddingSource.load(path, progress=progress, **dict(next(iter(heads))))
+        if "network" in self.parts:  # heads on mn04 / musicnn+mn04 and zero-shot experts: one table of every part
+            nets = [m for m, p in zip(self.members, self.parts, strict=True) if p == "network"]
+            heads = {tuple(sorted(m.data_options.items())) for m in nets if not isinstance(m, ZeroShotFactory)}
+            if len(heads) > 1:
+                raise DatasetError("a hybrid's mn04 / musicnn+mn04 heads must share one --input and layer")
+            opts = dict(next(iter(heads))) if heads else {"input": "musicnn+mn04", "layer": "penultimate"}
+            parts["network"] = NetworkSource.load(path, progress=progress, **opts)
         return HybridSource(**parts)
 
     def record(self, model) -> dict[str, Any]:
@@ -225,10 +278,13 @@ def as_factory(model: Any, **params: Any):
         if not callable(model):
             raise GenrekitError(f"model must be a name or a factory, got {type(model).__name__}")
         return model
+    from genrekit.experiments.data import ZERO_SHOT_MAPS
     from genrekit.models.registry import model_names
 
     if model in model_names("deep"):
         return DeepFactory(model, **params)
+    if model in ZERO_SHOT_MAPS:
+        return ZeroShotFactory(model, **params)
     try:
         return TabularFactory(model, **params)
     except ModelError:

@@ -130,20 +130,27 @@ def finetune_musicnn(
     seed: int = 0,
     jobs: int = 1,
     progress: bool = True,
+    input: str = "musicnn",
 ) -> RunResult:
     """Few-shot transfer: a tabular ``head`` (any registry name: logreg, svm, mlp ...) on musicnn
     embeddings of the labelled audio under ``data`` (folder per label). musicnn stays frozen, so a
     handful of tracks per label is enough. Embeddings are cached by content
     (:func:`genrekit.experiments.data.embedding_table`). Writes ``out/model.safetensors``, a musicnn-input
     model ``genrekit predict --model`` takes, and the hold-out report (``valid_size`` of the tracks).
-    ``standardise="domain"``: the embeddings' mean/std from the training tracks, stored in the model."""
-    from genrekit.experiments.data import EmbeddingSource
+    ``standardise="domain"``: the embeddings' mean/std from the training tracks, stored in the model.
+    ``input="mn04"`` / ``"musicnn+mn04"``: the head learns from mn04's (and musicnn's) per-track means
+    instead (:class:`~genrekit.experiments.data.NetworkSource`; the model reads an ``ears`` input)."""
+    from genrekit.experiments.data import EmbeddingSource, NetworkSource
     from genrekit.experiments.factories import TabularFactory
     from genrekit.experiments.runner import run
 
     if not 0.0 <= valid_size < 1.0:
         raise GenrekitError(f"valid_size must be in [0, 1), got {valid_size}")
-    source = EmbeddingSource.load(data, layer=layer, standardise=standardise, progress=progress, jobs=jobs)
+    if input == "musicnn":
+        source = EmbeddingSource.load(data, layer=layer, standardise=standardise, progress=progress, jobs=jobs)
+    else:
+        source = NetworkSource.load(data, input=input, layer=layer, standardise=standardise, progress=progress,
+                                    jobs=jobs)
     labels = np.unique(source.labels)
     if len(labels) < 2:
         raise GenrekitError(f"{data}: found {len(labels)} label folder(s); fine-tuning needs at least two")
@@ -152,4 +159,10 @@ def finetune_musicnn(
     fold = FoldSpec(0, tuple(tids[tr]), (), tuple(tids[va]))
     return run(f"finetune hold-out ({valid_size:.0%} of tracks, stratified)", TabularFactory(head), source, seed=seed,
                out=out, folds=[fold], fold_reports=False, importance=False,
-               extra={"finetuned_from": f"musicnn MSD_musicnn {layer} (frozen) + {head} head"}, progress=progress)
+               extra={"finetuned_from": _frozen(input, layer) + f" (frozen) + {head} head"}, progress=progress)
+
+
+def _frozen(input: str, layer: str) -> str:
+    """The frozen network(s) a head learnt from, in words (metrics.json ``finetuned_from``)."""
+    return {"musicnn": f"musicnn MSD_musicnn {layer}", "mn04": "mn04 features",
+            "musicnn+mn04": f"musicnn MSD_musicnn {layer} + mn04 features"}.get(input, input)

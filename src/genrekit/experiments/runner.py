@@ -327,7 +327,10 @@ def _add_model_extras(result: RunResult, source, seed: int, importance: bool) ->
         te = _model_rows(source, m, first.test_tracks)
         imp = m.feature_importances() if hasattr(m, "feature_importances") else None
         if imp is None:
-            imp = permutation_importance(m, te.X, te.y, source.table.columns, seed=seed)
+            cols = source.table.columns
+            if len(cols) != te.X.shape[1]:  # a model reading other parts of the data (a zero-shot expert)
+                cols = (getattr(m, "input_", None) or {}).get("columns") or [f"f{i}" for i in range(te.X.shape[1])]
+            imp = permutation_importance(m, te.X, te.y, cols, seed=seed)
             result.extra["importance"] = "permutation (accuracy drop on the first fold's test rows)"
         else:
             result.extra["importance"] = "model's own (impurity or |coefficient|)"

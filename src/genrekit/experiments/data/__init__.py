@@ -53,6 +53,14 @@ from genrekit.experiments.data.logmel import (
     load_logmels,
     make_slices,
 )
+from genrekit.experiments.data.networks import (
+    NETWORK_INPUTS,
+    ZERO_SHOT_MAPS,
+    NetworkSource,
+    input_parts,
+    network_table,
+    zero_shot_model,
+)
 from genrekit.experiments.data.tables import (
     Arrays,
     FeatureSource,
@@ -89,4 +97,10 @@ __all__ = [
     "HYBRID_PARTS",
     "LOGMEL_CACHE_VERSION",
     "check_labels",
+    "NETWORK_INPUTS",
+    "ZERO_SHOT_MAPS",
+    "NetworkSource",
+    "input_parts",
+    "network_table",
+    "zero_shot_model",
 ]

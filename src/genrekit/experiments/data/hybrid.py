@@ -22,10 +22,11 @@ def _member_reads(member) -> str:
     log-mel slices for deep models, embeddings for musicnn heads, feature rows otherwise."""
     if getattr(member, "kind", None) == "deep":
         return "logmel"
-    return "musicnn" if (getattr(member, "input_", None) or {}).get("type") == "musicnn" else "features"
+    kind = (getattr(member, "input_", None) or {}).get("type")
+    return {"musicnn": "musicnn", "ears": "network"}.get(kind, "features")
 
 
-HYBRID_PARTS = ("logmel", "musicnn", "features")
+HYBRID_PARTS = ("logmel", "musicnn", "features", "network")  # network: mn04 / musicnn+mn04 means (NetworkSource)
 
 
 class HybridSource:
@@ -43,13 +44,14 @@ class HybridSource:
     segment_unit = "track"
 
     def __init__(self, logmel: LogmelSource | None = None, features: FeatureSource | None = None, *,
-                 musicnn: EmbeddingSource | None = None):
+                 musicnn: EmbeddingSource | None = None, network: EmbeddingSource | None = None):
         from genrekit import datasets
 
-        self.logmel, self.features, self.musicnn = logmel, features, musicnn
-        present = {k: v for k, v in (("logmel", logmel), ("musicnn", musicnn), ("features", features)) if v is not None}
+        self.logmel, self.features, self.musicnn, self.network = logmel, features, musicnn, network
+        present = {k: v for k, v in (("logmel", logmel), ("musicnn", musicnn), ("network", network),
+                                     ("features", features)) if v is not None}
         if len(present) < 1 or (len(present) == 1 and "features" in present):
-            raise DatasetError("a hybrid's data needs log-mel or musicnn data, and usually a second part")
+            raise DatasetError("a hybrid's data needs log-mel, musicnn or network data, and usually a second part")
         for name, part in present.items():
             if name != "logmel" and part.segmented:
                 raise DatasetError(f"{part.source}: a segment-level table; a hybrid takes one row per track (30 s table)")
