@@ -125,6 +125,16 @@ def _npz_domains(z, path: Path, n: int) -> np.ndarray:
     return np.full(n, "image" if kind in ("image", "audio-as-image") else "audio")
 
 
+def check_labelled(items: Sequence[tuple], path: Path) -> None:
+    """A table's items ``(track_id, label, path, ...)``: at least one, each with a genre label (its folder)."""
+    if not items:
+        raise DatasetError(f"{path}: no audio files found")
+    unlabelled = [i for i in items if not i[1]]
+    if unlabelled:
+        raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
+                           "folder named after its label")
+
+
 def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", source: str = "auto",
                     progress: bool = True, jobs: int = 1):
     """A :class:`~genrekit.datasets.FeatureTable` of per-track mean musicnn ``layer`` vectors; each row's
@@ -182,12 +192,7 @@ def embedding_table(data: str | os.PathLike, *, layer: str = "penultimate", sour
         if source == "images":
             raise DatasetError(f"{path}: not a GTZAN root with images_original/; image embeddings need one")
         items += [(t.track_id, t.label, str(t.path), "audio", None, None) for t in datasets.scan_audio(path)]
-    if not items:
-        raise DatasetError(f"{path}: no audio files found")
-    unlabelled = [i for i in items if not i[1]]
-    if unlabelled:
-        raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
-                           "folder named after its label")
+    check_labelled(items, path)
     caches = {k: _embedding_cache(k, csv) for k in {i[3] for i in items}}
     cut = _layer_columns(layer)
     means: dict[str, np.ndarray] = {}

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import DatasetError, ModelError
-from genrekit.experiments.data.embeddings import EmbeddingSource, embedding_table
+from genrekit.experiments.data.embeddings import EmbeddingSource, check_labelled, embedding_table
 from genrekit.experiments.data.tables import Arrays
 
 __all__ = ["NETWORK_INPUTS", "ZERO_SHOT_MAPS", "NetworkSource", "input_parts", "network_table", "zero_shot_model"]
@@ -120,12 +120,7 @@ def network_table(data: str | os.PathLike, *, input: str = "mn04", layer: str = 
         raise DatasetError(f"{path}: --input {input} needs folder-per-label audio or a GTZAN root (mn04 hears audio "
                            "only; an .npz table or a feature CSV holds no mn04 means)")
     items, failed = _audio_items(path)
-    if not items:
-        raise DatasetError(f"{path}: no audio files found")
-    unlabelled = [i for i in items if not i[1]]
-    if unlabelled:
-        raise DatasetError(f"{unlabelled[0][2]}: no genre label ({len(unlabelled)} file(s)); put each file in a "
-                           "folder named after its label")
+    check_labelled(items, path)
     got: dict[str, dict[str, np.ndarray]] = {p: {} for _, _, p in items}
     if input == "musicnn+mn04":
         for lay in ("penultimate", "taggram"):  # the second layer reads the same cache entries
