@@ -87,3 +87,44 @@ def musicnn_synth_wave(i: int) -> np.ndarray:
     rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
     assert rms == pytest.approx(float(MUSICNN_REFERENCE[f"{i}/wave_rms"]), rel=1e-6), "synth_clip changed since the reference"
     return y
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn on a free loopback port in a thread: the real HTTP stack (slow, stalled and abandoned
+    sockets); its log is captured by the test's capfd."""
+
+    def __init__(self, app):
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
+                                                    lifespan="on", timeout_keep_alive=2))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"

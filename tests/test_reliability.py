@@ -28,6 +28,7 @@ import pytest
 
 from badinput import Case, make_corpus, make_unreadable, write_long_wav
 from genrekit.cli import main
+from helpers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 GENREKIT = [sys.executable, "-m", "genrekit"]
@@ -415,35 +416,6 @@ def test_api_path_like_names_write_nothing(name, app_model, private_tmp, tmp_pat
     assert not Path("/etc/cron.d/x.wav").exists()
 
 
-class _LiveServer:
-    """uvicorn on a loopback port in a thread (the real HTTP stack: slow and abandoned sockets)."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                                    lifespan="on", timeout_keep_alive=2))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
 def _multipart(data: bytes, name: str = "song.wav") -> tuple[bytes, str]:
     boundary = "genrekitboundary7e3"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
@@ -465,7 +437,7 @@ def test_live_server_concurrency_slow_and_abandoned_uploads(app_model, private_t
 
     good, garbage = _wav(3.0), b"\x00garbage" * 5000
     over = b"\x01" * (1024 * 1024 + 200_000)
-    with _LiveServer(create_app(app_model, max_upload_mb=1, workers=2)) as srv:
+    with LiveServer(create_app(app_model, max_upload_mb=1, workers=2)) as srv:
         with httpx.Client(timeout=60) as c:
             assert c.get(srv.url("/api/health")).status_code == 200
             assert c.post(srv.url("/api/predict"), files={"file": ("w.wav", good)}).status_code == 200  # warm up
@@ -538,7 +510,7 @@ def test_stalled_uploads_are_cut_off_and_do_not_block_others(app_model, private_
     monkeypatch.setattr(upload, "UPLOAD_IDLE_SECONDS", 1.5)
     good = _wav(3.0)
     body, ctype = _multipart(good, "stalled.wav")
-    with _LiveServer(serve.create_app(app_model, max_upload_mb=1, workers=1)) as srv:
+    with LiveServer(serve.create_app(app_model, max_upload_mb=1, workers=1)) as srv:
         stalled = []
         for _ in range(8):  # more than the 2 * workers + 2 upload slots
             s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)

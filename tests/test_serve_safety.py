@@ -13,7 +13,6 @@ import select
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from genrekit.serve import create_app, default_allowed_hosts, host_allowed  # noqa: E402
 from genrekit.serve import upload as upload_mod  # noqa: E402
+from helpers import LiveServer, free_port  # noqa: E402
 
 BOUNDARY = "genrekitsafety0b1"
 
@@ -45,39 +45,6 @@ def _multipart(data: bytes, name: str = "song.wav", boundary: str = BOUNDARY) ->
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _LiveServer:
-    """uvicorn on a free loopback port in a thread; its log is captured by the test's capfd."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                                    lifespan="on", timeout_keep_alive=2))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
 
 
 def _stall(port: int, body: bytes, ctype: str) -> socket.socket:
@@ -103,7 +70,7 @@ def test_stalled_uploads_give_their_slots_to_normal_uploads(tiny_model, monkeypa
     monkeypatch.setattr(upload_mod, "UPLOAD_IDLE_SECONDS", 120.0)  # the idle timeout cannot be what frees them
     good = _wav(3.0)
     body, ctype = _multipart(good, "stalled.wav")
-    with _LiveServer(create_app(tiny_model, max_upload_mb=1, workers=2)) as srv:
+    with LiveServer(create_app(tiny_model, max_upload_mb=1, workers=2)) as srv:
         with httpx.Client(timeout=60) as c:  # warm: the first request pays no lazy start-up
             assert c.post(srv.url("/api/predict"), files={"file": ("w.wav", good)}).status_code == 200
         stalled = [_stall(srv.port, body, ctype) for _ in range(6)]
@@ -132,7 +99,7 @@ def test_a_body_slower_than_its_deadline_gets_408(tiny_model, monkeypatch, capfd
     sized by its length, has passed, with no other request waiting."""
     monkeypatch.setattr(upload_mod, "UPLOAD_GRACE_SECONDS", 1.0)
     body, ctype = _multipart(_wav(0.5), "trickle.wav")
-    with _LiveServer(create_app(tiny_model, max_upload_mb=1, workers=1)) as srv:
+    with LiveServer(create_app(tiny_model, max_upload_mb=1, workers=1)) as srv:
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
         t0 = time.monotonic()
         s.sendall(f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
@@ -298,7 +265,7 @@ def test_genrekit_serve_refuses_other_hosts_by_default_and_allows_named_ones(tin
     """The real command: `genrekit serve` checks Host by default; --allowed-hosts adds names."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "serve.log", "wb")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "genrekit", "serve", "--model", str(tiny_model), "--port",
