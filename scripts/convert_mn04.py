@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import shutil
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genrekit.store import tensors_sha256  # the digest genrekit's model files record
+from genrekit.store import file_digest, tensors_sha256  # the digests genrekit's files record
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "models" / "efficientat_mn04"
@@ -125,14 +124,6 @@ audio; the 10 s window means a song is judged from a few windows (`embed`'s per-
 """
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
@@ -168,8 +159,8 @@ def convert(source: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights_in, out / WEIGHTS)
     shutil.copyfile(source / LABELS, out / LABELS)
-    sha = sha256(out / WEIGHTS)
-    if sha != sha256(weights_in):
+    sha = file_digest(out / WEIGHTS)
+    if sha != file_digest(weights_in):
         raise SystemExit(f"{out / WEIGHTS}: the copy differs from {weights_in}")
     license_text = (source / LICENSE_IN).read_text(encoding="utf-8")
     if "MIT License" not in license_text or "Florian Schmid" not in license_text:
@@ -186,7 +177,7 @@ def convert(source: Path, out: Path) -> dict:
         "n_values": N_VALUES,
         "dtype": "float32",
         "labels": LABELS,
-        "labels_sha256": sha256(out / LABELS),
+        "labels_sha256": file_digest(out / LABELS),
         "license": LICENSE_OUT,
         "architecture": ARCH,
         "input": INPUT,
