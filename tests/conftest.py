@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """This test's own genrekit cache (network analyses, built ONNX graphs): nothing leaks between tests.
+    Modules that want it for every test say ``pytestmark = pytest.mark.usefixtures("own_cache")``."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
+
+
 @pytest.fixture(scope="session")
 def gtzan() -> Path:
     if SHARED is None:

@@ -22,10 +22,7 @@ from helpers import tone, write_audio
 SR = 22050
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "xdg"
+pytestmark = pytest.mark.usefixtures("own_cache")  # each test its own cache (analyses, ONNX graphs)
 
 
 @pytest.fixture
