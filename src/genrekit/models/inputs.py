@@ -86,7 +86,7 @@ class BlockContext:
     offset: float = 0.0
     quiet: bool = False
     full: bool = False
-    made: dict[str, np.ndarray] = field(default_factory=dict)
+    made: dict[str, Any] = field(default_factory=dict)  # log-mels and network runs, by front end
     full_frames: dict[str, int] = field(default_factory=dict)
     backend: str = "onnx"  # the classifier's: "onnx" never runs torch
     patches_per_block: int | str | None = None  # a load-time override of a network member's patches
@@ -319,6 +319,18 @@ class FeatureInput(ModelInput):
         return Windows([(0.0, given.seconds)], None, lambda m: _all(X, m))
 
 
+def musicnn_run(ctx: BlockContext, network: str, patches: int | None, backend: str):
+    """musicnn on the block (an :class:`~genrekit.networks.musicnn.model.Embedding`), run once per block for
+    every member that asks for the same network, patches and backend (a head and the "ears" members)."""
+    from genrekit.networks import musicnn as embeddings
+
+    key = f"musicnn:{network}:{backend}:{patches}"
+    if key not in ctx.made:
+        ctx.made[key] = embeddings.embed(ctx.y, sr=ctx.sr, model=network, patches_per_block=patches, backend=backend,
+                                         threads=None if backend == "torch" else ctx.threads)
+    return ctx.made[key]
+
+
 class NetworkInput(ModelInput):
     """A pretrained network's embedding: the ``network`` (file key ``model``: ``MSD_musicnn``), its
     ``layer``, the pooling, how many 3 s patches of each 30 s block it scores, the backend, the vector's
@@ -370,10 +382,8 @@ class NetworkInput(ModelInput):
     def block(self, ctx: BlockContext) -> Windows:
         from genrekit.networks import musicnn as embeddings
 
-        backend = self.run_backend(ctx.backend)
         y, sr, offset = ctx.y, ctx.sr, ctx.offset
-        e = embeddings.embed(y, sr=sr, model=self.network, patches_per_block=self.run_patches(ctx.patches_per_block),
-                             backend=backend, threads=None if backend == "torch" else ctx.threads)
+        e = musicnn_run(ctx, self.network, self.run_patches(ctx.patches_per_block), self.run_backend(ctx.backend))
         spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
                  for s in e.starts]
         layer = getattr(e, self.layer)
@@ -441,26 +451,28 @@ class EarsInput(ModelInput):
         k = meta.get("patches_per_block")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not NETWORK_PATCHES[0] <= k <= NETWORK_PATCHES[1]):
             raise ModelError(f"{source}: model metadata 'input.patches_per_block' must be None or 1..10, got {k!r}")
+        if meta.get("backend", "onnx") not in MUSICNN_BACKENDS:
+            raise ModelError(f"{source}: model metadata 'input.backend' must be one of {', '.join(MUSICNN_BACKENDS)}, "
+                             f"got {meta.get('backend')!r}")
         super().__init__(meta)
         self.parts: list[str] = list(parts)
         self.patches_per_block: int | None = k
+        self.backend: str = meta.get("backend", "onnx")
         self.columns = list(cols)
 
     @classmethod
-    def create(cls, parts: list[str], *, patches_per_block: int | None = None) -> EarsInput:
+    def create(cls, parts: list[str], *, patches_per_block: int | None = None, backend: str = "onnx") -> EarsInput:
         cols = [f"{p}_mean_{i}" for p in parts for i in range(EARS_PARTS[p])]
-        return cls({"type": "ears", "parts": list(parts), "columns": cols, "patches_per_block": patches_per_block})
+        return cls({"type": "ears", "parts": list(parts), "columns": cols, "patches_per_block": patches_per_block,
+                    "backend": backend})
 
     def block(self, ctx: BlockContext) -> Windows:
         from genrekit.networks import musicnn as embeddings
 
         k = self.patches_per_block if ctx.patches_per_block is None else (
             None if ctx.patches_per_block == "all" else int(ctx.patches_per_block))
-        key = f"ears-musicnn-{k}"
-        e = ctx.made.get(key)
-        if e is None:  # members of one model share the block's musicnn run
-            e = ctx.made[key] = embeddings.embed(ctx.y, sr=ctx.sr, model="MSD_musicnn", patches_per_block=k,
-                                                 backend="onnx", threads=ctx.threads)
+        backend = "onnx" if ctx.backend == "onnx" and self.backend == "torch" else self.backend
+        e = musicnn_run(ctx, "MSD_musicnn", k, backend)
         y, sr, offset = ctx.y, ctx.sr, ctx.offset
         spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
                  for s in e.starts]
