@@ -112,3 +112,61 @@ def test_the_shipped_ears_model_loads_by_name_and_stays_out_of_the_default():
     assert m.meta_["weights"] == [0.25, 0.375, 0.375] and 0.9 < m.meta_["temperature"] < 1.0
     assert len(m.meta_["trained_on"]["tracks"]) == 113
     json.dumps(m.meta_)  # plain JSON metadata
+
+
+def _network_head(seed=1) -> LinearModel:
+    from genrekit.models.inputs import musicnn_input
+
+    inp = musicnn_input(patches_per_block=3, backend="onnx")
+    rng = np.random.default_rng(seed)
+    m = LinearModel()
+    m.mean_, m.scale_ = np.zeros(200), np.ones(200)
+    m.coef_, m.intercept_ = 0.5 * rng.standard_normal((len(GENRES), 200)), np.zeros(len(GENRES))
+    m.classes_, m.log_columns_, m.input_ = np.asarray(GENRES), [], inp
+    m.meta_ = {"kind": "linear", "classes": list(GENRES), "input": inp}
+    return m
+
+
+def _ears_head_on(run: dict) -> LinearModel:
+    m = _head(["musicnn_penultimate", "mn04_features"])
+    m.input_ = m.meta_["input"] = {**m.input_, **run}
+    return m
+
+
+def test_a_blend_with_audio_only_members_scores_an_image_only_track_without_them(tmp_path):
+    from genrekit.networks.musicnn.model import Embedding
+
+    net = _network_head()
+    blend = HybridModel([net, _ears_head_on({"patches_per_block": 3}), _zero_shot()], weights=[0.5, 0.2, 0.3]).fit()
+    both = GenreClassifier.load(blend.save(tmp_path / "blend.safetensors", extra_meta={"temperature": 0.8}))
+    net.meta_["temperature"] = 0.8
+    alone = GenreClassifier.load(net.save(tmp_path / "net.safetensors"))
+    rng = np.random.default_rng(3)
+    e = Embedding("MSD_musicnn", rng.random((10, 50)), rng.standard_normal((10, 200)), rng.random((10, 1506)),
+                  np.arange(10) * 3.0, 30.0, False)
+    got, want = both.predict_precomputed(embedding=e), alone.predict_precomputed(embedding=e)
+    # the mn04 members are left out and the network member's weight renormalised to 1: its own scores
+    assert got.scores == pytest.approx(want.scores, abs=1e-12) and got.genre == want.genre
+    with pytest.raises(ModelError, match="present member"):
+        blend.combine([np.full((1, 10), 0.1)] * 3, [False, False, False])
+
+
+def test_members_asking_for_the_same_musicnn_run_share_one_per_block(tmp_path, monkeypatch):
+    from genrekit.networks import musicnn
+
+    calls = []
+    real = musicnn.embed
+
+    def counting(*a, **kw):
+        calls.append((kw.get("patches_per_block"), kw.get("backend")))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(musicnn, "embed", counting)
+    song = write_audio(tmp_path / "song.wav", _music(40.0), sr=44100)
+    shared = HybridModel([_network_head(), _ears_head_on({"patches_per_block": 3}), _zero_shot()]).fit()
+    GenreClassifier.load(shared.save(tmp_path / "shared.safetensors")).predict(song, styles=False)
+    assert calls == [(3, "onnx")] * 2  # two blocks (30 s + 10 s), one run each for both members
+    calls.clear()
+    apart = HybridModel([_network_head(), _ears_head_on({"patches_per_block": None}), _zero_shot()]).fit()
+    GenreClassifier.load(apart.save(tmp_path / "apart.safetensors")).predict(song, styles=False)
+    assert sorted(calls, key=str) == sorted([(3, "onnx"), (None, "onnx")] * 2, key=str)  # the mn04-only expert runs none

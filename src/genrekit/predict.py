@@ -464,18 +464,29 @@ class GenreClassifier:
         (its path; the row's ``rms_mean`` sets its level; ``domain`` says where a given ``embedding``
         came from: ``audio`` or ``image``). Every member must get its input."""
         given = Precomputed(levels=levels, row=row, embedding=embedding, image=image, domain=domain, seconds=seconds)
+        # a hybrid's members that hear audio only (mn04: 32 kHz up to 15 kHz) are left out when others can read
+        # the precomputed track, and the others' weights renormalised (MODEL_CARD.md: image-only tracks)
+        present = [not getattr(m.input, "hears_mn04", False) for m in self.members]
+        if len(self.members) == 1 or not any(present):
+            present = [True] * len(self.members)  # nothing else reads it: the member's own error says why
         parts = []
-        for m in self.members:  # each input takes its own precomputed form (a log-mel member sets the duration)
-            w = m.input.precomputed(given, source=self.path)
+        for m, here in zip(self.members, present, strict=True):
+            if not here:
+                parts.append(MemberPart(np.zeros((0, len(self.genres))), [], None))
+                continue
+            w = m.input.precomputed(given, source=self.path)  # each takes its own form (a log-mel member sets the duration)
             X = w.inputs(None)
             parts.append(MemberPart(self._proba_of(m.model, X), w.spans, None,
                                     X if m.input.pools_vectors else None, w.taggram))
-        return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file)
+        return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file,
+                               present=None if all(present) else present)
 
-    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None, mn04=None) -> Prediction:
+    def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None, mn04=None,
+                   present: list[bool] | None = None) -> Prediction:
         """Mean log-probability over each member's windows, members combined by the model's weights;
         the timeline is the spectrogram member's windows, blended with the other members' block scores.
-        ``mn04``: the song's (features mean, sigmoid mean) for members that read it (``models.ears``)."""
+        ``mn04``: the song's (features mean, sigmoid mean) for members that read it (``models.ears``);
+        ``present``: the members that heard the track (None: all), the others left out of the blend."""
 
         def norm(p):  # floored and renormalised: these are also the timeline's scores
             p = np.clip(np.asarray(p, dtype=np.float64), PROBA_FLOOR, 1.0)
@@ -488,7 +499,8 @@ class GenreClassifier:
             return mean_log_proba(p, floor=None)[None]
 
         for m, member in enumerate(self.members):
-            if getattr(member.input, "hears_mn04", False):  # per patch: its musicnn vector next to the song's mn04
+            if getattr(member.input, "hears_mn04", False) and (present is None or present[m]):  # per patch: its
+                # musicnn vector next to the song's mn04
                 for b in blocks:
                     X = member.input.rows(b[m].vectors, mn04) if len(b[m].vectors) else None
                     b[m].proba = (np.full((len(b[m].vectors), len(self.genres)), 1.0 / len(self.genres))
@@ -497,23 +509,25 @@ class GenreClassifier:
         track = [mean_log(p) for p in per_member]
         tags = None
         for m, member in enumerate(self.members):
-            if member.input.pools_vectors:  # the head scores the mean of the audible patches' vectors, as trained
+            if member.input.pools_vectors and (present is None or present[m]):  # the head scores the mean of the
+                # audible patches' vectors, as trained
                 vec = np.concatenate([b[m].vectors for b in blocks])
-                tags = self._top_tags(np.concatenate([b[m].taggram for b in blocks]))
+                if blocks[0][m].taggram is not None:  # an mn04-only member has no musicnn tags
+                    tags = self._top_tags(np.concatenate([b[m].taggram for b in blocks]))
                 x = vec.mean(axis=0, keepdims=True) if len(vec) else None
                 if x is not None and getattr(member.input, "hears_mn04", False):
                     x = member.input.rows(x, mn04)
                 if x is not None:
                     track[m] = norm(member.model.predict_proba(x))
         hybrid = len(self.members) > 1
-        scores = calibrate((self.model.combine(track) if hybrid else track[0])[0], self.temperature)
+        scores = calibrate((self.model.combine(track, present) if hybrid else track[0])[0], self.temperature)
         segments: list[Segment] = []
         t = self._timeline
         for b in blocks:
             p, spans, level = norm(b[t].proba), b[t].spans, b[t].levels
             if hybrid and len(p):
                 p = self.model.combine([p if m == t else np.repeat(mean_log(norm(b[m].proba)), len(p), axis=0)
-                                        for m in range(len(self.members))])
+                                        for m in range(len(self.members))], present)
             rows = iter(p)
             for i, (s, e) in enumerate(spans):
                 if level is not None and not level[i] >= SILENCE_DB:

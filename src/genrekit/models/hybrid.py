@@ -52,12 +52,19 @@ class HybridModel(Estimator):
         self.meta_ = {"kind": KIND, "input": self.input_, "classes": classes[0]}
         return self
 
-    def combine(self, member_probas: Sequence[np.ndarray]) -> np.ndarray:
-        """Combine each member's probabilities ``[n, k]`` (one row per track or window) into ``[n, k]``."""
+    def combine(self, member_probas: Sequence[np.ndarray | None], present: Sequence[bool] | None = None) -> np.ndarray:
+        """Combine each member's probabilities ``[n, k]`` (one row per track or window) into ``[n, k]``.
+        ``present``: which members could hear this input (a member that reads audio only is absent for an
+        image-only track); the others' weights are renormalised, so the absent ones count for nothing."""
         self._check_fitted()
         if len(member_probas) != len(self.members_):
             raise ModelError(f"expected {len(self.members_)} members' probabilities, got {len(member_probas)}")
-        return mean_log_proba(member_probas, self.weights_)
+        if present is None:
+            return mean_log_proba(member_probas, self.weights_)
+        keep = [i for i, here in enumerate(present) if here]
+        if len(present) != len(self.members_) or not keep or not self.weights_[keep].sum() > 0:
+            raise ModelError("a hybrid needs at least one present member with weight")
+        return mean_log_proba([member_probas[i] for i in keep], self.weights_[keep])
 
     def predict_proba(self, X) -> np.ndarray:
         """``X`` is a sequence holding each member's input (they differ in kind, so no single matrix)."""

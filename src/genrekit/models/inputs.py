@@ -469,11 +469,15 @@ class EarsInput(ModelInput):
     def block(self, ctx: BlockContext) -> Windows:
         from genrekit.networks import musicnn as embeddings
 
+        y, sr, offset = ctx.y, ctx.sr, ctx.offset
+        if not any(p.startswith("musicnn_") for p in self.parts):  # mn04 alone: no musicnn run, one block-wide
+            spans = [(offset, offset + y.size / sr)]              # window says whether the block is audible
+            return Windows(spans, window_levels(y, spans, offset=offset, sr=sr),
+                           lambda m: _all(np.zeros((1, EARS_PATCH_WIDTH)), m))
         k = self.patches_per_block if ctx.patches_per_block is None else (
             None if ctx.patches_per_block == "all" else int(ctx.patches_per_block))
         backend = "onnx" if ctx.backend == "onnx" and self.backend == "torch" else self.backend
         e = musicnn_run(ctx, "MSD_musicnn", k, backend)
-        y, sr, offset = ctx.y, ctx.sr, ctx.offset
         spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
                  for s in e.starts]
         vec = np.concatenate([np.asarray(e.penultimate, np.float64), np.asarray(e.taggram, np.float64)], axis=1)
