@@ -142,7 +142,8 @@ def test_bad_paths_raise_dataset_errors_naming_the_file(tmp_path):
 @pytest.mark.shared
 def test_real_pair_image_features_are_close_to_the_audio(gtzan):
     """blues.00000: the image's mn04 features against its audio's (cosine of the window means), and its
-    mel against the audio's. Measured: cosine 0.4..., mel correlation 0.9...; asserted with margin."""
+    mel against the audio's below 9.5 kHz. Measured: cosine 0.188, mel correlation 0.600 (an image column
+    averages ~9 of mn04's frames; docs/ears.md); asserted with margin."""
     import pandas as pd
 
     from genrekit.audio import load
@@ -160,5 +161,5 @@ def test_real_pair_image_features_are_close_to_the_audio(gtzan):
     assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) > REAL_COSINE
 
 
-REAL_MEL_CORR = 0.0  # set from the measurement below
-REAL_COSINE = 0.0
+REAL_MEL_CORR = 0.5  # measured 0.600 on blues.00000
+REAL_COSINE = 0.13  # measured 0.188 on blues.00000 (median over the 123 pairs 0.330)

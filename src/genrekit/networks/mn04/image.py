@@ -7,7 +7,9 @@ dB onto mn04's 10 ms frames, its 128 slaney bands interpolated in dB (linearly i
 mn04's 513 FFT bins, the absolute level from Kaggle's ``rms_mean`` (``image_peak_power``), then mn04's
 own pre-emphasis response, Kaldi filterbank and log. The image stops at 11.025 kHz; mn04 hears to
 15 kHz: :data:`DEFAULT_FILL` says what fills the gap, and why. Figures: docs/ears.md, "Image-derived
-mn04 input" (``scripts/mn04_image_check.py``).
+mn04 input" (``scripts/mn04_image_check.py``): unlike musicnn's, this approximation is poor (feature
+cosine 0.33 against the audio, genre agreement 17 %), because mn04 hears detail finer in time than an
+image column (~90 ms).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from genrekit.networks.musicnn.image import (
 
 CLIP_SAMPLES = 661500  # 30 s at 22.05 kHz: the default clip length (Kaggle's `length` column is better)
 FILLS: tuple[str, ...] = ("silence", "floor", "slope")
-DEFAULT_FILL = "silence"  # measured best by feature cosine on the 124 shared clips (docs/ears.md)
+DEFAULT_FILL = "silence"  # best feature cosine on the 123 shared pairs (0.330 vs floor 0.305; docs/ears.md)
 SLOPE_BANDS = 16  # "slope": the top image bands whose dB-per-mel line is continued upwards
 IMAGE_NYQUIST = IMAGE_SR / 2.0
 MN04_IMAGE_MAPPING_VERSION = 1  # bump when the mapping or its constants change (caches key on it)
@@ -151,8 +153,13 @@ def mn04_input_from_image(
     default), ``"floor"`` (``floor_db`` below the peak) or ``"slope"`` (each frame's dB-per-mel slope
     over the top 16 bands continued upwards, clamped to [floor, peak]). Silence is what GTZAN's own
     audio holds there (22.05 kHz files have nothing above 11.025 kHz, so mn04 hears the same gap in
-    the audio), and it gave the best feature cosine against the audio (docs/ears.md: silence 0.976,
-    floor 0.950, slope 0.935 median over the 123 pairs)."""
+    the audio), and it gave the best feature cosine against the audio (docs/ears.md, median over the
+    123 pairs: silence 0.330, floor 0.305, slope 0.303; on GTZAN's images the top bands sit at the
+    80 dB clip, so "slope" ends at the floor).
+
+    Far from the audio, and not for want of a better fill or level: mn04 keys on what happens within
+    90 ms, which an image column averages away (the audio's own mel blurred over 9 frames reaches only
+    0.404, and its genre accuracy falls from 0.71 to 0.21; docs/ears.md)."""
     label = _name(levels_or_path, name)
     levels = _levels(levels_or_path, label)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < IMAGE_N_FFT:
