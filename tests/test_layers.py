@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "genrekit": 0, "genrekit.errors": 0, "genrekit.names": 0, "genrekit.dsp": 0, "genrekit.metrics": 0, "genrekit.store": 0,
     "genrekit.audio": 1, "genrekit.features": 1, "genrekit.spectrogram": 1, "genrekit.networks": 1,
     "genrekit.augment": 1,
+    "genrekit.networks.mn04.image": 1,  # Kaggle images to mn04 input: signal, beside musicnn's image mapping
     "genrekit.datasets": 2, "genrekit.splits": 2,
     "genrekit.models": 3,
     "genrekit.experiments": 4, "genrekit.reports": 4, "genrekit.predict": 4, "genrekit.run": 4,

@@ -54,7 +54,9 @@ IMAGE_BAND_OFFSET = (
 IMAGE_MAPPING_VERSION = 1  # bump when the mapping or its constants change (caches key on it)
 
 
-def _image_levels(levels_or_path: Any) -> np.ndarray:
+def image_levels(levels_or_path: Any) -> np.ndarray:
+    """A Kaggle PNG's 336 pixel columns, or checked normalised levels ``(128, columns)`` in [0, 1] (shared
+    with the mn04 image mapping, which reads images the same way)."""
     if isinstance(levels_or_path, (str, os.PathLike)):
         from genrekit.spectrogram import invert_image
 
@@ -72,7 +74,8 @@ def _image_levels(levels_or_path: Any) -> np.ndarray:
     return np.clip(levels, 0.0, 1.0)
 
 
-def _check_positive(value: Any, name: str) -> float:
+def check_positive(value: Any, name: str) -> float:
+    """``value`` as a positive finite float, else a FeatureError naming ``name``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -98,8 +101,8 @@ def image_peak_power(levels_or_path: Any, rms_mean: float, *, top_db: float = IM
     ``rms(t) = sqrt(16 peak E(t) / (3 n_fft^2))`` with ``E(t)`` the band sum of the image's relative
     powers; averaging over the columns gives ``peak``. On the 123 paired GTZAN clips this is within
     0.5 dB (std) of the audio's true peak, mean error 0.04 dB (docs/transfer.md)."""
-    rms_mean = _check_positive(rms_mean, "rms_mean")
-    levels = _image_levels(levels_or_path)
+    rms_mean = check_positive(rms_mean, "rms_mean")
+    levels = image_levels(levels_or_path)
     rel = 10.0 ** ((levels - 1.0) * (top_db / 20.0))  # 20*log10 of power: 80 dB = 4 decades
     frame_rms_rel = np.sqrt(_image_band_widths() @ rel).mean()
     return float(3.0 * IMAGE_N_FFT**2 / 16.0 * (rms_mean / frame_rms_rel) ** 2)
@@ -110,10 +113,10 @@ def _image_to_fft_bins() -> np.ndarray:
     """``(257, 128)``: dB at musicnn's FFT bin frequencies, linear in mel between the image's band centres."""
     centres = hz_to_mel(mel_frequencies(IMAGE_N_MELS + 2, fmin=0.0, fmax=IMAGE_SR / 2.0)[1:-1])
     target = hz_to_mel(fft_frequencies(sr=SR, n_fft=N_FFT))
-    return _linear_interp_matrix(target, centres)
+    return linear_interp_matrix(target, centres)
 
 
-def _linear_interp_matrix(x: np.ndarray, xp: np.ndarray) -> np.ndarray:
+def linear_interp_matrix(x: np.ndarray, xp: np.ndarray) -> np.ndarray:
     """``(len(x), len(xp))`` weights of linear interpolation at ``x`` from samples at increasing ``xp``,
     held constant beyond the ends."""
     j = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2)
@@ -152,17 +155,17 @@ def musicnn_input_from_image(
     What the image lost stays lost: transients under ~90 ms and everything 80 dB below the peak, so
     the embeddings are close to, not equal to, the audio's (docs/transfer.md has the figures).
     """
-    levels = _image_levels(levels_or_path)
+    levels = image_levels(levels_or_path)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < IMAGE_N_FFT:
         raise FeatureError(f"n_samples must be the clip's length at 22.05 kHz (>= {IMAGE_N_FFT}), got {n_samples!r}")
-    top_db = _check_positive(top_db, "top_db")
+    top_db = check_positive(top_db, "top_db")
     if floor_db is not None and (isinstance(floor_db, bool) or not isinstance(floor_db, (int, float, np.number))
                                  or not np.isfinite(floor_db)):
         raise FeatureError(f"floor_db must be a finite number of dB (or None), got {floor_db!r}")
     if not isinstance(band_offset, (bool, np.bool_)):
         raise FeatureError(f"band_offset must be True or False, got {band_offset!r}")
     if peak_power is not None:
-        peak = _check_positive(peak_power, "peak_power")
+        peak = check_positive(peak_power, "peak_power")
     elif rms_mean is not None:
         peak = image_peak_power(levels, rms_mean, top_db=top_db)
     else:
@@ -182,7 +185,7 @@ def musicnn_input_from_image(
     n16 = int(round(int(n_samples) * SR / IMAGE_SR))
     frames = frame_count(n16, hop_length=HOP_LENGTH)
     t = np.arange(frames) * (HOP_LENGTH / SR) * (IMAGE_SR / IMAGE_HOP)  # musicnn frame times in image frames
-    db_t = _linear_interp_matrix(t, pos) @ db.T  # (frames, 128)
+    db_t = linear_interp_matrix(t, pos) @ db.T  # (frames, 128)
     db_f = db_t @ _image_to_fft_bins().T  # (frames, 257)
     power = (peak * (SR * N_FFT / IMAGE_N_FFT**2)) * 10.0 ** (db_f / 20.0)  # |X_k|^2 at 16 kHz, n_fft 512
     mel = np.minimum(power.astype(np.float32) @ mel_basis(), np.float32(65504.0))  # float16's largest
