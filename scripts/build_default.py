@@ -118,8 +118,8 @@ def build(part: str, alpha: float, out: Path, *, shared_run: bool, extra: dict |
     from genrekit.models.hybrid import HybridModel
     from genrekit.predict import default_model_path
 
-    today = load(default_model_path("genrekit-gtzan-musicnn"), backend="onnx")
-    ears = load(default_model_path("genrekit-gtzan-ears"), backend="onnx")
+    today = load(default_model_path("genrekit-gtzan-musicnn"), backend="torch")  # torch members can be saved
+    ears = load(default_model_path("genrekit-gtzan-ears"), backend="torch")
     members, weights = list(ears.members_), list(ears.weights_)
     if part == "zero-shots":
         members, weights = members[1:], [0.5, 0.5]
@@ -191,6 +191,7 @@ def main(argv=None) -> int:
               for r in rows]
     lines += ["", f"best valid top-1 {best}/{n}; tied (within one track): "
               + ", ".join(f"{r['part']} alpha {r['alpha']}" for r in tied)]
+    print("\n".join(lines), flush=True)
     if len(tied) > 1:
         with tempfile.TemporaryDirectory() as d:
             for i, r in enumerate(tied):

@@ -43,7 +43,7 @@ def test_demo_with_paths_classifies_them(tmp_path, capsys):
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("name", ["genrekit-gtzan-fast", "genrekit-gtzan-musicnn"])
+@pytest.mark.parametrize("name", ["genrekit-gtzan-fast", "genrekit-gtzan-musicnn", "genrekit-gtzan-blend"])
 def test_shipped_model_on_real_clips(gtzan, capsys, name):
     """Each shipped model: every shared clip gets a GTZAN genre with scores summing to 1, and the default
     onnxruntime backend agrees with torch (the reference) on top-1."""

@@ -101,10 +101,10 @@ def test_ears_model_needs_the_ear_and_audio(ears_file, tmp_path):
         clf.predict_precomputed(levels=np.zeros((128, 1300)), embedding=None)
 
 
-def test_the_shipped_ears_model_loads_by_name_and_stays_out_of_the_default():
-    from genrekit.predict import DEFAULT_MODEL, SHIPPED_MODELS
+def test_the_shipped_ears_model_loads_by_name():
+    from genrekit.predict import SHIPPED_MODELS
 
-    assert DEFAULT_MODEL == "genrekit-gtzan-musicnn" and "genrekit-gtzan-ears" in SHIPPED_MODELS
+    assert "genrekit-gtzan-ears" in SHIPPED_MODELS
     path = default_model_path("genrekit-gtzan-ears")
     m = load(path, backend="onnx")
     assert list(m.classes_) == list(GENRES) and len(m.members_) == 3
@@ -170,3 +170,19 @@ def test_members_asking_for_the_same_musicnn_run_share_one_per_block(tmp_path, m
     apart = HybridModel([_network_head(), _ears_head_on({"patches_per_block": None}), _zero_shot()]).fit()
     GenreClassifier.load(apart.save(tmp_path / "apart.safetensors")).predict(song, styles=False)
     assert sorted(calls, key=str) == sorted([(3, "onnx"), (None, "onnx")] * 2, key=str)  # the mn04-only expert runs none
+
+
+def test_the_default_blends_todays_members_with_the_zero_shot_experts_on_one_musicnn_run():
+    from genrekit.models.inputs import EarsInput, NetworkInput, input_from_meta
+    from genrekit.predict import DEFAULT_MODEL, SHIPPED_MODELS
+
+    assert DEFAULT_MODEL == "genrekit-gtzan-blend"
+    assert {"genrekit-gtzan-musicnn", "genrekit-gtzan-fast", "genrekit-gtzan-ears"} <= set(SHIPPED_MODELS)
+    m = load(default_model_path(), backend="onnx")
+    kinds = [x.meta_["kind"] for x in m.members_]
+    assert kinds == ["linear", "deep", "linear", "zero-shot", "zero-shot"]
+    assert sum(m.weights_) == pytest.approx(1.0) and m.meta_["card"]["build"] == "python scripts/build_default.py"
+    runs = {(i.patches_per_block, i.backend) for i in map(input_from_meta, m.input_["members"])
+            if isinstance(i, (NetworkInput, EarsInput)) and (not isinstance(i, EarsInput)
+                                                              or any(p.startswith("musicnn") for p in i.parts))}
+    assert len(runs) == 1  # the head and the MSD zero-shot expert share one musicnn run per block

@@ -194,7 +194,8 @@ def _with_meta(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("name", ["genrekit-gtzan-default.safetensors", "genrekit-gtzan-musicnn.safetensors"])
+@pytest.mark.parametrize("name", ["genrekit-gtzan-default.safetensors", "genrekit-gtzan-musicnn.safetensors",
+                                  "genrekit-gtzan-blend.safetensors"])
 def test_a_shipped_model_with_swapped_class_names_is_refused(tmp_path, name):
     from genrekit.models.base import load_model_file
 

@@ -28,16 +28,18 @@ from genrekit.metrics import PROBA_FLOOR, mean_log_proba
 from genrekit.models.inputs import BlockContext, ModelInput, NetworkInput, Precomputed, input_from_meta
 
 BLOCK_SECONDS = 30.0
-# Shipped models by name (``--model NAME``): the musicnn hybrid is the default; today's faster CNN +
-# features hybrid stays available as genrekit-gtzan-fast (its file keeps its old name).
+# Shipped models by name (``--model NAME``): the default blends the musicnn hybrid with two zero-shot experts
+# on musicnn's tags and mn04's AudioSet classes (issue 23; scripts/build_default.py, MODEL_CARD.md); the
+# musicnn hybrid and the faster CNN + features hybrid stay available by name (the latter's file keeps its old name).
 SHIPPED_MODELS = {
+    "genrekit-gtzan-blend": "genrekit-gtzan-blend.safetensors",
     "genrekit-gtzan-musicnn": "genrekit-gtzan-musicnn.safetensors",
     "genrekit-gtzan-fast": "genrekit-gtzan-default.safetensors",
     "genrekit-gtzan-default": "genrekit-gtzan-default.safetensors",  # the fast model's old name
     # musicnn + mn04 head with two zero-shot experts (issue 23; scripts/build_ears_default.py, MODEL_CARD.md)
     "genrekit-gtzan-ears": "genrekit-gtzan-ears.safetensors",
 }
-DEFAULT_MODEL = "genrekit-gtzan-musicnn"
+DEFAULT_MODEL = "genrekit-gtzan-blend"
 DEFAULT_MODEL_NAME = SHIPPED_MODELS[DEFAULT_MODEL]
 N_TAGS_RECORD = 5  # top MSD tags in a prediction record
 

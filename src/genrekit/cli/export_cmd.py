@@ -7,7 +7,7 @@ HELP = "export a deep model, a logistic musicnn head or a hybrid holding one to 
 
 def add_arguments(p) -> None:
     p.add_argument("--model", "-m", default=None,
-                   help="a genrekit model file or a shipped model's name (default: the shipped genrekit-gtzan-musicnn)")
+                   help="a genrekit model file or a shipped model's name (default: the shipped genrekit-gtzan-blend)")
     p.add_argument("--out", "-o", required=True, help="where to write the .onnx file")
 
 

@@ -20,8 +20,9 @@ DESCRIPTION = (
 def add_arguments(p) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders")
     p.add_argument("--model", "-m", default=None,
-                   help="a genrekit model file or a shipped model's name: genrekit-gtzan-musicnn (the default), "
-                        "genrekit-gtzan-fast (today's CNN + features hybrid, faster)")
+                   help="a genrekit model file or a shipped model's name: genrekit-gtzan-blend (the default), "
+                        "genrekit-gtzan-musicnn (the previous default), genrekit-gtzan-fast (CNN + features, "
+                        "faster), genrekit-gtzan-ears (musicnn + mn04 only)")
     p.add_argument("--top-k", type=int, default=3, help="genres to show per file (default 3)")
     p.add_argument("--segments", action="store_true", help="include the per-window timeline")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
