@@ -29,6 +29,12 @@ The file: today's members as shipped (they learnt from TRAIN + VALID) at ``alpha
 (the head learnt from the 113 audio clips outside TEST) at ``1 - alpha``, their musicnn run shared with
 today's head (3 patches per 30 s block, int8 timbral convolutions) if, and only if, that keeps the top-1 of
 every shared GTZAN clip identical to float32 with all patches for those members (else they keep that).
+
+Score it afterwards, once, and record the figure in the file's card (its tensors stay as they are):
+
+    genrekit evaluate --data ../shared/data/gtzan --protocol fault-filtered --out runs/evaluate-blend-default
+    python scripts/build_default.py --record-test runs/evaluate-blend-default
+    python scripts/blend_test.py          # the same test both ways for image-only tracks (MODEL_CARD.md)
 """
 
 from __future__ import annotations
@@ -169,7 +175,13 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=ROOT / "runs" / "transfer", help="today's recipe refitted on TRAIN")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--table", type=Path, default=ROOT / "runs" / "blend-default" / "valid.md")
+    p.add_argument("--record-test", metavar="RUN", type=Path, default=None,
+                   help="only copy the test figures of a `genrekit evaluate` run of --out into its card")
     args = p.parse_args(argv)
+    if args.record_test:
+        import build_musicnn_default as B
+
+        return B.record_test(args.out, args.record_test)
 
     t0 = time.time()
     v = valid_members(args.data, args.workdir)
@@ -225,7 +237,12 @@ def main(argv=None) -> int:
                                    "adopted": shared, **SHARED_RUN},
             "image_only": "members that hear audio only (mn04) are left out, the others' weights renormalised",
             "build": "python scripts/build_default.py"}
-    out = build(part, win["alpha"], args.out, shared_run=shared, extra={"card": card, "temperature": T})
+    from genrekit.models.base import load_model_file
+    from genrekit.predict import default_model_path
+
+    seen = load_model_file(default_model_path("genrekit-gtzan-musicnn"))[1]["train_tracks"]  # the zero-shots saw none
+    out = build(part, win["alpha"], args.out, shared_run=shared,
+                extra={"card": card, "temperature": T, "train_tracks": seen})
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f} s", file=sys.stderr)
     return 0
 

@@ -186,3 +186,23 @@ def test_the_default_blends_todays_members_with_the_zero_shot_experts_on_one_mus
             if isinstance(i, (NetworkInput, EarsInput)) and (not isinstance(i, EarsInput)
                                                               or any(p.startswith("musicnn") for p in i.parts))}
     assert len(runs) == 1  # the head and the MSD zero-shot expert share one musicnn run per block
+
+
+def test_precomputed_mn04_means_bring_the_audio_only_members_back(tmp_path):
+    from genrekit.networks.musicnn.model import Embedding
+
+    blend = HybridModel([_network_head(), _zero_shot()], weights=[0.5, 0.5]).fit()
+    clf = GenreClassifier.load(blend.save(tmp_path / "blend.safetensors"))
+    rng = np.random.default_rng(4)
+    e = Embedding("MSD_musicnn", rng.random((10, 50)), rng.standard_normal((10, 200)), rng.random((10, 1506)),
+                  np.arange(10) * 3.0, 30.0, False)
+    sig = np.full(527, 0.01)
+    sig[labels().index("Reggae")] = 0.9
+    without = clf.predict_precomputed(embedding=e)
+    reggae = clf.predict_precomputed(embedding=e, mn04=(np.zeros(384), sig))
+    # the zero-shot expert hears the given mn04 part: reggae gains, by exactly its half of the product
+    zs = _zero_shot().predict_proba(sig[None])[0]
+    pn = np.array([without.scores[g] for g in GENRES])  # the network member alone (weight renormalised to 1)
+    want = np.sqrt(pn * zs) / np.sqrt(pn * zs).sum()
+    assert reggae.scores["reggae"] > without.scores["reggae"]
+    assert np.allclose([reggae.scores[g] for g in GENRES], want, rtol=1e-6)

@@ -458,17 +458,18 @@ class GenreClassifier:
 
     def predict_precomputed(
         self, *, levels: np.ndarray | None = None, row=None, top_k: int = 3, file: str | None = None,
-        seconds: float = 30.0, embedding=None, image=None, domain: str = "audio",
+        seconds: float = 30.0, embedding=None, image=None, domain: str = "audio", mn04=None,
     ) -> Prediction:
         """Classify one track from precomputed inputs: a log-mel matrix (e.g. an inverted Kaggle image)
         for spectrogram members and/or a feature row (columns as in the member's metadata) for feature
         members; for a musicnn member an :class:`~genrekit.networks.musicnn.model.Embedding` or a Kaggle ``image``
         (its path; the row's ``rms_mean`` sets its level; ``domain`` says where a given ``embedding``
-        came from: ``audio`` or ``image``). Every member must get its input."""
-        given = Precomputed(levels=levels, row=row, embedding=embedding, image=image, domain=domain, seconds=seconds)
-        # a hybrid's members that hear audio only (mn04: 32 kHz up to 15 kHz) are left out when others can read
-        # the precomputed track, and the others' weights renormalised (MODEL_CARD.md: image-only tracks)
-        present = [not getattr(m.input, "hears_mn04", False) for m in self.members]
+        came from: ``audio`` or ``image``); for members that read mn04 its track ``mn04`` = (features mean,
+        sigmoid mean). Every member must get its input, except that without ``mn04`` a hybrid's members that
+        read it are left out and the others' weights renormalised (MODEL_CARD.md: image-only tracks)."""
+        given = Precomputed(levels=levels, row=row, embedding=embedding, image=image, domain=domain, seconds=seconds,
+                            mn04=mn04)
+        present = [mn04 is not None or not getattr(m.input, "hears_mn04", False) for m in self.members]
         if len(self.members) == 1 or not any(present):
             present = [True] * len(self.members)  # nothing else reads it: the member's own error says why
         parts = []
@@ -478,9 +479,10 @@ class GenreClassifier:
                 continue
             w = m.input.precomputed(given, source=self.path)  # each takes its own form (a log-mel member sets the duration)
             X = w.inputs(None)
-            parts.append(MemberPart(self._proba_of(m.model, X), w.spans, None,
-                                    X if m.input.pools_vectors else None, w.taggram))
-        return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file,
+            hears = getattr(m.input, "hears_mn04", False)  # scored in _aggregate on its rows with mn04's part
+            parts.append(MemberPart(np.zeros((len(X), len(self.genres))) if hears else self._proba_of(m.model, X),
+                                    w.spans, None, X if m.input.pools_vectors else None, w.taggram))
+        return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file, mn04=mn04,
                                present=None if all(present) else present)
 
     def _aggregate(self, blocks, *, top_k: int, duration: float, file: str | None, mn04=None,

@@ -105,6 +105,7 @@ class Precomputed:
     image: Any = None
     domain: str = "audio"
     seconds: float = 30.0
+    mn04: tuple[np.ndarray, np.ndarray] | None = None  # the track's mn04 (features mean, sigmoid mean), if known
 
 
 @dataclass
@@ -498,8 +499,25 @@ class EarsInput(ModelInput):
         return np.concatenate([got[p] for p in self.parts], axis=1)
 
     def precomputed(self, given: Precomputed, *, source: Any) -> Windows:
-        raise ModelError(f"{source}: this model hears audio only (mn04 reads 32 kHz up to 15 kHz; a Kaggle image "
-                         "stops at 11 kHz): give it the audio file")
+        """The musicnn patches' ``[penultimate | taggram]`` of the given embedding (or of the Kaggle image,
+        embedded as this input runs musicnn); mn04's part must be given (``given.mn04``): an image-derived
+        one is far from the audio's (docs/ears.md, "Image-derived mn04 input"), so nothing guesses it."""
+        if given.mn04 is None:
+            raise ModelError(f"{source}: this model hears audio only (mn04 reads 32 kHz up to 15 kHz; a Kaggle image "
+                             "stops at 11 kHz): give it the audio file")
+        if not any(p.startswith("musicnn_") for p in self.parts):
+            return Windows([(0.0, given.seconds)], None, lambda m: _all(np.zeros((1, EARS_PATCH_WIDTH)), m))
+        if given.embedding is None and given.image is not None:
+            from genrekit.networks import musicnn as embeddings
+
+            rms = given.row.get("rms_mean") if isinstance(given.row, dict) else None
+            given.embedding = embeddings.embed_image(given.image, rms_mean=rms, patches_per_block=self.patches_per_block,
+                                                     backend=self.backend)
+        if given.embedding is None:
+            raise ModelError(f"{source}: this model needs a musicnn embedding or a Kaggle image")
+        e = given.embedding
+        vec = np.concatenate([np.asarray(e.penultimate, np.float64), np.asarray(e.taggram, np.float64)], axis=1)
+        return Windows([(0.0, given.seconds)] * len(vec), None, lambda m: _all(vec, m), taggram=np.asarray(e.taggram))
 
 
 INPUT_TYPES: dict[str, type[ModelInput]] = {c.type: c for c in (FeatureInput, LogmelInput, NetworkInput, HybridInput,
