@@ -180,7 +180,7 @@ def test_the_default_blends_todays_members_with_the_zero_shot_experts_on_one_mus
     assert {"genrekit-gtzan-musicnn", "genrekit-gtzan-fast", "genrekit-gtzan-ears"} <= set(SHIPPED_MODELS)
     m = load(default_model_path(), backend="onnx")
     kinds = [x.meta_["kind"] for x in m.members_]
-    assert kinds == ["linear", "deep", "linear", "zero-shot", "zero-shot"]
+    assert kinds == ["linear", "deep", "zero-shot", "zero-shot"]  # musicnn head, CNN, two zero-shot experts
     assert sum(m.weights_) == pytest.approx(1.0) and m.meta_["card"]["build"] == "python scripts/build_default.py"
     runs = {(i.patches_per_block, i.backend) for i in map(input_from_meta, m.input_["members"])
             if isinstance(i, (NetworkInput, EarsInput)) and (not isinstance(i, EarsInput)
