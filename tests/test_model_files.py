@@ -299,8 +299,9 @@ def test_files_without_a_metadata_checksum_still_load(tiny_model, tmp_path):
     bounds-checked."""
     from genrekit.predict import SHIPPED_MODELS, default_model_path
 
-    for name in SHIPPED_MODELS:  # genrekit-gtzan-ears came after sha256_meta: it has one
-        assert ("sha256_meta" in _header(default_model_path(name))) == (name == "genrekit-gtzan-ears")
+    for name in SHIPPED_MODELS:  # genrekit-gtzan-ears and -blend came after sha256_meta: they have one
+        assert ("sha256_meta" in _header(default_model_path(name))) == (name in ("genrekit-gtzan-ears",
+                                                                                 "genrekit-gtzan-blend"))
     tensors, meta = load_model_file(tiny_model)
     header = {k: v for k, v in _header(tiny_model).items() if k != "sha256_meta"}
     old = _write_raw(tmp_path / "old.safetensors", tensors, header)
