@@ -147,6 +147,15 @@ def test_a_blend_with_audio_only_members_scores_an_image_only_track_without_them
     got, want = both.predict_precomputed(embedding=e), alone.predict_precomputed(embedding=e)
     # the mn04 members are left out and the network member's weight renormalised to 1: its own scores
     assert got.scores == pytest.approx(want.scores, abs=1e-12) and got.genre == want.genre
+    # with a temperature of its own for that case, the same ranking, calibrated by it
+    own = GenreClassifier.load(blend.save(tmp_path / "blend2.safetensors", extra_meta={
+        "temperature": 0.8, "temperature_without_mn04": 2.0}))
+    net.meta_["temperature"] = 2.0
+    soft = GenreClassifier.load(net.save(tmp_path / "net2.safetensors")).predict_precomputed(embedding=e)
+    assert own.predict_precomputed(embedding=e).scores == pytest.approx(soft.scores, abs=1e-12)
+    with pytest.raises(ModelError, match="temperature_without_mn04"):
+        blend.save(tmp_path / "bad.safetensors", extra_meta={"temperature_without_mn04": 0.0})
+        load(tmp_path / "bad.safetensors")
     with pytest.raises(ModelError, match="present member"):
         blend.combine([np.full((1, 10), 0.1)] * 3, [False, False, False])
 

@@ -235,6 +235,8 @@ class GenreClassifier:
         # the member whose windows make the timeline: the spectrogram model when there is one
         self._timeline = next((i for i, inp in enumerate(parts) if inp.makes_timeline), 0)
         self.temperature: float | None = getattr(model, "temperature_", None) or meta.get("temperature")
+        # a hybrid scored without its mn04 members (an image-only track) has its own calibration, if stored
+        self.temperature_without_mn04: float | None = meta.get("temperature_without_mn04") or self.temperature
         self.network = next((inp for inp in parts if isinstance(inp, NetworkInput)), None)
         # members that read mn04's track means (models.ears): the song's ear must hear the decode
         self.needs_ear = any(getattr(inp, "hears_mn04", False) for inp in parts)
@@ -524,7 +526,8 @@ class GenreClassifier:
                 if x is not None:
                     track[m] = norm(member.model.predict_proba(x))
         hybrid = len(self.members) > 1
-        scores = calibrate((self.model.combine(track, present) if hybrid else track[0])[0], self.temperature)
+        temperature = self.temperature if present is None else self.temperature_without_mn04
+        scores = calibrate((self.model.combine(track, present) if hybrid else track[0])[0], temperature)
         segments: list[Segment] = []
         t = self._timeline
         for b in blocks:

@@ -126,8 +126,9 @@ def check_meta(meta: dict[str, Any], *, source: Any = "model") -> None:
         raise ModelError(f"{source}: model metadata 'classes' names a class twice")
     if "input" in meta:
         validate_input(meta["input"], source=source)
-    if meta.get("temperature") is not None:
-        validate_temperature(meta["temperature"], source=source)
+    for key in ("temperature", "temperature_without_mn04"):  # the second: a hybrid scored without its mn04 members
+        if meta.get(key) is not None:
+            validate_temperature(meta[key], source=source, key=key)
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -168,10 +169,10 @@ def load_model_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     return tensors, meta
 
 
-def validate_temperature(t: Any, *, source: str | os.PathLike = "model") -> float:
+def validate_temperature(t: Any, *, source: str | os.PathLike = "model", key: str = "temperature") -> float:
     """A calibration temperature stored in a model file: a finite number in [0.05, 20]."""
     if not (isinstance(t, (int, float)) and not isinstance(t, bool) and 0.05 <= t <= 20):
-        raise ModelError(f"{source}: model metadata 'temperature' must be a number in [0.05, 20], got {t!r}")
+        raise ModelError(f"{source}: model metadata '{key}' must be a number in [0.05, 20], got {t!r}")
     return float(t)
 
 
