@@ -128,3 +128,19 @@ class LiveServer:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+
+def music_like_noise(seconds: float, sr: int = 22050, *, seed: int = 0, sway_hz: float | None = None) -> np.ndarray:
+    """Noise falling 3 dB per octave above 200 Hz and silent above 9 kHz, RMS 0.1 (music-like: the top bands
+    reach a Kaggle image's 80 dB clip, as every GTZAN image does); ``sway_hz``: its level swaying by +-50 %."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / sr)
+    spec /= np.sqrt(np.maximum(f, 200.0) / 200.0)
+    spec[f > 9000.0] = 0.0
+    y = np.fft.irfft(spec, n)
+    y *= 0.1 / y.std()
+    if sway_hz is not None:
+        y *= 1.0 + 0.5 * np.sin(2 * np.pi * sway_hz * np.arange(n) / sr)
+    return y.astype(np.float32)

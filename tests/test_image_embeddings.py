@@ -16,6 +16,7 @@ from genrekit import spectrogram
 from genrekit.dsp import hz_to_mel, mel_frequencies
 from genrekit.errors import DatasetError, FeatureError, GenrekitError
 from genrekit.networks import musicnn as E
+from helpers import music_like_noise
 
 N22 = 1 + E.IMAGE_CLIP_SAMPLES // E.IMAGE_HOP  # 1293 frames of a 30 s clip
 N16 = 1 + round(E.IMAGE_CLIP_SAMPLES * E.SR / E.IMAGE_SR) // E.HOP_LENGTH  # 1876 musicnn frames
@@ -33,19 +34,6 @@ def _one_band(band: int, cols: int = E.IMAGE_COLUMNS) -> np.ndarray:
     lv = np.zeros((E.IMAGE_N_MELS, cols))
     lv[band] = 1.0
     return lv
-
-
-def _noise(seconds: float, sr: int = E.IMAGE_SR, seed: int = 0) -> np.ndarray:
-    """Noise falling 3 dB per octave above 200 Hz and silent above 9 kHz (music-like: the top bands
-    reach the image's 80 dB clip, as every GTZAN image does)."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / sr)
-    spec /= np.sqrt(np.maximum(f, 200.0) / 200.0)
-    spec[f > 9000.0] = 0.0
-    y = np.fft.irfft(spec, n)
-    return (0.1 * y / y.std()).astype(np.float32)
 
 
 def _frame_rms_mean(y: np.ndarray, frame: int = 2048, hop: int = 512) -> float:
@@ -129,7 +117,7 @@ def test_level_rises_with_rms_mean_and_peak_scales_with_its_square():
 def test_peak_from_rms_mean_matches_the_audio_within_a_decibel():
     """Parseval: on noise at 22.05 kHz, the peak mel power estimated from the image levels and the
     clip's mean frame RMS is the true peak (the paired GTZAN clips: 0.5 dB std)."""
-    y = _noise(10.0)
+    y = music_like_noise(10.0, E.IMAGE_SR)
     mel = spectrogram.melspectrogram(y)
     levels = spectrogram.power_to_levels(mel)
     est = E.image_peak_power(levels, _frame_rms_mean(y))
@@ -142,7 +130,7 @@ def test_frame_grid_levels_of_audio_reproduce_musicnn_input():
     musicnn's 512-point FFT fluctuate more, so the mean of their log is lower (up to 0.16 here), and
     the resampler's roll-off near 8 kHz dims musicnn's top two bands (IMAGE_BAND_OFFSET corrects both
     on real music)."""
-    y = _noise(8.0)
+    y = music_like_noise(8.0, E.IMAGE_SR)
     mel = spectrogram.melspectrogram(y)
     top_db = 400.0  # no clip: only the mapping is under test
     levels = 1.0 + 20.0 * np.log10(np.maximum(mel, 1e-30) / mel.max()) / top_db

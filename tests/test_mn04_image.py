@@ -16,6 +16,8 @@ from genrekit.networks.mn04 import frontend as F
 from genrekit.networks.mn04 import image as I
 from genrekit.networks.mn04 import model as M
 from genrekit.networks.mn04.frontend import kaldi_mel
+from genrekit.networks.musicnn.image import IMAGE_EXTRA_FRAMES, IMAGE_FIRST_FRAME
+from helpers import music_like_noise
 
 SR22 = 22050
 
@@ -26,23 +28,10 @@ def _centres_hz() -> np.ndarray:
     return (np.exp((np.arange(1, 129) * step) / 1127.0) - 1.0) * 700.0
 
 
-def _music_like_noise(seconds: float = 30.0, seed: int = 0) -> np.ndarray:
-    """Noise falling 3 dB per octave above 200 Hz, silent above 9 kHz, its level swaying at 0.5 Hz."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR22)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1.0 / SR22)
-    spec /= np.sqrt(np.maximum(f, 200.0) / 200.0)
-    spec[f > 9000.0] = 0.0
-    y = np.fft.irfft(spec, n)
-    y *= 0.1 / np.sqrt(np.mean(y**2))
-    return (y * (1.0 + 0.5 * np.sin(2 * np.pi * 0.5 * np.arange(n) / SR22))).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def rendered():
     """(audio's own mn04 mel, full-frame image levels, the clip's peak mel power, length at 22.05 kHz)."""
-    y = _music_like_noise()
+    y = music_like_noise(30.0, SR22, sway_hz=0.5)
     mel = spectrogram.melspectrogram(y)
     return F.logmel(F.to_32k(y, SR22)), spectrogram.power_to_levels(mel), float(mel.max()), y.size
 
@@ -67,7 +56,7 @@ def test_image_levels_of_audio_land_on_its_mn04_mel_under_11khz(rendered):
     d = (x - aud)[live][:, 5:-5]  # the clip's first and last frames see padding
     assert np.abs(d).mean() < 0.14
     assert np.abs(d.mean(axis=1)).max() < 0.1
-    cols = np.round(I.IMAGE_FIRST_FRAME + np.arange(336) * (levels.shape[1] + I.IMAGE_EXTRA_FRAMES) / 336)
+    cols = np.round(IMAGE_FIRST_FRAME + np.arange(336) * (levels.shape[1] + IMAGE_EXTRA_FRAMES) / 336)
     image = np.round(levels[:, np.clip(cols.astype(int), 0, levels.shape[1] - 1)] * 255.0) / 255.0
     d336 = (I.mn04_input_from_image(image, peak_power=peak, n_samples=n) - aud)[live][:, 5:-5]
     assert np.abs(d336).mean() < 0.16

@@ -37,17 +37,14 @@ from genrekit.networks.mn04.spec import (
     WINDOW_SAMPLES,
 )
 from genrekit.networks.musicnn.image import (
-    IMAGE_COLUMNS,
-    IMAGE_EXTRA_FRAMES,
-    IMAGE_FIRST_FRAME,
     IMAGE_FLOOR_DB,
     IMAGE_HOP,
     IMAGE_N_FFT,
     IMAGE_N_MELS,
     IMAGE_SR,
-    IMAGE_TOP_DB,
     IMAGE_TYPICAL_PEAK,
     check_positive,
+    image_db_on_frames,
     image_levels,
     image_peak_power,
     linear_interp_matrix,
@@ -179,20 +176,9 @@ def mn04_input_from_image(
             peak = IMAGE_TYPICAL_PEAK
     except GenrekitError as exc:
         raise type(exc)(f"{label}: {exc}") from None
-    n22 = 1 + int(n_samples) // IMAGE_HOP
-    n_cols = levels.shape[1]
-    if n_cols == n22:
-        pos = np.arange(n22, dtype=np.float64)
-    elif n_cols == IMAGE_COLUMNS:
-        pos = IMAGE_FIRST_FRAME + np.arange(n_cols) * (n22 + IMAGE_EXTRA_FRAMES) / n_cols
-    else:
-        raise FeatureError(f"{label}: image levels have {n_cols} columns: expected {IMAGE_COLUMNS} (the Kaggle "
-                           f"image's pixel columns) or {n22} (one per frame of a {n_samples}-sample clip)")
-    db = (levels - 1.0) * IMAGE_TOP_DB
-    db = np.where(levels <= 0.5 / 255.0, float(floor_db), db)
     frames = frame_count(int(round(int(n_samples) * SR / IMAGE_SR)))
     t = np.arange(frames) * (HOP_LENGTH / SR) * (IMAGE_SR / IMAGE_HOP)  # mn04 frame centres in image frames
-    db_t = linear_interp_matrix(t, pos) @ db.T  # (frames, 128)
+    db_t = image_db_on_frames(levels, t, n_samples=n_samples, floor_db=float(floor_db), label=label)  # (frames, 128)
     db_f = _fill_top(db_t @ image_to_mn04_bins().T, db_t, fill, float(floor_db))  # (frames, 513)
     power = (peak * power_scale()) * 10.0 ** (db_f / 20.0)  # 20*log10 of power, as the image was drawn
     mel = mel_banks("float64") @ power.T  # (128, frames)

@@ -127,6 +127,28 @@ def linear_interp_matrix(x: np.ndarray, xp: np.ndarray) -> np.ndarray:
     return w
 
 
+def image_db_on_frames(levels: np.ndarray, frame_times: np.ndarray, *, n_samples: int, top_db: float = IMAGE_TOP_DB,
+                       floor_db: float | None = IMAGE_FLOOR_DB, label: str | None = None) -> np.ndarray:
+    """``(len(frame_times), 128)``: an image's levels as dB below its peak (cells at the clip: ``floor_db``),
+    its columns placed on the 22.05 kHz STFT frames they show (first column frame 3.35, step ``(frames +
+    4.64) / 336``, measured; or one column per frame) and interpolated in dB onto ``frame_times`` (in those
+    frames): the time side of every network's image mapping (musicnn here, mn04 in ``networks.mn04.image``)."""
+    n22 = 1 + int(n_samples) // IMAGE_HOP
+    n_cols = levels.shape[1]
+    if n_cols == n22:
+        pos = np.arange(n22, dtype=np.float64)
+    elif n_cols == IMAGE_COLUMNS:
+        pos = IMAGE_FIRST_FRAME + np.arange(n_cols) * (n22 + IMAGE_EXTRA_FRAMES) / n_cols
+    else:
+        raise FeatureError(f"{label + ': ' if label else ''}image levels have {n_cols} columns: expected "
+                           f"{IMAGE_COLUMNS} (the Kaggle image's pixel columns) or {n22} (one per frame of a "
+                           f"{n_samples}-sample clip)")
+    db = (levels - 1.0) * top_db
+    if floor_db is not None:
+        db = np.where(levels <= 0.5 / 255.0, float(floor_db), db)
+    return linear_interp_matrix(np.asarray(frame_times, dtype=np.float64), pos) @ db.T
+
+
 def musicnn_input_from_image(
     levels_or_path: Any,
     *,
@@ -170,22 +192,10 @@ def musicnn_input_from_image(
         peak = image_peak_power(levels, rms_mean, top_db=top_db)
     else:
         peak = IMAGE_TYPICAL_PEAK
-    n22 = 1 + int(n_samples) // IMAGE_HOP
-    n_cols = levels.shape[1]
-    if n_cols == n22:
-        pos = np.arange(n22, dtype=np.float64)
-    elif n_cols == IMAGE_COLUMNS:
-        pos = IMAGE_FIRST_FRAME + np.arange(n_cols) * (n22 + IMAGE_EXTRA_FRAMES) / n_cols
-    else:
-        raise FeatureError(f"image levels have {n_cols} columns: expected {IMAGE_COLUMNS} (the Kaggle image's "
-                           f"pixel columns) or {n22} (one per frame of a {n_samples}-sample clip)")
-    db = (levels - 1.0) * top_db
-    if floor_db is not None:
-        db = np.where(levels <= 0.5 / 255.0, float(floor_db), db)
     n16 = int(round(int(n_samples) * SR / IMAGE_SR))
     frames = frame_count(n16, hop_length=HOP_LENGTH)
     t = np.arange(frames) * (HOP_LENGTH / SR) * (IMAGE_SR / IMAGE_HOP)  # musicnn frame times in image frames
-    db_t = linear_interp_matrix(t, pos) @ db.T  # (frames, 128)
+    db_t = image_db_on_frames(levels, t, n_samples=n_samples, top_db=top_db, floor_db=floor_db)  # (frames, 128)
     db_f = db_t @ _image_to_fft_bins().T  # (frames, 257)
     power = (peak * (SR * N_FFT / IMAGE_N_FFT**2)) * 10.0 ** (db_f / 20.0)  # |X_k|^2 at 16 kHz, n_fft 512
     mel = np.minimum(power.astype(np.float32) @ mel_basis(), np.float32(65504.0))  # float16's largest
