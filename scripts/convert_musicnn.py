@@ -24,7 +24,6 @@ that check.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import runpy
@@ -35,6 +34,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from genrekit.store import file_digest, tensors_sha256  # the one digest of files and of tensor sets
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "src" / "genrekit" / "pretrained" / "musicnn"
@@ -115,26 +116,6 @@ The weights are distributed under the ISC licence of the musicnn package, reprod
 """
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def digest(tensors: dict[str, np.ndarray]) -> str:
-    """sha256 over names, dtypes, shapes and bytes (sorted by name); genrekit checks it on load."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
-        h.update(name.encode())
-        h.update(str(arr.dtype).encode())
-        h.update(str(arr.shape).encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
-
-
 def download_wheel(dest: Path) -> Path:
     """``pip download`` the pinned wheel (no dependencies: only its files are read)."""
     subprocess.run(
@@ -149,7 +130,7 @@ def download_wheel(dest: Path) -> Path:
 
 
 def extract_wheel(wheel: Path, dest: Path) -> Path:
-    got = sha256(wheel)
+    got = file_digest(wheel)
     if got != WHEEL_SHA256:
         raise SystemExit(f"{wheel}: sha256 {got} is not the pinned musicnn 0.1.0 wheel ({WHEEL_SHA256})")
     with zipfile.ZipFile(wheel) as z:
@@ -228,7 +209,7 @@ def convert(pkg: Path, out_dir: Path, *, dtype: str, wheel_sha: str) -> None:
             "format": FORMAT,
             "model": model,
             "dtype": dtype,
-            "sha256": digest(tensors),
+            "sha256": tensors_sha256(tensors),
             "tags": json.dumps(tags[model]),
             "input": json.dumps(INPUT),
             "source": json.dumps({
@@ -262,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="musicnn-") as tmp:
         wheel = Path(args.wheel) if args.wheel else download_wheel(Path(tmp) / "wheel")
         root = extract_wheel(wheel, Path(tmp) / "unzipped")
-        convert(root / "musicnn", Path(args.out), dtype=args.dtype, wheel_sha=sha256(wheel))
+        convert(root / "musicnn", Path(args.out), dtype=args.dtype, wheel_sha=file_digest(wheel))
     return 0
 
 
