@@ -45,8 +45,9 @@ def add_arguments(p) -> None:
     p.add_argument("--tags", action="store_true",
                    help="top MSD tags for models without a musicnn member too (models with one always give them)")
     p.add_argument("--no-styles", dest="styles", action="store_false",
-                   help="skip the styles (the top 3 AudioSet music-genre classes, calibrated, heard by mn04 on "
-                        "at most 6 10 s windows of each song): faster, and records exactly as before")
+                   help="leave the styles (the top 3 AudioSet music-genre classes, calibrated, heard by mn04 on "
+                        "at most 6 10 s windows of each song) out of the records; faster only for a model that "
+                        "does not read mn04 itself (the default does)")
 
 
 def make_engine(args):
