@@ -215,3 +215,17 @@ def test_precomputed_mn04_means_bring_the_audio_only_members_back(tmp_path):
     want = np.sqrt(pn * zs) / np.sqrt(pn * zs).sum()
     assert reggae.scores["reggae"] > without.scores["reggae"]
     assert np.allclose([reggae.scores[g] for g in GENRES], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [42, (np.zeros(384),), (np.zeros(10), np.zeros(527)),
+                                 (np.zeros(384), np.full(527, 1.5)), (np.full(384, np.nan), np.zeros(527))])
+def test_a_malformed_mn04_part_is_one_clear_error_naming_the_track(tmp_path, bad):
+    from genrekit.errors import GenrekitError
+    from genrekit.networks.musicnn.model import Embedding
+
+    clf = GenreClassifier.load(HybridModel([_network_head(), _zero_shot()]).fit().save(tmp_path / "b.safetensors"))
+    rng = np.random.default_rng(5)
+    e = Embedding("MSD_musicnn", rng.random((10, 50)), rng.standard_normal((10, 200)), rng.random((10, 1506)),
+                  np.arange(10) * 3.0, 30.0, False)
+    with pytest.raises(GenrekitError, match="track.png: mn04 must be"):
+        clf.predict_precomputed(embedding=e, mn04=bad, file="track.png")

@@ -169,6 +169,21 @@ def check_patches_per_block(k: int | str | None) -> int | str | None:
         raise GenrekitError(f"{exc} (or 'all')") from None
 
 
+def check_mn04_means(mn04: Any, *, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A track's mn04 part ``(features mean (384), sigmoid mean (527))``, checked: finite, sigmoids in [0, 1]."""
+    from genrekit.networks.mn04.spec import N_CLASSES, N_FEATURES
+
+    try:
+        feats, sig = (np.asarray(v, dtype=np.float64) for v in mn04)
+    except (TypeError, ValueError):
+        raise GenrekitError(f"{name}: mn04 must be (features mean, sigmoid mean), got {type(mn04).__name__}") from None
+    if (feats.shape != (N_FEATURES,) or sig.shape != (N_CLASSES,) or not np.isfinite(feats).all()
+            or not np.isfinite(sig).all() or sig.min() < 0 or sig.max() > 1):
+        raise GenrekitError(f"{name}: mn04 must be ({N_FEATURES} finite features, {N_CLASSES} sigmoids in [0, 1]), "
+                            f"got shapes {feats.shape} and {sig.shape}")
+    return feats, sig
+
+
 def check_min_confidence(p: float | None) -> float | None:
     if p is not None and not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
         raise GenrekitError(f"min_confidence must be a probability in [0, 1], got {p!r}")
@@ -469,6 +484,8 @@ class GenreClassifier:
         came from: ``audio`` or ``image``); for members that read mn04 its track ``mn04`` = (features mean,
         sigmoid mean). Every member must get its input, except that without ``mn04`` a hybrid's members that
         read it are left out and the others' weights renormalised (MODEL_CARD.md: image-only tracks)."""
+        if mn04 is not None:
+            mn04 = check_mn04_means(mn04, name=file or "precomputed")
         given = Precomputed(levels=levels, row=row, embedding=embedding, image=image, domain=domain, seconds=seconds,
                             mn04=mn04)
         present = [mn04 is not None or not getattr(m.input, "hears_mn04", False) for m in self.members]
