@@ -18,7 +18,8 @@ import numpy as np
 
 from genrekit.errors import ModelError
 from genrekit.models.base import Estimator
-from genrekit.models.inputs import check_X, features_input, log_columns, log_transform
+from genrekit.models.inputs import features_input
+from genrekit.models.rows import check_X, log_columns, log_transform
 
 KIND = "sklearn"
 

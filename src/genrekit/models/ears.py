@@ -26,7 +26,8 @@ import numpy as np
 from genrekit.errors import ModelError
 from genrekit.models.base import Estimator, load_model_file, save_model_file
 from genrekit.models.inputs import EARS_PARTS as PARTS  # noqa: F401  (re-exported: the row's parts)
-from genrekit.models.inputs import EarsInput, check_X
+from genrekit.models.inputs import EarsInput
+from genrekit.models.rows import check_X
 
 __all__ = ["KIND", "PARTS", "EarsInput", "ZeroShotModel"]
 

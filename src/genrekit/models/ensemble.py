@@ -20,8 +20,9 @@ import numpy as np
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
 from genrekit.models.base import Estimator
-from genrekit.models.inputs import check_X, features_input
+from genrekit.models.inputs import features_input
 from genrekit.models.registry import ENSEMBLE_MEMBERS, KINDS, model_class, tabular_member
+from genrekit.models.rows import check_X
 
 KIND = "ensemble"
 

@@ -16,7 +16,7 @@ import numpy as np
 from genrekit.errors import ModelError
 from genrekit.metrics import softmax
 from genrekit.models.base import Estimator, load_model_file, save_model_file
-from genrekit.models.inputs import check_X, log_transform
+from genrekit.models.rows import check_X, log_transform
 
 KIND = "linear"
 

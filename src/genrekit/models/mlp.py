@@ -26,7 +26,8 @@ import numpy as np
 
 from genrekit.errors import ModelError
 from genrekit.models.base import Estimator
-from genrekit.models.inputs import check_X, features_input, log_columns, log_transform
+from genrekit.models.inputs import features_input
+from genrekit.models.rows import check_X, log_columns, log_transform
 
 ARCHS: dict[str, tuple[tuple[int, ...], str]] = {
     "256": ((256, 128, 64), "adam"),
