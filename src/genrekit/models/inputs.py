@@ -320,15 +320,34 @@ class FeatureInput(ModelInput):
         return Windows([(0.0, given.seconds)], None, lambda m: _all(X, m))
 
 
+def run_backend(own: str, classifier_backend: str) -> str:
+    """The backend a network member runs on: its own, except that a classifier on "onnx" never runs torch."""
+    return "onnx" if classifier_backend == "onnx" and own == "torch" else own
+
+
+def run_patches(own: int | None, override: int | str | None) -> int | None:
+    """A network member's patches per 30 s block: the load-time override (``"all"``: None), else its own."""
+    if override is None:
+        return own
+    return None if override == "all" else int(override)
+
+
 def musicnn_run(ctx: BlockContext, network: str, patches: int | None, backend: str):
-    """musicnn on the block (an :class:`~genrekit.networks.musicnn.model.Embedding`), run once per block for
-    every member that asks for the same network, patches and backend (a head and the "ears" members)."""
+    """musicnn on the block for a member with its own ``patches`` per 30 s block and ``backend``, under the
+    run's choices (a load-time patches override, ``"all"``: every patch; a classifier on "onnx" never runs
+    torch): ``(embedding, spans, levels)`` of its patches, run once per block for every member that ends
+    up asking for the same network, patches and backend (a head and the "ears" members)."""
     from genrekit.networks import musicnn as embeddings
 
-    key = f"musicnn:{network}:{backend}:{patches}"
+    k, backend = run_patches(patches, ctx.patches_per_block), run_backend(backend, ctx.backend)
+    key = f"musicnn:{network}:{backend}:{k}"
     if key not in ctx.made:
-        ctx.made[key] = embeddings.embed(ctx.y, sr=ctx.sr, model=network, patches_per_block=patches, backend=backend,
-                                         threads=None if backend == "torch" else ctx.threads)
+        y, sr, offset = ctx.y, ctx.sr, ctx.offset
+        e = embeddings.embed(y, sr=sr, model=network, patches_per_block=k, backend=backend,
+                             threads=None if backend == "torch" else ctx.threads)
+        spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
+                 for s in e.starts]
+        ctx.made[key] = (e, spans, window_levels(y, spans, offset=offset, sr=sr))
     return ctx.made[key]
 
 
@@ -371,25 +390,15 @@ class NetworkInput(ModelInput):
         return (x - mean) / std
 
     def run_backend(self, classifier_backend: str) -> str:
-        """The backend this member runs on: its own, except that a classifier on "onnx" never runs torch."""
-        return "onnx" if classifier_backend == "onnx" and self.backend == "torch" else self.backend
+        return run_backend(self.backend, classifier_backend)
 
     def run_patches(self, override: int | str | None) -> int | None:
-        """Patches per 30 s block: the load-time override (``"all"``: None), else the member's own."""
-        if override is None:
-            return self.patches_per_block
-        return None if override == "all" else int(override)
+        return run_patches(self.patches_per_block, override)
 
     def block(self, ctx: BlockContext) -> Windows:
-        from genrekit.networks import musicnn as embeddings
-
-        y, sr, offset = ctx.y, ctx.sr, ctx.offset
-        e = musicnn_run(ctx, self.network, self.run_patches(ctx.patches_per_block), self.run_backend(ctx.backend))
-        spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
-                 for s in e.starts]
+        e, spans, levels = musicnn_run(ctx, self.network, self.patches_per_block, self.backend)
         layer = getattr(e, self.layer)
-        return Windows(spans, window_levels(y, spans, offset=offset, sr=sr),
-                       lambda m: self.vectors(_all(layer, m), domain="audio"), taggram=e.taggram)
+        return Windows(spans, levels, lambda m: self.vectors(_all(layer, m), domain="audio"), taggram=e.taggram)
 
     def precomputed(self, given: Precomputed, *, source: Any) -> Windows:
         if given.embedding is None and given.image is not None:
@@ -468,21 +477,14 @@ class EarsInput(ModelInput):
                     "backend": backend})
 
     def block(self, ctx: BlockContext) -> Windows:
-        from genrekit.networks import musicnn as embeddings
-
         y, sr, offset = ctx.y, ctx.sr, ctx.offset
         if not any(p.startswith("musicnn_") for p in self.parts):  # mn04 alone: no musicnn run, one block-wide
             spans = [(offset, offset + y.size / sr)]              # window says whether the block is audible
             return Windows(spans, window_levels(y, spans, offset=offset, sr=sr),
                            lambda m: _all(np.zeros((1, EARS_PATCH_WIDTH)), m))
-        k = self.patches_per_block if ctx.patches_per_block is None else (
-            None if ctx.patches_per_block == "all" else int(ctx.patches_per_block))
-        backend = "onnx" if ctx.backend == "onnx" and self.backend == "torch" else self.backend
-        e = musicnn_run(ctx, "MSD_musicnn", k, backend)
-        spans = [(offset + float(s), min(offset + y.size / sr, offset + float(s) + embeddings.PATCH_SECONDS))
-                 for s in e.starts]
+        e, spans, levels = musicnn_run(ctx, "MSD_musicnn", self.patches_per_block, self.backend)
         vec = np.concatenate([np.asarray(e.penultimate, np.float64), np.asarray(e.taggram, np.float64)], axis=1)
-        return Windows(spans, window_levels(y, spans, offset=offset, sr=sr), lambda m: _all(vec, m), taggram=e.taggram)
+        return Windows(spans, levels, lambda m: _all(vec, m), taggram=e.taggram)
 
     def rows(self, patches: np.ndarray, mn04: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
         """``(n, columns)``: this input's parts from ``n`` musicnn vectors ``[penultimate | taggram]`` (the
