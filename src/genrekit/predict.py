@@ -320,10 +320,11 @@ class GenreClassifier:
             return None
 
     # ------------------------------------------------------------------------------------ inputs
-    def _proba_of(self, model, X: np.ndarray) -> np.ndarray:
-        """``model.predict_proba(X)``, or no rows when there is nothing audible to classify."""
-        if len(X) == 0:
-            return np.zeros((0, len(self.genres)))
+    def _proba_of(self, model, X: np.ndarray, inp: ModelInput | None = None) -> np.ndarray:
+        """``model.predict_proba(X)``, or no rows when there is nothing audible to classify; for a member that
+        reads mn04 (``inp``) placeholders, scored in :meth:`_aggregate` once mn04 has heard the song."""
+        if len(X) == 0 or getattr(inp, "hears_mn04", False):
+            return np.zeros((len(X), len(self.genres)))
         return model.predict_proba(X)
 
     def _context(self, y: np.ndarray, offset: float) -> BlockContext:
@@ -340,10 +341,7 @@ class GenreClassifier:
         w = inp.block(ctx)
         audible = w.levels >= SILENCE_DB
         X = w.inputs(audible)
-        if getattr(inp, "hears_mn04", False):  # scored in _aggregate, once mn04 has heard the song
-            proba = np.zeros((len(X), len(self.genres)))
-        else:
-            proba = self._proba_of(member.model, X) if member is not None else None
+        proba = self._proba_of(member.model, X, inp) if member is not None else None
         pooled = inp.pools_vectors
         return MemberPart(proba, w.spans, w.levels, X if pooled else None,
                           None if w.taggram is None else w.taggram[audible])
@@ -498,9 +496,8 @@ class GenreClassifier:
                 continue
             w = m.input.precomputed(given, source=self.path)  # each takes its own form (a log-mel member sets the duration)
             X = w.inputs(None)
-            hears = getattr(m.input, "hears_mn04", False)  # scored in _aggregate on its rows with mn04's part
-            parts.append(MemberPart(np.zeros((len(X), len(self.genres))) if hears else self._proba_of(m.model, X),
-                                    w.spans, None, X if m.input.pools_vectors else None, w.taggram))
+            parts.append(MemberPart(self._proba_of(m.model, X, m.input), w.spans, None,
+                                    X if m.input.pools_vectors else None, w.taggram))
         return self._aggregate([parts], top_k=top_k, duration=given.seconds, file=file, mn04=mn04,
                                present=None if all(present) else present)
 
