@@ -190,7 +190,8 @@ def speed_step(v: dict, part: str, alpha: float, lines: list[str]) -> bool:
 
 def int8_agreement(part: str, alpha: float, audio_dir: Path, drop_features: bool = False) -> tuple[int, int, float]:
     """Same top-1 on every shared clip with the network members on the shared run as with their own?"""
-    from genrekit import audio
+    import build_musicnn_default as B
+
     from genrekit.predict import GenreClassifier
 
     with tempfile.TemporaryDirectory() as d:
@@ -198,12 +199,7 @@ def int8_agreement(part: str, alpha: float, audio_dir: Path, drop_features: bool
                                        drop_features=drop_features))
         b = GenreClassifier.load(build(part, alpha, Path(d) / "b.safetensors", shared_run=True,
                                        drop_features=drop_features))
-        same, diff, files = 0, 0.0, sorted(map(Path, audio.find_audio([audio_dir])[0]))
-        for f in files:
-            x, y = a.predict(f, styles=False), b.predict(f, styles=False)
-            same += x.genre == y.genre
-            diff = max(diff, max(abs(x.scores[g] - y.scores[g]) for g in x.scores))
-    return same, len(files), diff
+        return B.agreement(a, b, audio_dir)
 
 
 def main(argv=None) -> int:

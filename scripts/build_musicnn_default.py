@@ -96,17 +96,24 @@ def fit_head(name: str, params: dict, X: np.ndarray, y: list[str], is_audio: np.
 def int8_agreement(model: Path, audio_dir: Path) -> tuple[int, int, float]:
     """(clips with the same top-1, clips, largest score difference): ``model`` as written vs the same
     file with its musicnn member on :data:`INT8_BACKEND`, over every audio file under ``audio_dir``."""
-    from genrekit import audio
     from genrekit.models.inputs import NetworkInput
     from genrekit.predict import GenreClassifier
 
     ref, q = GenreClassifier.load(model), GenreClassifier.load(model)
     q.members = [m._replace(input=m.input.replace(backend=INT8_BACKEND)) if isinstance(m.input, NetworkInput) else m
                  for m in q.members]
+    return agreement(ref, q, audio_dir)
+
+
+def agreement(ref, other, audio_dir: Path) -> tuple[int, int, float]:
+    """(clips with the same top-1, clips, largest score difference) of two classifiers over every audio file
+    under ``audio_dir`` (genre scores only: the styles do not change them)."""
+    from genrekit import audio
+
     files = sorted(map(Path, audio.find_audio([audio_dir])[0]))
     same, diff = 0, 0.0
     for f in files:
-        a, b = ref.predict(f), q.predict(f)
+        a, b = ref.predict(f, styles=False), other.predict(f, styles=False)
         same += a.genre == b.genre
         diff = max(diff, max(abs(a.scores[g] - b.scores[g]) for g in a.scores))
     return same, len(files), diff
